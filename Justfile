@@ -1,0 +1,87 @@
+# grimOS services: every developer and CI task. `just --list` is the help.
+# On a machine without `just`, `cargo xtask <recipe>` installs it (and the other pinned
+# tools) into ./.venv and runs the recipe.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# The pinned tools live inside the checkout: buf and protoc-gen-es in node_modules (from
+# package-lock.json), the Python generators and just in .venv (from requirements-dev.txt).
+export PATH := justfile_directory() / "node_modules/.bin" + ":" + justfile_directory() / ".venv/bin" + ":" + env_var("PATH")
+
+# The released v1 API that `breaking` compares against; changed only by `freeze-api`.
+baseline := "gen/baseline/grimos-v1.binpb"
+
+# List the recipes.
+default:
+    @just --list
+
+# Install the pinned tools into ./node_modules and ./.venv (npm, pip; nothing global).
+setup:
+    npm ci --no-audit --no-fund --loglevel=error
+    test -x .venv/bin/python || python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+
+# Regenerate gen/ (Rust, Python, TypeScript) from proto/.
+generate:
+    buf generate
+
+# Regenerate and fail if gen/ differs from what is committed (the drift gate).
+check-generated: generate
+    #!/usr/bin/env bash
+    set -euo pipefail
+    drift=$(git status --porcelain --untracked-files=all -- gen/)
+    if [ -n "$drift" ]; then
+        echo "gen/ is stale: run 'just generate' and commit the result. Changed files:" >&2
+        echo "$drift" >&2
+        git --no-pager diff --stat -- gen/ >&2
+        exit 1
+    fi
+    echo "gen/ is up to date with proto/"
+
+# Lint everything: buf lint and format, rustfmt, clippy with warnings as errors.
+lint:
+    buf lint
+    buf format --diff --exit-code
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Fail if proto/ breaks wire, JSON or generated-code compatibility with the released v1 API.
+breaking:
+    buf breaking --against {{baseline}}
+
+# Record the current proto/ as the released API (only on purpose, in its own commit).
+freeze-api:
+    buf build --exclude-source-info -o {{baseline}}
+
+# Run every test: Rust, the generated clients, and the gates.
+test: test-rust test-clients test-gates
+
+# Run the Rust workspace's tests.
+test-rust:
+    if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace --locked --no-fail-fast; else cargo test --workspace --locked --no-fail-fast; fi
+
+# Smoke-test the generated Python (fresh venv) and TypeScript packages.
+test-clients:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=$(mktemp -d)
+    trap 'rm -rf "$venv"' EXIT
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -c requirements-dev.txt \
+        ./gen/python pytest mypy types-grpcio types-protobuf
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
+    "$venv/bin/python" -m mypy --strict --no-incremental tests/python
+    npm run --silent build --workspace @grimos/proto
+    tsc -p tests/ts
+    node tests/ts/dist/smoke.js
+
+# Prove the breaking-change and drift gates reject bad input.
+test-gates:
+    .venv/bin/python -m pytest -q -p no:cacheprovider tests/gates
+
+# Everything CI runs, in order.
+ci: setup check-generated lint breaking test
+
+# Print the API the generated crate carries (the services come with their issues).
+run:
+    cargo run --quiet --locked -p grimos-proto --example describe

@@ -1,0 +1,40 @@
+//! Generated Rust code for the grimOS API, as one crate every service depends on.
+//!
+//! Everything under `src/gen/` is written by `just generate` (buf and `grimos-codegen`) from
+//! `proto/`; never edit it. This file and `wkt.rs` are the only hand-written parts: the module
+//! paths users name, and the canonical JSON form of `google.protobuf.FieldMask`.
+//!
+//! - [`auth::v1`]: `grimos.auth.v1` messages, `auth_service_client::AuthServiceClient` and
+//!   `auth_service_server::{AuthService, AuthServiceServer}`.
+//! - [`user::v1`]: `grimos.user.v1`, likewise.
+//! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors (imports included) for
+//!   `tonic-reflection`.
+//!
+//! Every message implements `serde::Serialize` and `Deserialize` in the canonical proto3 JSON
+//! mapping (lowerCamelCase names, RFC 3339 timestamps, 64-bit integers as strings, field
+//! masks as comma-separated strings); unknown JSON fields are rejected.
+
+#[path = "gen/mod.rs"]
+#[rustfmt::skip]
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+mod generated;
+
+pub mod wkt;
+
+pub use generated::descriptor::FILE_DESCRIPTOR_SET;
+
+/// The `grimos.auth` API.
+pub mod auth {
+    /// Version 1 of `grimos.auth`: credentials, roles and tokens.
+    pub mod v1 {
+        pub use crate::generated::grimos::auth::v1::*;
+    }
+}
+
+/// The `grimos.user` API.
+pub mod user {
+    /// Version 1 of `grimos.user`: user profiles.
+    pub mod v1 {
+        pub use crate::generated::grimos::user::v1::*;
+    }
+}

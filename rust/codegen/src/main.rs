@@ -1,0 +1,183 @@
+//! `grimos-codegen`: the buf plugin that writes `gen/rust/src/gen`.
+//!
+//! buf hands it a `CodeGeneratorRequest` on stdin (with `strategy: all`, every file of the
+//! module in one request, imports included). It runs tonic-prost-build (messages, clients,
+//! servers) and pbjson-build (proto3 JSON serde impls) over the same descriptors and answers
+//! with one `<package>.rs` and `<package>.serde.rs` per package, a `mod.rs` that nests them
+//! under `pub mod` and `file_descriptor_set.rs` (the encoded set, imports included, for server
+//! reflection).
+//!
+//! It never writes outside the directory buf names, and its output depends only on the
+//! request, so two machines with the same `Cargo.lock` produce byte-identical files.
+//!
+//! Well-known types map to `pbjson-types`, except `FieldMask` and `Timestamp`, which map to
+//! `grimos_proto::wkt`: pbjson-types encodes a mask as `{"paths": [...]}` instead of the
+//! canonical comma-separated string, and a timestamp with `+00:00` instead of `Z`.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use prost::Message;
+use prost_types::FileDescriptorSet;
+use prost_types::compiler::code_generator_response::{Feature, File};
+use prost_types::compiler::{CodeGeneratorRequest, CodeGeneratorResponse};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Extern paths shared by both generators. More specific paths win in prost-build and
+/// pbjson-build alike, so two types go to our own `wkt` module and the rest to pbjson-types.
+const EXTERN_PATHS: &[(&str, &str)] = &[
+    (".google.protobuf", "::pbjson_types"),
+    (".google.protobuf.FieldMask", "crate::wkt::FieldMask"),
+    (".google.protobuf.Timestamp", "crate::wkt::Timestamp"),
+];
+
+fn main() {
+    let response = match run() {
+        Ok(response) => response,
+        Err(error) => CodeGeneratorResponse {
+            error: Some(error.to_string()),
+            ..Default::default()
+        },
+    };
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = out
+        .write_all(&response.encode_to_vec())
+        .and_then(|()| out.flush())
+    {
+        eprintln!("grimos-codegen: cannot write the response: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<CodeGeneratorResponse> {
+    let mut input = Vec::new();
+    std::io::stdin().read_to_end(&mut input)?;
+    let request = CodeGeneratorRequest::decode(input.as_slice())?;
+
+    // Packages of the files buf asks for; imports (the well-known types) are only context.
+    let packages: BTreeSet<String> = request
+        .proto_file
+        .iter()
+        .filter(|file| request.file_to_generate.iter().any(|f| f == file.name()))
+        .map(|file| file.package().to_owned())
+        .collect();
+    if packages.is_empty() {
+        return Err("no files to generate".into());
+    }
+
+    let fds = FileDescriptorSet {
+        file: request.proto_file,
+    };
+    let fds_bytes = fds.encode_to_vec();
+
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path();
+
+    let mut tonic = tonic_prost_build::configure()
+        .out_dir(out)
+        .build_client(true)
+        .build_server(true)
+        .build_transport(true)
+        .compile_well_known_types(true)
+        .emit_rerun_if_changed(false);
+    for (proto, rust) in EXTERN_PATHS {
+        tonic = tonic.extern_path(proto, rust);
+    }
+    tonic.compile_fds(fds)?;
+
+    let mut pbjson = pbjson_build::Builder::new();
+    pbjson.register_descriptors(&fds_bytes)?.out_dir(out);
+    for (proto, rust) in EXTERN_PATHS {
+        pbjson.extern_path(*proto, *rust);
+    }
+    let prefixes: Vec<String> = packages.iter().map(|p| format!(".{p}")).collect();
+    pbjson.build(&prefixes)?;
+
+    let mut files = Vec::new();
+    for package in &packages {
+        for name in [format!("{package}.rs"), format!("{package}.serde.rs")] {
+            files.push(File {
+                content: Some(read_generated(out, &name)?),
+                name: Some(name),
+                ..Default::default()
+            });
+        }
+    }
+    files.push(File {
+        name: Some("mod.rs".to_owned()),
+        content: Some(module_tree(&packages)),
+        ..Default::default()
+    });
+    files.push(File {
+        name: Some("file_descriptor_set.rs".to_owned()),
+        content: Some(descriptor_set_source(&fds_bytes)),
+        ..Default::default()
+    });
+
+    Ok(CodeGeneratorResponse {
+        supported_features: Some(Feature::Proto3Optional as u64),
+        file: files,
+        ..Default::default()
+    })
+}
+
+fn read_generated(dir: &Path, name: &str) -> Result<String> {
+    std::fs::read_to_string(dir.join(name))
+        .map_err(|error| format!("generator wrote no {name}: {error}").into())
+}
+
+/// `mod.rs`: one nested `pub mod` per package segment, `include!`-ing the package's files.
+fn module_tree(packages: &BTreeSet<String>) -> String {
+    let mut src = String::from(
+        "// @generated by grimos-codegen from proto/. Do not edit: run `just generate`.\n\n",
+    );
+    let mut open: Vec<&str> = Vec::new();
+    for package in packages {
+        let segments: Vec<&str> = package.split('.').collect();
+        let common = open
+            .iter()
+            .zip(&segments)
+            .take_while(|(a, b)| a == b)
+            .count();
+        while open.len() > common {
+            open.pop();
+            let _ = writeln!(src, "{}}}", "    ".repeat(open.len()));
+        }
+        for segment in &segments[common..] {
+            let _ = writeln!(src, "{}pub mod {segment} {{", "    ".repeat(open.len()));
+            open.push(segment);
+        }
+        let indent = "    ".repeat(open.len());
+        let _ = writeln!(src, "{indent}include!(\"{package}.rs\");");
+        let _ = writeln!(src, "{indent}include!(\"{package}.serde.rs\");");
+    }
+    while !open.is_empty() {
+        open.pop();
+        let _ = writeln!(src, "{}}}", "    ".repeat(open.len()));
+    }
+    src.push_str("\n/// The encoded `FileDescriptorSet` of the API, imports included.\n");
+    src.push_str("pub mod descriptor {\n    include!(\"file_descriptor_set.rs\");\n}\n");
+    src
+}
+
+/// `file_descriptor_set.rs`: the encoded descriptor set as a byte-array constant (plugin
+/// responses carry text only, so `include_bytes!` of a binary file is not an option).
+fn descriptor_set_source(bytes: &[u8]) -> String {
+    let mut src = String::from(
+        "// @generated by grimos-codegen from proto/. Do not edit: run `just generate`.\n\n\
+         /// Every file of the API and its imports, for `tonic-reflection`.\n\
+         pub const FILE_DESCRIPTOR_SET: &[u8] = &[\n",
+    );
+    for chunk in bytes.chunks(16) {
+        src.push_str("   ");
+        for byte in chunk {
+            let _ = write!(src, " {byte},");
+        }
+        src.push('\n');
+    }
+    src.push_str("];\n");
+    src
+}
