@@ -5,7 +5,11 @@ use prost_types::FileDescriptorSet;
 
 fn main() -> Result<(), prost::DecodeError> {
     let set = FileDescriptorSet::decode(grimos_proto::FILE_DESCRIPTOR_SET)?;
-    for file in set.file.iter().filter(|f| f.package().starts_with("grimos.")) {
+    for file in set
+        .file
+        .iter()
+        .filter(|f| f.package().starts_with("grimos."))
+    {
         for service in &file.service {
             println!("{}.{} ({})", file.package(), service.name(), file.name());
             for method in &service.method {

@@ -46,7 +46,9 @@ impl Timestamp {
         if !(MIN_SECONDS..=MAX_SECONDS).contains(&self.seconds) {
             return None;
         }
-        let nanos = u32::try_from(self.nanos).ok().filter(|n| *n < 1_000_000_000)?;
+        let nanos = u32::try_from(self.nanos)
+            .ok()
+            .filter(|n| *n < 1_000_000_000)?;
         DateTime::from_timestamp(self.seconds, nanos)
     }
 }
