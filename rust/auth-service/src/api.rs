@@ -1,0 +1,153 @@
+//! The gRPC face of auth-service: each handler decodes its request, calls [`Auth`] and
+//! encodes the reply. No logic lives here beyond reading the `authorization` metadata.
+
+use std::sync::Arc;
+
+use grimos_proto::auth::v1 as pb;
+use grimos_proto::wkt::Timestamp;
+use secrecy::SecretString;
+use tonic::{Request, Response, Status};
+
+use crate::roles;
+use crate::service::{Auth, IssuedTokens};
+
+/// The `grimos.auth.v1.AuthService` implementation.
+#[derive(Clone)]
+pub struct AuthApi {
+    auth: Arc<Auth>,
+}
+
+impl AuthApi {
+    /// Serves `auth`.
+    pub fn new(auth: Arc<Auth>) -> Self {
+        Self { auth }
+    }
+}
+
+fn authorization<T>(request: &Request<T>) -> Option<&str> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+}
+
+impl From<IssuedTokens> for pb::LoginResponse {
+    fn from(t: IssuedTokens) -> Self {
+        Self {
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            user_id: t.user_id,
+            expire_time: Some(Timestamp::from(t.access_expire_time)),
+            refresh_token_expire_time: Some(Timestamp::from(t.refresh_expire_time)),
+            roles: t.roles,
+        }
+    }
+}
+
+impl From<IssuedTokens> for pb::RefreshTokenResponse {
+    fn from(t: IssuedTokens) -> Self {
+        Self {
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            expire_time: Some(Timestamp::from(t.access_expire_time)),
+            refresh_token_expire_time: Some(Timestamp::from(t.refresh_expire_time)),
+            user_id: t.user_id,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::auth_service_server::AuthService for AuthApi {
+    #[tracing::instrument(name = "Login", skip_all)]
+    async fn login(
+        &self,
+        request: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let req = request.into_inner();
+        let issued = self
+            .auth
+            .login(&req.email, SecretString::from(req.password))
+            .await?;
+        Ok(Response::new(issued.into()))
+    }
+
+    #[tracing::instrument(name = "RefreshToken", skip_all)]
+    async fn refresh_token(
+        &self,
+        request: Request<pb::RefreshTokenRequest>,
+    ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
+        let issued = self
+            .auth
+            .refresh(&request.into_inner().refresh_token)
+            .await?;
+        Ok(Response::new(issued.into()))
+    }
+
+    #[tracing::instrument(name = "RevokeToken", skip_all)]
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        self.auth.revoke(&request.into_inner().token).await?;
+        Ok(Response::new(pb::RevokeTokenResponse {}))
+    }
+
+    #[tracing::instrument(name = "ValidateToken", skip_all)]
+    async fn validate_token(
+        &self,
+        request: Request<pb::ValidateTokenRequest>,
+    ) -> Result<Response<pb::ValidateTokenResponse>, Status> {
+        let claims = self.auth.validate(&request.into_inner().access_token)?;
+        let permissions = roles::permissions(&claims.roles)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        Ok(Response::new(pb::ValidateTokenResponse {
+            user_id: claims.sub,
+            expire_time: Some(Timestamp {
+                seconds: i64::try_from(claims.exp).unwrap_or(i64::MAX),
+                nanos: 0,
+            }),
+            roles: claims.roles,
+            permissions,
+        }))
+    }
+
+    #[tracing::instrument(name = "CheckPermission", skip_all)]
+    async fn check_permission(
+        &self,
+        request: Request<pb::CheckPermissionRequest>,
+    ) -> Result<Response<pb::CheckPermissionResponse>, Status> {
+        let req = request.into_inner();
+        let allowed = self
+            .auth
+            .check_permission(&req.access_token, &req.permission)?;
+        Ok(Response::new(pb::CheckPermissionResponse { allowed }))
+    }
+
+    #[tracing::instrument(name = "CreateCredential", skip_all)]
+    async fn create_credential(
+        &self,
+        request: Request<pb::CreateCredentialRequest>,
+    ) -> Result<Response<pb::CreateCredentialResponse>, Status> {
+        self.auth.authorize_service(authorization(&request))?;
+        let req = request.into_inner();
+        let roles = self
+            .auth
+            .create_credential(&req.user_id, &req.email, SecretString::from(req.password))
+            .await?;
+        Ok(Response::new(pb::CreateCredentialResponse { roles }))
+    }
+
+    #[tracing::instrument(name = "DeleteCredential", skip_all)]
+    async fn delete_credential(
+        &self,
+        request: Request<pb::DeleteCredentialRequest>,
+    ) -> Result<Response<pb::DeleteCredentialResponse>, Status> {
+        self.auth.authorize_service(authorization(&request))?;
+        self.auth
+            .delete_credential(&request.into_inner().user_id)
+            .await?;
+        Ok(Response::new(pb::DeleteCredentialResponse {}))
+    }
+}

@@ -1,0 +1,125 @@
+//! auth-service settings: environment variables (or flags of the same meaning), with the
+//! contract's names and defaults. Only `main` reads the environment; tests and the embedded
+//! mode of user-service build a [`Config`] value directly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use secrecy::SecretString;
+
+/// Everything auth-service can be told.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "auth-service",
+    version,
+    about = "grimOS auth-service: credentials, roles and tokens over gRPC"
+)]
+pub struct Config {
+    /// Address the gRPC server listens on; port 0 picks a free port.
+    #[arg(long, env = "AUTH_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    pub listen_addr: SocketAddr,
+
+    /// Database URL: `sqlite://PATH` (relative to the working directory) or `sqlite:///ABS`.
+    #[arg(
+        long,
+        env = "AUTH_DATABASE_URL",
+        default_value = "sqlite://data/auth.db"
+    )]
+    pub database_url: String,
+
+    /// PEM file of Ed25519 PKCS#8 keys: the first signs, every one verifies (key rotation).
+    /// Generated on first start if missing. Replicas share it.
+    #[arg(
+        long,
+        env = "AUTH_SIGNING_KEY_FILE",
+        default_value = "data/auth-signing-key.pem"
+    )]
+    pub signing_key_file: PathBuf,
+
+    /// Lifetime of an access token.
+    #[arg(long, env = "AUTH_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub access_token_ttl: Duration,
+
+    /// Lifetime of a session: a refresh token, however often rotated, stops working this long
+    /// after the login it descends from.
+    #[arg(long, env = "AUTH_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub refresh_token_ttl: Duration,
+
+    /// Comma-separated emails that get the `admin` role when their credential is created.
+    #[arg(
+        long,
+        env = "GRIMOS_ADMIN_EMAILS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub admin_emails: Vec<String>,
+
+    /// The secret user-service presents for CreateCredential and DeleteCredential. Unset:
+    /// those calls are refused.
+    #[arg(long, env = "GRIMOS_SERVICE_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub service_token: Option<SecretString>,
+
+    /// PEM certificate chain for TLS. With `tls_key`, the server speaks TLS only.
+    #[arg(long, env = "GRIMOS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TLS.
+    #[arg(long, env = "GRIMOS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate: clients must present a certificate it signed (mutual TLS).
+    #[arg(long, env = "GRIMOS_TLS_CA", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Login attempts allowed per email within `login_lockout`; further ones are refused with
+    /// RESOURCE_EXHAUSTED until the window ends. A successful login resets the count.
+    #[arg(long, env = "AUTH_LOGIN_MAX_ATTEMPTS", default_value_t = 5)]
+    pub login_max_attempts: u32,
+
+    /// The throttling window, counted from an email's first attempt.
+    #[arg(long, env = "AUTH_LOGIN_LOCKOUT", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub login_lockout: Duration,
+
+    /// Extra delay per attempt once an email has used half of its attempts.
+    #[arg(long, env = "AUTH_LOGIN_SLOWDOWN", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub login_slowdown: Duration,
+
+    /// Password hashes computed at once (default: one less than the CPU count, at least
+    /// one), so that a burst of logins leaves a core for token validation.
+    #[arg(long, env = "AUTH_HASH_CONCURRENCY")]
+    pub hash_concurrency: Option<usize>,
+
+    /// How often each replica loads revocations made by the others.
+    #[arg(long, env = "AUTH_REVOCATION_SYNC_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub revocation_sync_interval: Duration,
+}
+
+fn parse_secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(raw.to_owned()))
+}
+
+impl Config {
+    /// The defaults, with the database and key file in `data_dir` and the listener on
+    /// `listen_addr`: what tests and the embedded mode start from.
+    pub fn with_data_dir(data_dir: &Path, listen_addr: SocketAddr) -> Self {
+        Self {
+            listen_addr,
+            database_url: format!("sqlite://{}", data_dir.join("auth.db").display()),
+            signing_key_file: data_dir.join("auth-signing-key.pem"),
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            admin_emails: Vec::new(),
+            service_token: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            login_max_attempts: 5,
+            login_lockout: Duration::from_secs(15 * 60),
+            login_slowdown: Duration::from_millis(500),
+            hash_concurrency: None,
+            revocation_sync_interval: Duration::from_secs(2),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The auth-service binary: settings from the environment, serve until SIGTERM or Ctrl-C.
+
+use auth_service::{App, Config};
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    grimos_common::init_tracing();
+    let config = Config::parse();
+    let app = App::build(config).await?;
+    app.run_until_stopped(grimos_common::shutdown_signal())
+        .await
+}

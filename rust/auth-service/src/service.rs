@@ -1,0 +1,382 @@
+//! What auth-service does, independent of gRPC: login, refresh, revocation, validation,
+//! credentials. The handlers in `api.rs` only decode requests, call this and encode replies.
+//!
+//! Never logs a password, hash or token; records user ids only.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic_types::FieldViolation;
+
+use crate::error::{Error, Result};
+use crate::passwords::Passwords;
+use crate::revocation::{Kind, Revocation, Revocations};
+use crate::roles;
+use crate::store::{Credential, RefreshOutcome, Session, Store};
+use crate::tokens::{self, AccessClaims, LEEWAY_SECS, Tokens};
+
+/// Login throttling: `max_attempts` per email per `window`, slowed after half of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Throttle {
+    /// Attempts allowed in one window.
+    pub max_attempts: u32,
+    /// The window, from an email's first attempt.
+    pub window: Duration,
+    /// Delay added per attempt beyond half of `max_attempts`.
+    pub slowdown: Duration,
+}
+
+/// Tokens handed out at login or refresh.
+#[derive(Debug)]
+pub struct IssuedTokens {
+    /// The signed access token.
+    pub access_token: String,
+    /// When it expires.
+    pub access_expire_time: SystemTime,
+    /// The new refresh token.
+    pub refresh_token: String,
+    /// When the session, and so the refresh token, expires.
+    pub refresh_expire_time: SystemTime,
+    /// The user.
+    pub user_id: String,
+    /// The user's roles.
+    pub roles: Vec<String>,
+}
+
+/// auth-service's state and operations.
+pub struct Auth {
+    store: Arc<dyn Store>,
+    passwords: Passwords,
+    tokens: Tokens,
+    revocations: Arc<Revocations>,
+    throttle: Throttle,
+    refresh_ttl: Duration,
+    admin_emails: HashSet<String>,
+    service_token_digest: Option<[u8; 32]>,
+}
+
+/// The parts [`Auth`] is built from.
+pub struct AuthParts {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// The password pool.
+    pub passwords: Passwords,
+    /// Token signing and verification.
+    pub tokens: Tokens,
+    /// The revocation set, shared with the sync task.
+    pub revocations: Arc<Revocations>,
+    /// Login throttling.
+    pub throttle: Throttle,
+    /// Session lifetime.
+    pub refresh_ttl: Duration,
+    /// Emails that get `admin`.
+    pub admin_emails: Vec<String>,
+    /// The service credential, if any.
+    pub service_token: Option<SecretString>,
+}
+
+fn now_secs() -> i64 {
+    i64::try_from(tokens::unix_now()).unwrap_or(i64::MAX)
+}
+
+fn at(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+impl Auth {
+    /// Assembles the service.
+    pub fn new(parts: AuthParts) -> Self {
+        Self {
+            store: parts.store,
+            passwords: parts.passwords,
+            tokens: parts.tokens,
+            revocations: parts.revocations,
+            throttle: parts.throttle,
+            refresh_ttl: parts.refresh_ttl,
+            admin_emails: parts
+                .admin_emails
+                .iter()
+                .map(|e| e.trim().to_lowercase())
+                .filter(|e| !e.is_empty())
+                .collect(),
+            service_token_digest: parts
+                .service_token
+                .filter(|t| !t.expose_secret().is_empty())
+                .map(|t| digest(t.expose_secret())),
+        }
+    }
+
+    /// The storage, for readiness checks.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// How long a revocation of an access token issued now must be kept.
+    fn revocation_ttl(&self) -> i64 {
+        i64::try_from(self.tokens.access_ttl().as_secs() + LEEWAY_SECS + 1).unwrap_or(i64::MAX)
+    }
+
+    /// Checks email and password, throttled per email, and opens a session.
+    pub async fn login(&self, email: &str, password: SecretString) -> Result<IssuedTokens> {
+        // Too long to be anyone's password: refuse before hashing (Argon2 DoS), same message.
+        if password.expose_secret().len() > grimos_common::validate::PASSWORD_MAX_BYTES {
+            return Err(Error::InvalidCredentials);
+        }
+        let Ok(email) = grimos_common::validate::email(email) else {
+            // No account can have this email; still spend a hash so timing tells nothing.
+            self.passwords.verify(password, None).await?;
+            return Err(Error::InvalidCredentials);
+        };
+
+        let now = now_secs();
+        let window = i64::try_from(self.throttle.window.as_secs()).unwrap_or(i64::MAX);
+        let (attempts, window_start) = self.store.count_login_attempt(&email, now, window).await?;
+        let max = i64::from(self.throttle.max_attempts.max(1));
+        if attempts > max {
+            let retry_after = (window_start + window - now).max(1);
+            tracing::warn!(attempts, "login throttled");
+            return Err(Error::Throttled {
+                retry_after: Duration::from_secs(u64::try_from(retry_after).unwrap_or(1)),
+            });
+        }
+        let free = max / 2;
+        if attempts > free {
+            let extra = u32::try_from(attempts - free).unwrap_or(u32::MAX);
+            tokio::time::sleep(self.throttle.slowdown.saturating_mul(extra)).await;
+        }
+
+        let credential = self.store.credential_by_email(&email).await?;
+        let hash = credential.as_ref().map(|c| c.password_hash.clone());
+        if !self.passwords.verify(password, hash).await? {
+            return Err(Error::InvalidCredentials);
+        }
+        let Some(credential) = credential else {
+            return Err(Error::InvalidCredentials);
+        };
+        self.store.clear_login_attempts(&email).await?;
+
+        let session = Session {
+            id: tokens::random_token_id(),
+            user_id: credential.user_id.clone(),
+            create_time: now,
+            expire_time: now
+                .saturating_add(i64::try_from(self.refresh_ttl.as_secs()).unwrap_or(i64::MAX)),
+        };
+        let refresh_token = tokens::new_refresh_token();
+        self.store
+            .create_session(&session, &tokens::refresh_token_digest(&refresh_token))
+            .await?;
+        let (access_token, access_expire_time) =
+            self.tokens
+                .issue_access(&credential.user_id, &session.id, &credential.roles)?;
+        tracing::info!(user_id = %credential.user_id, "login");
+        Ok(IssuedTokens {
+            access_token,
+            access_expire_time,
+            refresh_token,
+            refresh_expire_time: at(session.expire_time),
+            user_id: credential.user_id,
+            roles: credential.roles,
+        })
+    }
+
+    /// Rotates a refresh token. A token presented after it was rotated ends its session.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedTokens> {
+        if !tokens::looks_like_refresh_token(refresh_token) {
+            return Err(Error::Unauthenticated);
+        }
+        let new_token = tokens::new_refresh_token();
+        let outcome = self
+            .store
+            .rotate_refresh_token(
+                &tokens::refresh_token_digest(refresh_token),
+                &tokens::refresh_token_digest(&new_token),
+                now_secs(),
+                self.revocation_ttl(),
+            )
+            .await?;
+        match outcome {
+            RefreshOutcome::Rotated { session, roles } => {
+                let (access_token, access_expire_time) =
+                    self.tokens
+                        .issue_access(&session.user_id, &session.id, &roles)?;
+                Ok(IssuedTokens {
+                    access_token,
+                    access_expire_time,
+                    refresh_token: new_token,
+                    refresh_expire_time: at(session.expire_time),
+                    user_id: session.user_id,
+                    roles,
+                })
+            }
+            RefreshOutcome::Ended { revocation, .. } => {
+                tracing::warn!("refresh token reused; session revoked");
+                self.revocations.apply(&[revocation], None);
+                Err(Error::Unauthenticated)
+            }
+            RefreshOutcome::Invalid => Err(Error::Unauthenticated),
+        }
+    }
+
+    /// Revokes an access token, or the session of a refresh token.
+    pub async fn revoke(&self, token: &str) -> Result<()> {
+        if tokens::looks_like_refresh_token(token) {
+            let outcome = self
+                .store
+                .end_session(
+                    &tokens::refresh_token_digest(token),
+                    now_secs(),
+                    self.revocation_ttl(),
+                )
+                .await?;
+            return match outcome {
+                RefreshOutcome::Ended { revocation, reused } => {
+                    self.revocations.apply(&[revocation], None);
+                    if reused {
+                        tracing::warn!("rotated refresh token presented; session revoked");
+                        Err(Error::Unauthenticated)
+                    } else {
+                        Ok(())
+                    }
+                }
+                RefreshOutcome::Rotated { .. } | RefreshOutcome::Invalid => {
+                    Err(Error::Unauthenticated)
+                }
+            };
+        }
+        let claims = self.validate(token)?;
+        let revocation = Revocation {
+            kind: Kind::Token,
+            subject: claims.jti,
+            revoke_time: now_secs(),
+            expire_time: i64::try_from(claims.exp + LEEWAY_SECS + 1).unwrap_or(i64::MAX),
+        };
+        self.store.insert_revocation(&revocation).await?;
+        self.revocations.apply(&[revocation], None);
+        tracing::info!(user_id = %claims.sub, "access token revoked");
+        Ok(())
+    }
+
+    /// The claims of a valid, unrevoked access token. No database read.
+    pub fn validate(&self, access_token: &str) -> Result<AccessClaims> {
+        let claims = self.tokens.verify_access(access_token)?;
+        if self.revocations.is_revoked(&claims) {
+            return Err(Error::Unauthenticated);
+        }
+        Ok(claims)
+    }
+
+    /// Whether the holder of `access_token` has `permission`.
+    pub fn check_permission(&self, access_token: &str, permission: &str) -> Result<bool> {
+        if permission.is_empty() {
+            return Err(Error::invalid("permission", "permission is required"));
+        }
+        let claims = self.validate(access_token)?;
+        Ok(roles::allows(&claims.roles, permission))
+    }
+
+    /// Checks the `authorization` metadata of a service-only call: the service token passes;
+    /// a user's valid access token is `PermissionDenied`; anything else `Unauthenticated`.
+    pub fn authorize_service(&self, authorization: Option<&str>) -> Result<()> {
+        let bearer = authorization
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or(Error::Unauthenticated)?;
+        if let Some(expected) = &self.service_token_digest
+            && bool::from(digest(bearer).ct_eq(expected))
+        {
+            return Ok(());
+        }
+        if self.validate(bearer).is_ok() {
+            return Err(Error::PermissionDenied("this call is for services only"));
+        }
+        Err(Error::Unauthenticated)
+    }
+
+    /// Stores a credential and returns the roles granted.
+    pub async fn create_credential(
+        &self,
+        user_id: &str,
+        email: &str,
+        password: SecretString,
+    ) -> Result<Vec<String>> {
+        let mut violations = Vec::new();
+        if let Err(reason) = check_user_id(user_id) {
+            violations.push(FieldViolation::new("user_id", reason));
+        }
+        let email = match grimos_common::validate::email(email) {
+            Ok(email) => Some(email),
+            Err(reason) => {
+                violations.push(FieldViolation::new("email", reason));
+                None
+            }
+        };
+        if let Err(reason) = grimos_common::validate::password(password.expose_secret()) {
+            violations.push(FieldViolation::new("password", reason));
+        }
+        let Some(email) = email.filter(|_| violations.is_empty()) else {
+            return Err(Error::InvalidArgument(violations));
+        };
+
+        let mut roles = vec![roles::USER.to_owned()];
+        if self.admin_emails.contains(&email) {
+            roles.push(roles::ADMIN.to_owned());
+        }
+        let password_hash = self.passwords.hash(password).await?;
+        self.store
+            .insert_credential(&Credential {
+                user_id: user_id.to_owned(),
+                email,
+                password_hash,
+                roles: roles.clone(),
+                create_time: now_secs(),
+            })
+            .await?;
+        tracing::info!(%user_id, ?roles, "credential created");
+        Ok(roles)
+    }
+
+    /// Deletes a credential and revokes every token of its user. Deleting a credential that
+    /// does not exist succeeds: the call is idempotent, so callers can retry it safely.
+    pub async fn delete_credential(&self, user_id: &str) -> Result<()> {
+        if let Err(reason) = check_user_id(user_id) {
+            return Err(Error::invalid("user_id", reason));
+        }
+        let now = now_secs();
+        let revocation = Revocation {
+            kind: Kind::User,
+            subject: user_id.to_owned(),
+            revoke_time: now,
+            expire_time: now + self.revocation_ttl(),
+        };
+        if self.store.delete_credential(user_id, &revocation).await? {
+            self.revocations.apply(&[revocation], None);
+            tracing::info!(%user_id, "credential deleted");
+        }
+        Ok(())
+    }
+}
+
+/// A user id: 1 to 64 characters of letters, digits, `-` and `_` (user-service uses UUIDs).
+fn check_user_id(user_id: &str) -> std::result::Result<(), &'static str> {
+    if user_id.is_empty() {
+        return Err("user_id is required");
+    }
+    if user_id.len() > 64
+        || !user_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("user_id must be 1 to 64 letters, digits, '-' or '_'");
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Building and running auth-service: the one builder that `main`, the tests and
+//! user-service's embedded mode all use.
+//!
+//! [`App::build`] opens the database and runs migrations, loads (or creates) the signing
+//! key, loads revocations and binds the listener, so `local_addr` is known before serving
+//! (port 0 works) and every failure surfaces at start-up. [`App::run_until_stopped`] serves
+//! until the shutdown future resolves, then lets in-flight calls finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use grimos_proto::auth::v1::auth_service_server::AuthServiceServer;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
+
+use crate::api::AuthApi;
+use crate::config::Config;
+use crate::keys::KeyRing;
+use crate::passwords::Passwords;
+use crate::revocation::Revocations;
+use crate::service::{Auth, AuthParts, Throttle};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+use crate::tokens::{self, Tokens};
+
+/// Requests are small; this caps what a client can make the server buffer.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// The longest any call may run, whatever deadline the client sets.
+const MAX_CALL_TIME: Duration = Duration::from_secs(30);
+/// Expired revocations, sessions and login windows are purged this often.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// A built auth-service, bound to its address and ready to serve.
+pub struct App {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    auth: Arc<Auth>,
+    store: Arc<dyn Store>,
+    revocations: Arc<Revocations>,
+    sync_interval: Duration,
+    login_window: Duration,
+    tls: Option<ServerTlsConfig>,
+}
+
+impl App {
+    /// Prepares everything that can fail before serving.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if config.database_url.starts_with("postgres") {
+            anyhow::bail!("AUTH_DATABASE_URL: PostgreSQL is not supported yet; use sqlite://PATH");
+        }
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_url).await?);
+        let keys = KeyRing::load_or_create(&config.signing_key_file)?;
+        let concurrency = config.hash_concurrency.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        });
+        let passwords = Passwords::new(concurrency).await?;
+        let revocations = Arc::new(Revocations::default());
+        load_revocations(store.as_ref(), &revocations).await?;
+        if config.service_token.is_none() {
+            tracing::warn!(
+                "GRIMOS_SERVICE_TOKEN is not set: CreateCredential and DeleteCredential will be refused"
+            );
+        }
+        let tls = tls_config(&config)?;
+
+        let auth = Arc::new(Auth::new(AuthParts {
+            store: store.clone(),
+            passwords,
+            tokens: Tokens::new(keys, config.access_token_ttl),
+            revocations: revocations.clone(),
+            throttle: Throttle {
+                max_attempts: config.login_max_attempts,
+                window: config.login_lockout,
+                slowdown: config.login_slowdown,
+            },
+            refresh_ttl: config.refresh_token_ttl,
+            admin_emails: config.admin_emails.clone(),
+            service_token: config.service_token.clone(),
+        }));
+
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            auth,
+            store,
+            revocations,
+            sync_interval: config.revocation_sync_interval,
+            login_window: config.login_lockout,
+            tls,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves; in-flight calls then finish before this returns.
+    pub async fn run_until_stopped<F>(self, shutdown: F) -> anyhow::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<AuthServiceServer<AuthApi>>().await;
+        health.set_service_status("", ServingStatus::Serving).await;
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(grimos_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(grimos_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let sync = tokio::spawn(sync_revocations(
+            self.store.clone(),
+            self.revocations.clone(),
+            self.sync_interval,
+            self.login_window,
+        ));
+
+        let api = AuthServiceServer::new(AuthApi::new(self.auth.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
+        let mut server = Server::builder()
+            .timeout(MAX_CALL_TIME)
+            .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()));
+        if let Some(tls) = self.tls {
+            server = server
+                .tls_config(tls)
+                .context("invalid TLS configuration")?;
+        }
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        tracing::info!(addr = %self.local_addr, "auth-service listening (gRPC)");
+
+        let stopping = async move {
+            shutdown.await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            health.set_not_serving::<AuthServiceServer<AuthApi>>().await;
+            tracing::info!("auth-service stopping; finishing in-flight calls");
+        };
+        let served = server
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(api)
+            .serve_with_incoming_shutdown(incoming, stopping)
+            .await;
+        sync.abort();
+        served.context("auth-service server failed")?;
+        tracing::info!("auth-service stopped");
+        Ok(())
+    }
+}
+
+fn tls_config(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &config.tls_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(tls))
+}
+
+async fn load_revocations(store: &dyn Store, revocations: &Revocations) -> anyhow::Result<()> {
+    let rows = store
+        .revocations_after(revocations.last_seq())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load revocations: {e}"))?;
+    if let Some((seq, _)) = rows.last() {
+        let seq = *seq;
+        let list: Vec<_> = rows.into_iter().map(|(_, r)| r).collect();
+        revocations.apply(&list, Some(seq));
+    }
+    Ok(())
+}
+
+/// Polls for revocations made by other replicas, and purges what has expired.
+async fn sync_revocations(
+    store: Arc<dyn Store>,
+    revocations: Arc<Revocations>,
+    interval: Duration,
+    login_window: Duration,
+) {
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_purge = tokio::time::Instant::now();
+    loop {
+        ticker.tick().await;
+        if let Err(error) = load_revocations(store.as_ref(), &revocations).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "revocation sync failed; retrying"
+            );
+        }
+        if last_purge.elapsed() >= PURGE_EVERY {
+            last_purge = tokio::time::Instant::now();
+            let now = i64::try_from(tokens::unix_now()).unwrap_or(i64::MAX);
+            let window = i64::try_from(login_window.as_secs()).unwrap_or(i64::MAX);
+            if let Err(error) = store.purge(now, window).await {
+                tracing::warn!(%error, "purge failed");
+            }
+            revocations.purge(now);
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! What both services share and nothing else: tracing set-up, the shutdown signal, the
+//! contract's input rules, and opening a crash-safe SQLite database from a `sqlite://` URL.
+//!
+//! This crate never knows about either service's API or tables; each service owns its own
+//! schema, errors and status mapping.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tracing_subscriber::EnvFilter;
+
+pub mod validate;
+
+/// Installs the global `tracing` subscriber: `RUST_LOG` filters (default `info`), output
+/// goes to stderr. Safe to call more than once (later calls do nothing), so tests and an
+/// embedding process can all call it.
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Resolves when the process receives Ctrl-C (SIGINT) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// The file a `sqlite://` URL names: `sqlite://data/x.db` is relative to the working
+/// directory, `sqlite:///tmp/x.db` is absolute. Query parameters are ignored here.
+pub fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        bail!("not a sqlite URL: {url:?} (expected sqlite://PATH)");
+    };
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        bail!("{url:?} names no database file; data must live on disk");
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Opens (creating the file and its folder if missing) a SQLite database for a service:
+/// WAL journal, `synchronous = FULL` (a committed transaction survives a crash or power
+/// loss), foreign keys on, and a busy timeout so that writers from several processes (replicas
+/// sharing one file) wait for each other instead of failing.
+pub async fn open_sqlite(url: &str, max_connections: u32) -> anyhow::Result<SqlitePool> {
+    let path = sqlite_path(url)?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the database folder {}", parent.display()))?;
+    }
+    let options = SqliteConnectOptions::from_str(url)
+        .with_context(|| format!("invalid database URL {url:?}"))?
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    SqlitePoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot open the database {}", display(&path)))
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_relative_and_absolute_files() {
+        assert_eq!(
+            sqlite_path("sqlite://data/auth.db").unwrap(),
+            PathBuf::from("data/auth.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/x.db?mode=rwc").unwrap(),
+            PathBuf::from("/tmp/x.db")
+        );
+        assert!(sqlite_path("postgres://localhost/x").is_err());
+        assert!(sqlite_path("sqlite::memory:").is_err());
+        assert!(sqlite_path("sqlite://").is_err());
+    }
+
+    #[tokio::test]
+    async fn opening_creates_the_folder_and_a_wal_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/nested/db.sqlite", dir.path().display());
+        let pool = open_sqlite(&url, 2).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert!(dir.path().join("nested/db.sqlite").exists());
+    }
+}
