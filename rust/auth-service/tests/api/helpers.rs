@@ -1,0 +1,227 @@
+//! `spawn_app()` and friends: start the real auth-service in-process, talk to it over gRPC.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_service::{App, Config};
+use grimos_proto::auth::v1 as pb;
+use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
+use secrecy::SecretString;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+/// The service credential every test app is configured with.
+pub const SERVICE_TOKEN: &str = "test-service-token-0123456789";
+/// A password that passes the input rules.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A running auth-service and a client for it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub dir: Arc<TempDir>,
+    pub client: AuthServiceClient<Channel>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        grimos_common::init_tracing();
+    }
+}
+
+/// The configuration tests start from: a fresh data folder, port 0, fast throttling.
+pub fn test_config(dir: &TempDir) -> Config {
+    let mut config = Config::with_data_dir(dir.path(), "127.0.0.1:0".parse().unwrap());
+    config.service_token = Some(SecretString::from(SERVICE_TOKEN.to_owned()));
+    config.admin_emails = vec!["root@grimos.dev".to_owned()];
+    config.login_slowdown = Duration::from_millis(10);
+    config.hash_concurrency = Some(2);
+    config.revocation_sync_interval = Duration::from_millis(200);
+    config
+}
+
+/// Starts auth-service with the test configuration.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts auth-service with the test configuration as `adjust` changes it.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    spawn_in(dir, adjust).await
+}
+
+/// Starts auth-service on the data folder `dir` (for restarts and replicas).
+pub async fn spawn_in(dir: Arc<TempDir>, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    init_logs();
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    let app = App::build(config).await.expect("auth-service builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let client = AuthServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("client connects");
+    TestApp {
+        addr,
+        dir,
+        client,
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    /// A fresh client (its own connection).
+    pub async fn new_client(&self) -> AuthServiceClient<Channel> {
+        AuthServiceClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    /// A new channel to the server, for the other clients (health, reflection).
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the server gracefully and waits until it has; returns the data folder.
+    pub async fn stop(mut self) -> Arc<TempDir> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.unwrap().unwrap();
+        }
+        self.dir.clone()
+    }
+
+    /// CreateCredential with the service token.
+    pub async fn create_credential(
+        &self,
+        user_id: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<Vec<String>, Status> {
+        let request = bearer(
+            pb::CreateCredentialRequest {
+                user_id: user_id.into(),
+                email: email.into(),
+                password: password.into(),
+            },
+            SERVICE_TOKEN,
+        );
+        Ok(self
+            .client
+            .clone()
+            .create_credential(request)
+            .await?
+            .into_inner()
+            .roles)
+    }
+
+    /// Creates a credential with a random user id and [`PASSWORD`]; returns the user id.
+    pub async fn sign_up(&self, email: &str) -> String {
+        let user_id = uuid::Uuid::new_v4().to_string();
+        self.create_credential(&user_id, email, PASSWORD)
+            .await
+            .unwrap();
+        user_id
+    }
+
+    /// Login.
+    pub async fn login(&self, email: &str, password: &str) -> Result<pb::LoginResponse, Status> {
+        let request = pb::LoginRequest {
+            email: email.into(),
+            password: password.into(),
+        };
+        Ok(self.client.clone().login(request).await?.into_inner())
+    }
+
+    /// Signs a user up and logs in.
+    pub async fn signed_in(&self, email: &str) -> pb::LoginResponse {
+        self.sign_up(email).await;
+        self.login(email, PASSWORD).await.unwrap()
+    }
+
+    /// ValidateToken.
+    pub async fn validate(&self, access_token: &str) -> Result<pb::ValidateTokenResponse, Status> {
+        let request = pb::ValidateTokenRequest {
+            access_token: access_token.into(),
+        };
+        Ok(self
+            .client
+            .clone()
+            .validate_token(request)
+            .await?
+            .into_inner())
+    }
+
+    /// RefreshToken.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<pb::RefreshTokenResponse, Status> {
+        let request = pb::RefreshTokenRequest {
+            refresh_token: refresh_token.into(),
+        };
+        Ok(self
+            .client
+            .clone()
+            .refresh_token(request)
+            .await?
+            .into_inner())
+    }
+
+    /// RevokeToken.
+    pub async fn revoke(&self, token: &str) -> Result<(), Status> {
+        let request = pb::RevokeTokenRequest {
+            token: token.into(),
+        };
+        self.client.clone().revoke_token(request).await?;
+        Ok(())
+    }
+
+    /// The PEM text of the signing key file.
+    pub fn signing_key_pem(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("auth-signing-key.pem")).unwrap()
+    }
+}
+
+/// `message` with `authorization: Bearer <token>` metadata.
+pub fn bearer<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Asserts the code of an error result and returns the status.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// The field paths of the `google.rpc.BadRequest` violations in a status.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}

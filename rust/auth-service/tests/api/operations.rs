@@ -1,0 +1,245 @@
+//! Operations: health, reflection, graceful shutdown, deadlines, and crash safety of the
+//! real binary.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use grimos_proto::auth::v1 as pb;
+use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::helpers::{PASSWORD, SERVICE_TOKEN, bearer, expect_code, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn health_reports_serving_overall_and_for_the_service() {
+    let app = spawn_app().await;
+    let mut health = HealthClient::new(app.channel().await);
+    for service in ["", "grimos.auth.v1.AuthService"] {
+        let response = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "nope.Service".into(),
+        })
+        .await;
+    expect_code(unknown, Code::NotFound);
+}
+
+#[tokio::test]
+async fn reflection_lists_the_services_in_v1_and_v1alpha() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let app = spawn_app().await;
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(app.channel().await);
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("unexpected reflection response");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"grimos.auth.v1.AuthService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+
+    let mut alpha =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(app.channel().await);
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "grimos.auth.v1.AuthService".into(),
+            ),
+        ),
+    };
+    let mut stream = alpha
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    assert!(matches!(
+        response.message_response,
+        Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(ref f))
+            if !f.file_descriptor_proto.is_empty()
+    ));
+}
+
+#[tokio::test]
+async fn in_flight_calls_finish_during_graceful_shutdown() {
+    let app = spawn_app_with(|c| c.login_slowdown = Duration::from_millis(600)).await;
+    app.sign_up("ada@example.com").await;
+    for _ in 0..2 {
+        expect_code(
+            app.login("ada@example.com", "wrong password").await,
+            Code::Unauthenticated,
+        );
+    }
+    // The third attempt is slowed by 600 ms; stop the server while it is in flight.
+    let mut client = app.new_client().await;
+    let slow = tokio::spawn(async move {
+        client
+            .login(pb::LoginRequest {
+                email: "ada@example.com".into(),
+                password: PASSWORD.into(),
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let addr = app.addr;
+    app.stop().await;
+    let finished = slow.await.unwrap();
+    assert!(finished.is_ok(), "in-flight login completed: {finished:?}");
+    assert!(
+        AuthServiceClient::connect(format!("http://{addr}"))
+            .await
+            .is_err(),
+        "no longer listening"
+    );
+}
+
+#[tokio::test]
+async fn client_deadlines_are_honoured() {
+    let app = spawn_app_with(|c| c.login_slowdown = Duration::from_secs(3)).await;
+    app.sign_up("ada@example.com").await;
+    for _ in 0..2 {
+        expect_code(
+            app.login("ada@example.com", "wrong password").await,
+            Code::Unauthenticated,
+        );
+    }
+    let mut request = tonic::Request::new(pb::LoginRequest {
+        email: "ada@example.com".into(),
+        password: PASSWORD.into(),
+    });
+    request.set_timeout(Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    let status = app.client.clone().login(request).await.unwrap_err();
+    // tonic reports its own expired `grpc-timeout` as CANCELLED ("Timeout expired"); other
+    // gRPC clients say DEADLINE_EXCEEDED. Either way the call ends at the deadline, not after
+    // the 3 s the server would have taken.
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// The real binary on a free port, with its data in `dir`.
+fn start_binary(dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_auth-service"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AUTH_LISTEN_ADDR", "127.0.0.1:0")
+        .env(
+            "AUTH_DATABASE_URL",
+            format!("sqlite://{}/auth.db", dir.display()),
+        )
+        .env("AUTH_SIGNING_KEY_FILE", dir.join("key.pem"))
+        .env("GRIMOS_SERVICE_TOKEN", SERVICE_TOKEN)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("the binary logs its address").unwrap();
+        if let Some(rest) = line
+            .split("addr=")
+            .nth(1)
+            .filter(|_| line.contains("listening"))
+        {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{addr}"))
+}
+
+#[tokio::test]
+async fn the_binary_keeps_committed_writes_across_kill_9_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url) = start_binary(dir.path());
+    let mut client = AuthServiceClient::connect(url).await.unwrap();
+    let create = pb::CreateCredentialRequest {
+        user_id: "u-1".into(),
+        email: "ada@example.com".into(),
+        password: PASSWORD.into(),
+    };
+    client
+        .create_credential(bearer(create, SERVICE_TOKEN))
+        .await
+        .unwrap();
+    let login = client
+        .login(pb::LoginRequest {
+            email: "ada@example.com".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    child.kill().unwrap(); // SIGKILL: no chance to flush anything
+    child.wait().unwrap();
+
+    let (mut child, url) = start_binary(dir.path());
+    let mut client = AuthServiceClient::connect(url).await.unwrap();
+    let again = client
+        .login(pb::LoginRequest {
+            email: "ada@example.com".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.user_id, "u-1");
+    client
+        .refresh_token(pb::RefreshTokenRequest {
+            refresh_token: login.refresh_token,
+        })
+        .await
+        .unwrap();
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+}
