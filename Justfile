@@ -82,6 +82,6 @@ test-gates:
 # Everything CI runs, in order.
 ci: setup check-generated lint breaking test
 
-# Print the API the generated crate carries (the services come with their issues).
+# Run the system: auth-service on 127.0.0.1:50051 (SQLite and signing key under ./data).
 run:
-    cargo run --quiet --locked -p grimos-proto --example describe
+    cargo run --locked -p auth-service

@@ -23,6 +23,19 @@ pub mod wkt;
 
 pub use generated::descriptor::FILE_DESCRIPTOR_SET;
 
+/// The descriptors a server of `package` should offer through reflection: that package's
+/// files and every file that is not part of the grimOS API (the well-known types), so a
+/// server does not advertise another service's API.
+pub fn descriptor_set_for(
+    package: &str,
+) -> Result<prost_types::FileDescriptorSet, prost::DecodeError> {
+    use prost::Message as _;
+    let mut set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET)?;
+    set.file
+        .retain(|file| !file.package().starts_with("grimos.") || file.package() == package);
+    Ok(set)
+}
+
 /// The `grimos.auth` API.
 pub mod auth {
     /// Version 1 of `grimos.auth`: credentials, roles and tokens.

@@ -113,12 +113,13 @@ impl App {
         health.set_serving::<AuthServiceServer<AuthApi>>().await;
         health.set_service_status("", ServingStatus::Serving).await;
 
+        let api_descriptors = grimos_proto::descriptor_set_for("grimos.auth.v1")?;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(grimos_proto::FILE_DESCRIPTOR_SET)
+            .register_file_descriptor_set(api_descriptors.clone())
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(grimos_proto::FILE_DESCRIPTOR_SET)
+            .register_file_descriptor_set(api_descriptors)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
