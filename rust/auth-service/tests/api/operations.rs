@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use grimos_proto::auth::v1 as pb;
@@ -155,8 +156,17 @@ async fn client_deadlines_are_honoured() {
     );
 }
 
-/// The real binary on a free port, with its data in `dir`.
+/// The real binary on a free port, with its data in `dir`, logging at `info`.
 fn start_binary(dir: &std::path::Path) -> (Child, String) {
+    let (child, url, _) = start_binary_logging(dir, "info");
+    (child, url)
+}
+
+/// The real binary, logging at `level`; every stderr line is collected.
+fn start_binary_logging(
+    dir: &std::path::Path,
+    level: &str,
+) -> (Child, String, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_auth-service"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -167,15 +177,17 @@ fn start_binary(dir: &std::path::Path) -> (Child, String) {
         )
         .env("AUTH_SIGNING_KEY_FILE", dir.join("key.pem"))
         .env("GRIMOS_SERVICE_TOKEN", SERVICE_TOKEN)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", level)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
     let mut lines = BufReader::new(stderr).lines();
     let addr = loop {
         let line = lines.next().expect("the binary logs its address").unwrap();
+        log.lock().unwrap().push(line.clone());
         if let Some(rest) = line
             .split("addr=")
             .nth(1)
@@ -185,8 +197,13 @@ fn start_binary(dir: &std::path::Path) -> (Child, String) {
         }
     };
     // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{addr}"))
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, format!("http://{addr}"), log)
 }
 
 #[tokio::test]
@@ -242,4 +259,63 @@ async fn the_binary_keeps_committed_writes_across_kill_9_and_stops_on_sigterm() 
         .unwrap()
         .unwrap();
     assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+}
+
+#[tokio::test]
+async fn no_password_hash_or_token_reaches_the_logs_even_at_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, log) = start_binary_logging(dir.path(), "debug");
+    let mut client = AuthServiceClient::connect(url).await.unwrap();
+    let password = "log-canary-password-1";
+    let create = pb::CreateCredentialRequest {
+        user_id: "u-1".into(),
+        email: "ada@example.com".into(),
+        password: password.into(),
+    };
+    client
+        .create_credential(bearer(create, SERVICE_TOKEN))
+        .await
+        .unwrap();
+    let login_request = |password: &str| pb::LoginRequest {
+        email: "ada@example.com".into(),
+        password: password.into(),
+    };
+    let login = client
+        .login(login_request(password))
+        .await
+        .unwrap()
+        .into_inner();
+    let _ = client.login(login_request("log-canary-wrong")).await;
+    let refreshed = client
+        .refresh_token(pb::RefreshTokenRequest {
+            refresh_token: login.refresh_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .revoke_token(pb::RevokeTokenRequest {
+            token: refreshed.access_token.clone(),
+        })
+        .await
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let log = log.lock().unwrap().join("\n");
+    assert!(log.contains("login"), "the log has content: {log}");
+    let signature = |jwt: &str| jwt.rsplit('.').next().unwrap().to_owned();
+    for secret in [
+        password.to_owned(),
+        "log-canary-wrong".to_owned(),
+        SERVICE_TOKEN.to_owned(),
+        "$argon2id".to_owned(),
+        login.refresh_token,
+        refreshed.refresh_token,
+        signature(&login.access_token),
+        signature(&refreshed.access_token),
+    ] {
+        assert!(!log.contains(&secret), "{secret:?} was logged");
+    }
 }
