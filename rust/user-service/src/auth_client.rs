@@ -1,0 +1,902 @@
+//! The gRPC client of `grimos.auth.v1.AuthService`: the only way user-service talks to
+//! auth-service.
+//!
+//! It owns where auth-service is ([`AuthAddress`]: one URL, a list balanced client-side, or a
+//! DNS name re-resolved periodically), the per-call deadline, the service credential for
+//! `CreateCredential` and `DeleteCredential`, the metrics of every call, and the one mapping
+//! of transport failures to `UNAVAILABLE`.
+//!
+//! Invariants:
+//! - Construction does no network I/O. Channels connect lazily and reconnect by themselves,
+//!   so user-service starts while auth-service is down and recovers when it comes up.
+//! - Every call is bounded: `grpc-timeout` carries the deadline to auth-service, and a hard
+//!   timer a little longer than the deadline covers time spent before a connection is picked
+//!   (the balancer waits for a ready endpoint without looking at `grpc-timeout`).
+//! - Callers see a status auth-service produced (`UNAUTHENTICATED`, `INVALID_ARGUMENT`,
+//!   `ALREADY_EXISTS`, `INTERNAL`, ...) unchanged, and `UNAVAILABLE` when auth-service could
+//!   not be reached or did not answer in time. `map_status` is the only place that decides.
+//! - Nothing is retried, not even the idempotent `ValidateToken`: a retry would have to fit
+//!   in the same deadline, and the callers (HTTP and gRPC clients) already retry on 503.
+//! - Tokens, passwords and the service token are never logged or recorded in metrics.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use grimos_proto::auth::v1 as pb;
+use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
+use http::Uri;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::mpsc::Sender;
+use tokio::task::JoinHandle;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::transport::channel::Change;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Request, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// How long a call may take when the configuration does not say.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
+/// How often a `dns:///` address is re-resolved when the configuration does not say.
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(5);
+
+/// The hard bound on a call is the deadline plus this: `grpc-timeout` should fire first.
+const HARD_TIMEOUT_MARGIN: Duration = Duration::from_millis(100);
+/// Room for endpoint changes queued while no call drives the balancer.
+const DNS_CHANGES_CAPACITY: usize = 1024;
+/// What `AUTH_SERVICE_ADDRESS` may look like, for error messages.
+const ADDRESS_FORMS: &str = "expected http://host:port, https://host:port, a comma-separated list of them, or dns:///name:port";
+
+/// Where auth-service is, as `AUTH_SERVICE_ADDRESS` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthAddress {
+    /// One or more `http://` or `https://` URLs; several are balanced client-side.
+    Urls(Vec<Uri>),
+    /// A DNS name whose every address is used, re-resolved periodically.
+    Dns {
+        /// The name (or a literal IP address) to resolve.
+        host: String,
+        /// The port every resolved address is reached on.
+        port: u16,
+    },
+}
+
+impl AuthAddress {
+    /// Parses `http://host:port`, `https://host:port`, a comma-separated list of them
+    /// (whitespace around commas is fine, empty entries are not), or `dns:///name:port`
+    /// (also `dns:name:port`). The port is always required.
+    pub fn parse(s: &str) -> anyhow::Result<AuthAddress> {
+        let s = s.trim();
+        if s.is_empty() {
+            bail!("the address is empty; {ADDRESS_FORMS}");
+        }
+        if let Some(rest) = strip_prefix_ignore_case(s, "dns:") {
+            return parse_dns(rest);
+        }
+        let entries: Vec<&str> = s.split(',').map(str::trim).collect();
+        let mut urls = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.iter().enumerate() {
+            if entry.is_empty() {
+                bail!(
+                    "entry {} of the address list is empty; {ADDRESS_FORMS}",
+                    index + 1
+                );
+            }
+            urls.push(parse_url(entry)?);
+        }
+        Ok(AuthAddress::Urls(urls))
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+fn parse_dns(rest: &str) -> anyhow::Result<AuthAddress> {
+    let target = if let Some(target) = rest.strip_prefix("///") {
+        target
+    } else if rest.starts_with("//") {
+        bail!("dns://AUTHORITY/ (a custom DNS server) is not supported; write dns:///name:port");
+    } else {
+        rest
+    };
+    let (host, port) = if let Some(bracketed) = target.strip_prefix('[') {
+        // An IPv6 literal: `[::1]:50051`.
+        let (host, after) = bracketed
+            .split_once(']')
+            .with_context(|| format!("{target:?}: missing `]` after the IPv6 address"))?;
+        let port = after
+            .strip_prefix(':')
+            .with_context(|| format!("{target:?}: missing port; write dns:///name:port"))?;
+        (host, port)
+    } else {
+        let (host, port) = target
+            .rsplit_once(':')
+            .with_context(|| format!("{target:?}: missing port; write dns:///name:port"))?;
+        if host.contains(':') {
+            bail!("{target:?}: write an IPv6 address in brackets, as in dns:///[::1]:50051");
+        }
+        (host, port)
+    };
+    if host.is_empty() {
+        bail!("{target:?}: missing host name; write dns:///name:port");
+    }
+    if host
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '@' | ','))
+    {
+        bail!("{target:?}: {host:?} is not a host name");
+    }
+    let port = parse_port(port, target)?;
+    Ok(AuthAddress::Dns {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+fn parse_port(port: &str, whole: &str) -> anyhow::Result<u16> {
+    if port.is_empty() {
+        bail!("{whole:?}: missing port");
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => bail!("{whole:?}: {port:?} is not a port (1 to 65535)"),
+        Ok(port) => Ok(port),
+    }
+}
+
+fn parse_url(entry: &str) -> anyhow::Result<Uri> {
+    let uri: Uri = entry
+        .parse()
+        .with_context(|| format!("{entry:?} is not a URL; {ADDRESS_FORMS}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => bail!("{entry:?}: unsupported scheme {other:?}; {ADDRESS_FORMS}"),
+        None => bail!("{entry:?}: missing http:// or https://; {ADDRESS_FORMS}"),
+    }
+    let authority = uri
+        .authority()
+        .with_context(|| format!("{entry:?}: missing host; {ADDRESS_FORMS}"))?;
+    if authority.as_str().contains('@') {
+        bail!("{entry:?}: user information in the URL is not supported");
+    }
+    if authority.host().is_empty() {
+        bail!("{entry:?}: missing host; {ADDRESS_FORMS}");
+    }
+    let port = authority
+        .port()
+        .with_context(|| format!("{entry:?}: missing port; write scheme://host:port"))?;
+    parse_port(port.as_str(), entry)?;
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        bail!("{entry:?}: a path or query is not allowed; write scheme://host:port");
+    }
+    Ok(uri)
+}
+
+/// How to reach auth-service.
+#[derive(Clone)]
+pub struct AuthClientConfig {
+    /// `AUTH_SERVICE_ADDRESS`, in any form [`AuthAddress::parse`] accepts.
+    pub address: String,
+    /// How long one call may take, connecting included ([`DEFAULT_DEADLINE`]: 2 s).
+    pub deadline: Duration,
+    /// `GRIMOS_SERVICE_TOKEN`, presented on `CreateCredential` and `DeleteCredential`.
+    pub service_token: Option<SecretString>,
+    /// TLS settings for `https://` addresses (and for `dns:///`, which then uses TLS).
+    pub tls: Option<ClientTlsConfig>,
+    /// How often a `dns:///` address is re-resolved ([`DEFAULT_DNS_REFRESH`]: 5 s).
+    pub dns_refresh: Duration,
+}
+
+impl AuthClientConfig {
+    /// The defaults for `address`: 2 s deadline, no service token, no TLS, 5 s DNS refresh.
+    pub fn new(address: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            deadline: DEFAULT_DEADLINE,
+            service_token: None,
+            tls: None,
+            dns_refresh: DEFAULT_DNS_REFRESH,
+        }
+    }
+}
+
+impl fmt::Debug for AuthClientConfig {
+    // By hand: the TLS settings may hold a private key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthClientConfig")
+            .field("address", &self.address)
+            .field("deadline", &self.deadline)
+            .field(
+                "service_token",
+                &self.service_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("tls", &self.tls.is_some())
+            .field("dns_refresh", &self.dns_refresh)
+            .finish()
+    }
+}
+
+/// A cheap-to-clone client of auth-service; every clone shares one channel.
+#[derive(Clone)]
+pub struct AuthClient {
+    auth: AuthServiceClient<Channel>,
+    health: HealthClient<Channel>,
+    deadline: Duration,
+    service_token: Option<SecretString>,
+    /// Stops the DNS follower when the last clone is dropped.
+    dns_task: Option<Arc<AbortOnDrop>>,
+}
+
+impl fmt::Debug for AuthClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthClient")
+            .field("deadline", &self.deadline)
+            .field(
+                "service_token",
+                &self.service_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("follows_dns", &self.dns_task.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl AuthClient {
+    /// Builds the client without touching the network.
+    ///
+    /// Must be called inside a tokio runtime: the channel's workers (and, for `dns:///`, the
+    /// task that re-resolves the name) are spawned on it. Fails on an unparsable address,
+    /// a zero deadline or refresh period, `https://` without TLS settings, or TLS settings
+    /// with an `http://` address.
+    pub fn new(config: AuthClientConfig) -> anyhow::Result<AuthClient> {
+        if config.deadline.is_zero() {
+            bail!("the auth-service deadline must be positive");
+        }
+        tokio::runtime::Handle::try_current()
+            .context("AuthClient::new must be called inside a tokio runtime")?;
+        let address = AuthAddress::parse(&config.address)?;
+        let tls = config.tls.as_ref();
+        let (channel, dns_task) = match address {
+            AuthAddress::Urls(urls) => {
+                let endpoints = urls
+                    .into_iter()
+                    .map(|uri| url_endpoint(uri, tls, config.deadline))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let channel = match <[Endpoint; 1]>::try_from(endpoints) {
+                    Ok([endpoint]) => endpoint.connect_lazy(),
+                    Err(endpoints) => Channel::balance_list(endpoints.into_iter()),
+                };
+                (channel, None)
+            }
+            AuthAddress::Dns { host, port } => {
+                if config.dns_refresh.is_zero() {
+                    bail!("the DNS refresh period must be positive");
+                }
+                let (channel, changes) =
+                    Channel::balance_channel::<SocketAddr>(DNS_CHANGES_CAPACITY);
+                let template = EndpointTemplate::new(&host, port, tls.cloned(), config.deadline)?;
+                let resolve_bound = config.dns_refresh.max(Duration::from_secs(1));
+                let name = host.clone();
+                let resolve = move || {
+                    let name = name.clone();
+                    async move {
+                        let lookup = tokio::net::lookup_host((name.as_str(), port));
+                        match tokio::time::timeout(resolve_bound, lookup).await {
+                            Ok(result) => result.map(Iterator::collect),
+                            Err(_) => Err(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "DNS lookup timed out",
+                            )),
+                        }
+                    }
+                };
+                let task = tokio::spawn(follow_dns(
+                    host,
+                    resolve,
+                    template,
+                    changes,
+                    config.dns_refresh,
+                ));
+                (channel, Some(Arc::new(AbortOnDrop(task))))
+            }
+        };
+        let mut client = Self::with_channel(channel, config.deadline, config.service_token);
+        client.dns_task = dns_task;
+        Ok(client)
+    }
+
+    /// A client on a channel the caller built; `deadline` bounds every call.
+    pub fn with_channel(
+        channel: Channel,
+        deadline: Duration,
+        service_token: Option<SecretString>,
+    ) -> AuthClient {
+        AuthClient {
+            auth: AuthServiceClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+            deadline,
+            service_token,
+            dns_task: None,
+        }
+    }
+
+    /// `ValidateToken`: who holds `access_token`, with their roles and permissions.
+    pub async fn validate_token(
+        &self,
+        access_token: &str,
+        request_id: &str,
+    ) -> Result<pb::ValidateTokenResponse, Status> {
+        let request = self.request(
+            pb::ValidateTokenRequest {
+                access_token: access_token.to_owned(),
+            },
+            request_id,
+        );
+        let mut auth = self.auth.clone();
+        self.call("ValidateToken", async move {
+            auth.validate_token(request).await
+        })
+        .await
+    }
+
+    /// `Login`: exchanges an email and password for tokens.
+    pub async fn login(
+        &self,
+        req: pb::LoginRequest,
+        request_id: &str,
+    ) -> Result<pb::LoginResponse, Status> {
+        let request = self.request(req, request_id);
+        let mut auth = self.auth.clone();
+        self.call("Login", async move { auth.login(request).await })
+            .await
+    }
+
+    /// `RefreshToken`: exchanges a refresh token for new (rotated) tokens.
+    pub async fn refresh_token(
+        &self,
+        req: pb::RefreshTokenRequest,
+        request_id: &str,
+    ) -> Result<pb::RefreshTokenResponse, Status> {
+        let request = self.request(req, request_id);
+        let mut auth = self.auth.clone();
+        self.call(
+            "RefreshToken",
+            async move { auth.refresh_token(request).await },
+        )
+        .await
+    }
+
+    /// `RevokeToken`: revokes an access or refresh token.
+    pub async fn revoke_token(
+        &self,
+        req: pb::RevokeTokenRequest,
+        request_id: &str,
+    ) -> Result<pb::RevokeTokenResponse, Status> {
+        let request = self.request(req, request_id);
+        let mut auth = self.auth.clone();
+        self.call(
+            "RevokeToken",
+            async move { auth.revoke_token(request).await },
+        )
+        .await
+    }
+
+    /// `CreateCredential`, with the service credential: stores a user's email and password
+    /// and returns the roles granted.
+    pub async fn create_credential(
+        &self,
+        req: pb::CreateCredentialRequest,
+        request_id: &str,
+    ) -> Result<pb::CreateCredentialResponse, Status> {
+        const RPC: &str = "CreateCredential";
+        let mut request = self.request(req, request_id);
+        if let Err(status) = self.authorize(&mut request) {
+            record(RPC, Instant::now(), status.code());
+            return Err(status);
+        }
+        let mut auth = self.auth.clone();
+        self.call(RPC, async move { auth.create_credential(request).await })
+            .await
+    }
+
+    /// `DeleteCredential`, with the service credential: removes a user's credential and
+    /// revokes their tokens.
+    pub async fn delete_credential(
+        &self,
+        user_id: &str,
+        request_id: &str,
+    ) -> Result<pb::DeleteCredentialResponse, Status> {
+        const RPC: &str = "DeleteCredential";
+        let mut request = self.request(
+            pb::DeleteCredentialRequest {
+                user_id: user_id.to_owned(),
+            },
+            request_id,
+        );
+        if let Err(status) = self.authorize(&mut request) {
+            record(RPC, Instant::now(), status.code());
+            return Err(status);
+        }
+        let mut auth = self.auth.clone();
+        self.call(RPC, async move { auth.delete_credential(request).await })
+            .await
+    }
+
+    /// `grpc.health.v1.Health/Check` for the overall status (`""`) on the same channel: `Ok`
+    /// only when auth-service reports `SERVING`.
+    pub async fn health_check(&self) -> Result<(), Status> {
+        let mut request = Request::new(HealthCheckRequest {
+            service: String::new(),
+        });
+        request.set_timeout(self.deadline);
+        let mut health = self.health.clone();
+        let response = self
+            .call("HealthCheck", async move { health.check(request).await })
+            .await?;
+        if response.status == ServingStatus::Serving as i32 {
+            Ok(())
+        } else {
+            let status = ServingStatus::try_from(response.status)
+                .map_or("UNKNOWN", |status| status.as_str_name());
+            Err(Status::unavailable(format!(
+                "auth-service is not serving (status {status})"
+            )))
+        }
+    }
+
+    /// A request carrying the deadline (`grpc-timeout`) and the request id, if it is valid
+    /// metadata.
+    fn request<T>(&self, message: T, request_id: &str) -> Request<T> {
+        let mut request = Request::new(message);
+        request.set_timeout(self.deadline);
+        if !request_id.is_empty() {
+            match AsciiMetadataValue::try_from(request_id) {
+                Ok(value) => {
+                    request.metadata_mut().insert("x-request-id", value);
+                }
+                Err(_) => tracing::debug!("request id is not valid metadata; not forwarded"),
+            }
+        }
+        request
+    }
+
+    /// Adds the service credential, which only `CreateCredential` and `DeleteCredential` need.
+    fn authorize<T>(&self, request: &mut Request<T>) -> Result<(), Status> {
+        let Some(token) = &self.service_token else {
+            tracing::error!("no service token configured: cannot call auth-service as a service");
+            return Err(Status::internal("no service token configured"));
+        };
+        let bearer = format!("Bearer {}", token.expose_secret());
+        let mut value: AsciiMetadataValue =
+            MetadataValue::try_from(bearer.as_str()).map_err(|_| {
+                tracing::error!("the service token is not valid metadata (visible ASCII only)");
+                Status::internal("invalid service token configured")
+            })?;
+        // Keeps the header out of HPACK's dynamic table.
+        value.set_sensitive(true);
+        request.metadata_mut().insert("authorization", value);
+        Ok(())
+    }
+
+    /// Runs one call under the hard bound, maps its status and records it.
+    async fn call<R>(
+        &self,
+        rpc: &'static str,
+        call: impl Future<Output = Result<tonic::Response<R>, Status>>,
+    ) -> Result<R, Status> {
+        let start = Instant::now();
+        let result = match tokio::time::timeout(self.deadline + HARD_TIMEOUT_MARGIN, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(map_status(status, self.deadline)),
+            Err(_) => Err(did_not_answer(self.deadline)),
+        };
+        match &result {
+            Ok(_) => record(rpc, start, Code::Ok),
+            Err(status) => {
+                record(rpc, start, status.code());
+                if status.code() == Code::Unavailable {
+                    tracing::warn!(rpc, error = status.message(), "auth-service call failed");
+                } else {
+                    tracing::debug!(rpc, code = ?status.code(), "auth-service refused the call");
+                }
+            }
+        }
+        result
+    }
+}
+
+/// The one mapping of call failures: what auth-service said passes through; failing to reach
+/// it, or to hear back in time, becomes `UNAVAILABLE`.
+fn map_status(status: Status, deadline: Duration) -> Status {
+    match status.code() {
+        Code::DeadlineExceeded => did_not_answer(deadline),
+        // tonic reports an expired `grpc-timeout` (its own or the server's) as CANCELLED.
+        Code::Cancelled if status.message().contains("Timeout expired") => did_not_answer(deadline),
+        Code::Unavailable | Code::Unknown | Code::Cancelled => {
+            Status::unavailable(format!("auth-service unavailable: {}", status.message()))
+        }
+        // A status auth-service sent has no source; one with a source was made by the client
+        // from a transport error (an HTTP/2 protocol error, for instance).
+        Code::Internal if std::error::Error::source(&status).is_some() => {
+            Status::unavailable(format!("auth-service unavailable: {}", status.message()))
+        }
+        _ => status,
+    }
+}
+
+fn did_not_answer(deadline: Duration) -> Status {
+    Status::unavailable(format!(
+        "auth-service did not answer within {}",
+        humantime::format_duration(deadline)
+    ))
+}
+
+fn record(rpc: &'static str, start: Instant, code: Code) {
+    metrics::histogram!("auth_client_request_duration_seconds", "rpc" => rpc)
+        .record(start.elapsed().as_secs_f64());
+    metrics::counter!("auth_client_requests_total", "rpc" => rpc, "code" => code_name(code))
+        .increment(1);
+}
+
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "Ok",
+        Code::Cancelled => "Cancelled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// The endpoint settings every connection shares.
+fn configure(endpoint: Endpoint, deadline: Duration) -> Endpoint {
+    endpoint.connect_timeout(deadline).tcp_nodelay(true)
+}
+
+fn url_endpoint(
+    uri: Uri,
+    tls: Option<&ClientTlsConfig>,
+    deadline: Duration,
+) -> anyhow::Result<Endpoint> {
+    let https = uri.scheme_str() == Some("https");
+    let endpoint = configure(Endpoint::from(uri.clone()), deadline);
+    match (https, tls) {
+        (true, Some(tls)) => endpoint
+            .tls_config(tls.clone())
+            .with_context(|| format!("invalid TLS settings for {uri}")),
+        (false, None) => Ok(endpoint),
+        (true, None) => bail!("{uri}: https:// needs TLS settings (GRIMOS_TLS_CA)"),
+        (false, Some(_)) => bail!("{uri}: TLS is configured, so write https:// instead of http://"),
+    }
+}
+
+/// Builds the endpoint of one resolved address of a `dns:///` name.
+struct EndpointTemplate {
+    scheme: &'static str,
+    /// `scheme://name:port`: the `:authority` auth-service sees, whatever address is dialled.
+    origin: Uri,
+    /// With the certificate checked against the name, not the dialled address.
+    tls: Option<ClientTlsConfig>,
+    deadline: Duration,
+}
+
+impl EndpointTemplate {
+    fn new(
+        host: &str,
+        port: u16,
+        tls: Option<ClientTlsConfig>,
+        deadline: Duration,
+    ) -> anyhow::Result<Self> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let origin: Uri = format!("{scheme}://{authority}")
+            .parse()
+            .with_context(|| format!("{authority:?} is not a valid host and port"))?;
+        Ok(Self {
+            scheme,
+            origin,
+            tls: tls.map(|tls| tls.domain_name(host)),
+            deadline,
+        })
+    }
+
+    fn endpoint(&self, addr: SocketAddr) -> anyhow::Result<Endpoint> {
+        // `SocketAddr` prints IPv6 in brackets, as a URI wants; a zone id would not parse.
+        let uri: Uri = format!("{}://{addr}", self.scheme)
+            .parse()
+            .with_context(|| format!("cannot make a URI of {addr}"))?;
+        let endpoint = configure(Endpoint::from(uri), self.deadline).origin(self.origin.clone());
+        match &self.tls {
+            Some(tls) => endpoint
+                .tls_config(tls.clone())
+                .context("invalid TLS settings"),
+            None => Ok(endpoint),
+        }
+    }
+}
+
+/// Keeps the balancer's endpoints equal to what `name` resolves to: resolves at once, then
+/// every `refresh`, inserting new addresses and removing vanished ones. A failed or empty
+/// resolution keeps the current set. Ends when the balancer (the channel) is gone.
+async fn follow_dns<R, F>(
+    name: String,
+    mut resolve: R,
+    template: EndpointTemplate,
+    changes: Sender<Change<SocketAddr, Endpoint>>,
+    refresh: Duration,
+) where
+    R: FnMut() -> F,
+    F: Future<Output = std::io::Result<Vec<SocketAddr>>>,
+{
+    let mut known: HashSet<SocketAddr> = HashSet::new();
+    let mut ticker = tokio::time::interval(refresh);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = changes.closed() => return,
+        }
+        let resolved: HashSet<SocketAddr> = match resolve().await {
+            Ok(addrs) if addrs.is_empty() => {
+                tracing::warn!(%name, "auth-service name resolved to no address; keeping the current ones");
+                continue;
+            }
+            Ok(addrs) => addrs.into_iter().collect(),
+            Err(error) => {
+                tracing::warn!(%name, %error, "cannot resolve auth-service name; retrying");
+                continue;
+            }
+        };
+        for &addr in resolved.difference(&known) {
+            let endpoint = match template.endpoint(addr) {
+                Ok(endpoint) => endpoint,
+                Err(error) => {
+                    tracing::warn!(%name, %addr, error = format!("{error:#}"), "skipping address");
+                    continue;
+                }
+            };
+            if changes.send(Change::Insert(addr, endpoint)).await.is_err() {
+                return;
+            }
+            tracing::info!(%name, %addr, "auth-service endpoint added");
+        }
+        for &addr in known.difference(&resolved) {
+            if changes.send(Change::Remove(addr)).await.is_err() {
+                return;
+            }
+            tracing::info!(%name, %addr, "auth-service endpoint removed");
+        }
+        known = resolved;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn urls(s: &str) -> Vec<String> {
+        match AuthAddress::parse(s).unwrap() {
+            AuthAddress::Urls(urls) => urls.iter().map(ToString::to_string).collect(),
+            other => panic!("expected URLs, got {other:?}"),
+        }
+    }
+
+    fn dns(s: &str) -> (String, u16) {
+        match AuthAddress::parse(s).unwrap() {
+            AuthAddress::Dns { host, port } => (host, port),
+            other => panic!("expected DNS, got {other:?}"),
+        }
+    }
+
+    fn error(s: &str) -> String {
+        format!("{:#}", AuthAddress::parse(s).unwrap_err())
+    }
+
+    #[test]
+    fn one_url_is_accepted() {
+        assert_eq!(urls("http://auth:50051"), ["http://auth:50051/"]);
+        assert_eq!(
+            urls(" https://auth.example.com:443 "),
+            ["https://auth.example.com:443/"]
+        );
+        assert_eq!(urls("http://127.0.0.1:50051/"), ["http://127.0.0.1:50051/"]);
+        assert_eq!(urls("http://[::1]:50051"), ["http://[::1]:50051/"]);
+    }
+
+    #[test]
+    fn a_comma_separated_list_is_accepted_with_spaces() {
+        assert_eq!(
+            urls("http://a:1, http://b:2 ,https://c:3"),
+            ["http://a:1/", "http://b:2/", "https://c:3/"]
+        );
+    }
+
+    #[test]
+    fn empty_list_entries_are_rejected() {
+        assert!(error("http://a:1,,http://b:2").contains("entry 2"));
+        assert!(error("http://a:1,").contains("entry 2"));
+        assert!(error(", http://a:1").contains("entry 1"));
+    }
+
+    #[test]
+    fn dns_names_are_accepted_in_both_spellings() {
+        assert_eq!(dns("dns:///auth.svc:50051"), ("auth.svc".to_owned(), 50051));
+        assert_eq!(dns("dns:auth:50051"), ("auth".to_owned(), 50051));
+        assert_eq!(dns("DNS:///localhost:1"), ("localhost".to_owned(), 1));
+        assert_eq!(dns("dns:///[::1]:50051"), ("::1".to_owned(), 50051));
+    }
+
+    #[test]
+    fn dns_needs_a_host_and_a_port() {
+        assert!(error("dns:///auth").contains("missing port"));
+        assert!(error("dns:///auth:").contains("missing port"));
+        assert!(error("dns:///:50051").contains("missing host"));
+        assert!(error("dns:///auth:http").contains("not a port"));
+        assert!(error("dns:///auth:0").contains("not a port"));
+        assert!(error("dns:///auth:65536").contains("not a port"));
+        assert!(error("dns:///::1:50051").contains("brackets"));
+        assert!(error("dns://8.8.8.8/auth:50051").contains("not supported"));
+        assert!(error("dns:///auth/x:50051").contains("not a host name"));
+    }
+
+    #[test]
+    fn other_forms_are_rejected_clearly() {
+        assert!(error("").contains("empty"));
+        assert!(error("   ").contains("empty"));
+        assert!(error("auth:50051").contains("expected http://"));
+        assert!(error("grpc://auth:50051").contains("unsupported scheme"));
+        assert!(error("http://auth").contains("missing port"));
+        assert!(error("http://auth:0").contains("not a port"));
+        assert!(error("http://auth:50051/v1").contains("path"));
+        assert!(error("http://auth:50051?x=1").contains("query"));
+        assert!(error("http://user@auth:50051").contains("user information"));
+        assert!(error("http://a:1 http://b:2").contains("not a URL"));
+        assert!(error("http://a:1, dns:///b:2").contains("expected http://"));
+    }
+
+    #[test]
+    fn timeouts_and_transport_failures_become_unavailable() {
+        let deadline = Duration::from_millis(300);
+        let expired = map_status(Status::cancelled("Timeout expired"), deadline);
+        assert_eq!(expired.code(), Code::Unavailable);
+        assert_eq!(
+            expired.message(),
+            "auth-service did not answer within 300ms"
+        );
+        let exceeded = map_status(Status::deadline_exceeded("late"), deadline);
+        assert_eq!(
+            exceeded.message(),
+            "auth-service did not answer within 300ms"
+        );
+        for status in [
+            Status::unavailable("refused"),
+            Status::unknown("broken pipe"),
+        ] {
+            let mapped = map_status(status, deadline);
+            assert_eq!(mapped.code(), Code::Unavailable);
+            assert!(mapped.message().starts_with("auth-service unavailable: "));
+        }
+    }
+
+    #[test]
+    fn statuses_from_auth_service_pass_through() {
+        for code in [
+            Code::Unauthenticated,
+            Code::InvalidArgument,
+            Code::AlreadyExists,
+            Code::PermissionDenied,
+            Code::ResourceExhausted,
+            Code::NotFound,
+            Code::FailedPrecondition,
+            Code::Internal,
+        ] {
+            let mapped = map_status(Status::new(code, "from auth"), Duration::from_secs(2));
+            assert_eq!(mapped.code(), code);
+            assert_eq!(mapped.message(), "from auth");
+        }
+    }
+
+    #[tokio::test]
+    async fn dns_follower_adds_and_removes_addresses() {
+        let a: SocketAddr = "10.0.0.1:50051".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:50051".parse().unwrap();
+        let mut answers = vec![
+            Ok(vec![a]),
+            Err(std::io::Error::other("resolver down")),
+            Ok(vec![a, b]),
+            Ok(vec![]),
+            Ok(vec![b]),
+        ]
+        .into_iter();
+        let resolve = move || {
+            let answer = answers.next().unwrap_or_else(|| Ok(vec![b]));
+            async move { answer }
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let template = EndpointTemplate::new("auth", 50051, None, DEFAULT_DEADLINE).unwrap();
+        let task = tokio::spawn(follow_dns(
+            "auth".to_owned(),
+            resolve,
+            template,
+            tx,
+            Duration::from_millis(5),
+        ));
+
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            match rx.recv().await.unwrap() {
+                Change::Insert(addr, endpoint) => {
+                    assert_eq!(endpoint.uri().to_string(), format!("http://{addr}/"));
+                    seen.push(format!("+{addr}"));
+                }
+                Change::Remove(addr) => seen.push(format!("-{addr}")),
+            }
+        }
+        assert_eq!(
+            seen,
+            ["+10.0.0.1:50051", "+10.0.0.2:50051", "-10.0.0.1:50051"]
+        );
+
+        drop(rx);
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the follower stops once the balancer is gone")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn new_needs_no_network_and_rejects_bad_settings() {
+        let client = AuthClient::new(AuthClientConfig::new("http://127.0.0.1:1")).unwrap();
+        assert!(client.dns_task.is_none());
+        let client = AuthClient::new(AuthClientConfig::new("dns:///auth.invalid:1")).unwrap();
+        assert!(client.dns_task.is_some());
+
+        let mut zero = AuthClientConfig::new("http://127.0.0.1:1");
+        zero.deadline = Duration::ZERO;
+        assert!(AuthClient::new(zero).is_err());
+        let https = AuthClientConfig::new("https://auth:443");
+        assert!(format!("{:#}", AuthClient::new(https).unwrap_err()).contains("TLS"));
+        let mut plain_with_tls = AuthClientConfig::new("http://auth:50051");
+        plain_with_tls.tls = Some(ClientTlsConfig::new());
+        assert!(format!("{:#}", AuthClient::new(plain_with_tls).unwrap_err()).contains("https://"));
+    }
+
+    #[test]
+    fn new_outside_a_runtime_is_an_error_not_a_panic() {
+        let error = AuthClient::new(AuthClientConfig::new("http://127.0.0.1:1")).unwrap_err();
+        assert!(error.to_string().contains("tokio runtime"));
+    }
+}

@@ -1,0 +1,76 @@
+//! user-service settings: environment variables (or flags of the same meaning) with the
+//! contract's names and defaults. The embedded auth-service's settings (`AUTH_*`,
+//! `GRIMOS_*`) are auth-service's own [`auth_service::Config`], flattened in. Only `main`
+//! reads the environment.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Everything user-service can be told.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "user-service",
+    version,
+    about = "grimOS user-service: profiles over gRPC, gRPC-Web and HTTP/JSON"
+)]
+pub struct Config {
+    /// Address for HTTP/JSON, gRPC and gRPC-Web (one port); port 0 picks a free port.
+    #[arg(long, env = "USER_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub user_listen_addr: SocketAddr,
+
+    /// Database URL: `sqlite://PATH` (relative to the working directory) or `sqlite:///ABS`.
+    #[arg(
+        long,
+        env = "USER_DATABASE_URL",
+        default_value = "sqlite://data/user.db"
+    )]
+    pub user_database_url: String,
+
+    /// Where AuthService is: `http://host:port`, a comma-separated list (load-balanced), or
+    /// `dns:///name:port` (re-resolved). Unset: an embedded auth-service is started on
+    /// `AUTH_LISTEN_ADDR`.
+    #[arg(long, env = "AUTH_SERVICE_ADDRESS")]
+    pub auth_service_address: Option<String>,
+
+    /// Deadline of every call to auth-service.
+    #[arg(long, env = "AUTH_CLIENT_DEADLINE", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub auth_deadline: Duration,
+
+    /// Origins allowed to call from browsers (gRPC-Web, HTTP/JSON), comma-separated; `*` for
+    /// any. Empty: no CORS headers.
+    #[arg(
+        long,
+        env = "USER_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub cors_allowed_origins: Vec<String>,
+
+    /// How often unfinished sign-ups and deletions are reconciled.
+    #[arg(long, env = "USER_RECONCILE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub reconcile_interval: Duration,
+
+    /// The embedded auth-service (and the shared `GRIMOS_*` settings).
+    #[command(flatten)]
+    pub auth: auth_service::Config,
+}
+
+impl Config {
+    /// The defaults, with both databases and the key file in `data_dir` and both listeners on
+    /// port 0 of loopback: what tests start from.
+    pub fn with_data_dir(data_dir: &Path) -> Self {
+        let loopback: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            user_listen_addr: loopback,
+            user_database_url: format!("sqlite://{}", data_dir.join("user.db").display()),
+            auth_service_address: None,
+            auth_deadline: Duration::from_secs(2),
+            cors_allowed_origins: Vec::new(),
+            reconcile_interval: Duration::from_secs(30),
+            auth: auth_service::Config::with_data_dir(data_dir, loopback),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The one error type of user-service and its one mapping to `tonic::Status`; the HTTP layer
+//! maps that status onward (`http::error`). Internal errors are logged here and leave as a
+//! bare "internal error".
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// What can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// One or more request fields break the input rules.
+    #[error("invalid argument")]
+    InvalidArgument(Vec<FieldViolation>),
+    /// No valid bearer token.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The caller may not do this.
+    #[error("{0}")]
+    PermissionDenied(&'static str),
+    /// No such user.
+    #[error("user not found")]
+    NotFound,
+    /// A user with that email exists.
+    #[error("a user with this email already exists")]
+    AlreadyExists,
+    /// A dependency (auth-service) cannot be reached, or a sign-up for the same email is in
+    /// flight: the caller may retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An error auth-service returned, passed on as it is.
+    #[error("{0}")]
+    Upstream(Status),
+    /// Anything the caller cannot fix.
+    #[error("internal error: {0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    /// One violation of the input rules on `field` (its proto path).
+    pub fn invalid(field: &str, description: &str) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Internal(anyhow::Error::new(error).context("database"))
+    }
+}
+
+impl From<Status> for Error {
+    fn from(status: Status) -> Self {
+        match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded => {
+                Self::Unavailable(status.message().to_owned())
+            }
+            _ => Self::Upstream(status),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::InvalidArgument(violations) => {
+                let summary = violations
+                    .iter()
+                    .map(|v| format!("{}: {}", v.field, v.description))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    format!("invalid argument: {summary}"),
+                    ErrorDetails::with_bad_request(violations),
+                )
+            }
+            Error::Unauthenticated(message) => Status::unauthenticated(message),
+            Error::PermissionDenied(message) => Status::permission_denied(message),
+            Error::NotFound => Status::not_found(error.to_string()),
+            Error::AlreadyExists => Status::already_exists(error.to_string()),
+            Error::Unavailable(message) => Status::unavailable(message),
+            Error::Upstream(status) => {
+                if status.code() == Code::Internal || status.code() == Code::Unknown {
+                    tracing::error!(code = ?status.code(), message = status.message(), "auth-service failed");
+                    Status::internal("internal error")
+                } else {
+                    status
+                }
+            }
+            Error::Internal(source) => {
+                tracing::error!(error = format!("{source:#}"), "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,15 @@
+//! The user-service binary: settings from the environment, serve until SIGTERM or Ctrl-C.
+//! With `AUTH_SERVICE_ADDRESS` unset it also runs auth-service in-process, so this one
+//! command is the whole system.
+
+use clap::Parser;
+use user_service::{App, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    grimos_common::init_tracing();
+    let config = Config::parse();
+    let app = App::build(config).await?;
+    app.run_until_stopped(grimos_common::shutdown_signal())
+        .await
+}

@@ -1,0 +1,310 @@
+//! Building and running user-service: one builder for `main` and the tests.
+//!
+//! [`App::build`] opens the database, connects (lazily) to auth-service or builds the
+//! embedded one, assembles the one-port router and binds the listener. The router serves
+//! gRPC and gRPC-Web (`/grimos.user.v1.UserService/*`, health, reflection) and HTTP/JSON
+//! (`/v1/*`, `/healthz`, `/readyz`, `/metrics`): the paths never overlap, and gRPC-Web is
+//! translated to gRPC by `tonic-web` in front of each gRPC service, so no content-type
+//! sniffing is needed. [`App::run_until_stopped`] serves until shutdown, lets in-flight
+//! requests finish, then stops the embedded auth-service.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use grimos_proto::user::v1::user_service_server::UserServiceServer;
+use http::{HeaderName, HeaderValue, Method};
+use rand::RngCore as _;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tonic::server::NamedService;
+use tonic_health::ServingStatus;
+use tower::{Layer as _, Service};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::api::UserApi;
+use crate::auth_client::{AuthClient, AuthClientConfig};
+use crate::config::Config;
+use crate::http::{error, ops, routes};
+use crate::service::Users;
+use crate::store::SqliteUserStore;
+
+/// How long a sign-up owns its pending row: several auth deadlines.
+const SIGN_UP_LEASE_DEADLINES: u32 = 5;
+
+/// A built user-service, bound to its address and ready to serve.
+pub struct App {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    users: Arc<Users>,
+    embedded_auth: Option<auth_service::App>,
+    auth_addr: Option<SocketAddr>,
+    reconcile_interval: Duration,
+}
+
+impl App {
+    /// Prepares everything that can fail before serving.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if config.user_database_url.starts_with("postgres") {
+            anyhow::bail!("USER_DATABASE_URL: PostgreSQL is not supported yet; use sqlite://PATH");
+        }
+        let store = Arc::new(SqliteUserStore::open(&config.user_database_url).await?);
+
+        let (auth, embedded_auth, auth_addr) = match &config.auth_service_address {
+            Some(address) => {
+                let client = AuthClient::new(AuthClientConfig {
+                    address: address.clone(),
+                    deadline: config.auth_deadline,
+                    service_token: config.auth.service_token.clone(),
+                    tls: None,
+                    dns_refresh: Duration::from_secs(5),
+                })
+                .with_context(|| format!("AUTH_SERVICE_ADDRESS {address:?}"))?;
+                (client, None, None)
+            }
+            None => {
+                // In-process auth-service on AUTH_LISTEN_ADDR, reached over real gRPC with a
+                // service token made up for this process.
+                let token = SecretString::from(random_token());
+                let mut auth_config = config.auth.clone();
+                auth_config.service_token = Some(token.clone());
+                let app = auth_service::App::build(auth_config)
+                    .await
+                    .context("cannot start the embedded auth-service")?;
+                let addr = app.local_addr();
+                let client = AuthClient::new(AuthClientConfig {
+                    address: format!("http://{addr}"),
+                    deadline: config.auth_deadline,
+                    service_token: Some(token),
+                    tls: None,
+                    dns_refresh: Duration::from_secs(5),
+                })?;
+                (client, Some(app), Some(addr))
+            }
+        };
+
+        let lease = config.auth_deadline.saturating_mul(SIGN_UP_LEASE_DEADLINES);
+        let users = Arc::new(Users::new(store, auth, lease).await?);
+        let router = router(users.clone(), &config.cors_allowed_origins).await?;
+        let listener = TcpListener::bind(config.user_listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.user_listen_addr))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+            users,
+            embedded_auth,
+            auth_addr,
+            reconcile_interval: config.reconcile_interval,
+        })
+    }
+
+    /// The address user-service listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The embedded auth-service's address, when there is one.
+    pub fn embedded_auth_addr(&self) -> Option<SocketAddr> {
+        self.auth_addr
+    }
+
+    /// Serves until `shutdown` resolves; in-flight requests finish, then the embedded
+    /// auth-service stops.
+    pub async fn run_until_stopped<F>(self, shutdown: F) -> anyhow::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (stopped, on_stop) = tokio::sync::watch::channel(false);
+        let auth_task = self.embedded_auth.map(|auth| {
+            let mut on_stop = on_stop.clone();
+            tokio::spawn(auth.run_until_stopped(async move {
+                let _ = on_stop.wait_for(|stopped| *stopped).await;
+            }))
+        });
+        let users = self.users.clone();
+        let interval = self.reconcile_interval.max(Duration::from_millis(100));
+        let reconciler = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                users.reconcile().await;
+            }
+        });
+
+        match self.auth_addr {
+            Some(auth) => {
+                tracing::info!(addr = %self.local_addr, %auth, "user-service listening (HTTP/JSON, gRPC, gRPC-Web); embedded auth-service on gRPC")
+            }
+            None => {
+                tracing::info!(addr = %self.local_addr, "user-service listening (HTTP/JSON, gRPC, gRPC-Web)")
+            }
+        }
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("user-service stopping; finishing in-flight requests");
+            })
+            .await;
+        reconciler.abort();
+        let _ = stopped.send(true);
+        if let Some(task) = auth_task {
+            task.await.context("embedded auth-service task")??;
+        }
+        served.context("user-service server failed")?;
+        tracing::info!("user-service stopped");
+        Ok(())
+    }
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Mounts a tonic service at `/<package.Service>/*`, behind `tonic-web` so the same path also
+/// answers gRPC-Web (it passes plain gRPC through untouched).
+fn grpc_service<S>(router: Router, service: S) -> Router
+where
+    S: Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    router.route_service(
+        &format!("/{}/{{*rest}}", S::NAME),
+        tonic_web::GrpcWebLayer::new().layer(service),
+    )
+}
+
+/// The whole one-port router.
+async fn router(users: Arc<Users>, cors_origins: &[String]) -> anyhow::Result<Router> {
+    let api = UserApi::new(users.clone());
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<UserServiceServer<UserApi>>().await;
+    health.set_service_status("", ServingStatus::Serving).await;
+    let descriptors = grimos_proto::descriptor_set_for("grimos.user.v1")?;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_file_descriptor_set(descriptors.clone())
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_file_descriptor_set(descriptors)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let mut grpc = Router::new();
+    grpc = grpc_service(
+        grpc,
+        UserServiceServer::new(api.clone()).max_decoding_message_size(error::MAX_BODY_BYTES),
+    );
+    grpc = grpc_service(grpc, health_service);
+    grpc = grpc_service(grpc, reflection_v1);
+    grpc = grpc_service(grpc, reflection_v1alpha);
+
+    let router = Router::new()
+        .merge(routes::routes(api))
+        .merge(ops::routes(users, crate::metrics::handle()))
+        .merge(grpc)
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
+        .fallback(fallback)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    Ok(match cors(cors_origins)? {
+        Some(cors) => router.layer(cors),
+        None => router,
+    })
+}
+
+/// Unknown paths: gRPC callers get UNIMPLEMENTED, everyone else the JSON 404.
+async fn fallback(request: Request) -> Response {
+    let grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if grpc {
+        tonic::Status::unimplemented(format!("no such method: {}", request.uri().path()))
+            .into_http::<axum::body::Body>()
+            .into_response()
+    } else {
+        error::not_found().await.into_response()
+    }
+}
+
+/// CORS for browsers: gRPC-Web and JSON calls from the allowed origins.
+fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    let origins: Vec<&String> = origins.iter().filter(|o| !o.trim().is_empty()).collect();
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow = if origins.iter().any(|o| o.trim() == "*") {
+        AllowOrigin::any()
+    } else {
+        let values = origins
+            .iter()
+            .map(|o| HeaderValue::from_str(o.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .context("USER_CORS_ALLOWED_ORIGINS has an invalid origin")?;
+        AllowOrigin::list(values)
+    };
+    let header = HeaderName::from_static;
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PATCH,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
+            .allow_headers([
+                http::header::CONTENT_TYPE,
+                http::header::AUTHORIZATION,
+                header("x-grpc-web"),
+                header("x-user-agent"),
+                header("grpc-timeout"),
+                header("x-request-id"),
+                header("connect-protocol-version"),
+            ])
+            .expose_headers([
+                header("grpc-status"),
+                header("grpc-message"),
+                header("grpc-status-details-bin"),
+                header("x-request-id"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    ))
+}

@@ -1,0 +1,365 @@
+//! Profile storage behind one trait ([`UserStore`]), so handlers never see SQL and a
+//! PostgreSQL backend can be added beside [`SqliteUserStore`]. Every multi-step write is one
+//! transaction that takes the write lock up front.
+//!
+//! This module never talks to auth-service: keeping the two databases consistent is
+//! `service.rs`'s job, through the `state` and `lease_until` columns.
+
+use async_trait::async_trait;
+use rand::RngCore as _;
+use sqlx::{Row, SqlitePool};
+
+use crate::error::{Error, Result};
+
+/// The embedded migrations of `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Where a profile is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Sign-up in flight: not visible.
+    Pending,
+    /// Visible.
+    Active,
+    /// Deletion in flight: not visible.
+    Deleting,
+}
+
+impl State {
+    fn parse(s: &str) -> Self {
+        match s {
+            "active" => State::Active,
+            "pending" => State::Pending,
+            _ => State::Deleting,
+        }
+    }
+}
+
+/// A stored profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// User id (a UUID).
+    pub id: String,
+    /// Lower-cased email.
+    pub email: String,
+    /// Trimmed display name.
+    pub display_name: String,
+    /// Roles granted by auth-service.
+    pub roles: Vec<String>,
+    /// Life-cycle state.
+    pub state: State,
+    /// Unix microseconds.
+    pub create_time: i64,
+    /// Unix microseconds.
+    pub update_time: i64,
+    /// For pending rows: until when the sign-up that made it owns it (Unix microseconds).
+    pub lease_until: Option<i64>,
+}
+
+/// What trying to reserve an email for a sign-up found.
+#[derive(Debug)]
+pub enum Reservation {
+    /// A pending row was inserted for this sign-up.
+    Reserved,
+    /// An active (or deleting) user has the email.
+    Taken,
+    /// Another sign-up for the email is in flight and owns its row.
+    InFlight,
+    /// An abandoned sign-up holds the email: its credential must be cleaned up first.
+    Abandoned {
+        /// The abandoned row's id.
+        id: String,
+    },
+}
+
+/// The persistence user-service needs.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+    /// The page-token key, created on first use and shared by replicas.
+    async fn page_key(&self) -> Result<Vec<u8>>;
+    /// Reserves `profile.email` with a pending row leased until `lease_until`.
+    async fn reserve(&self, profile: &Profile) -> Result<Reservation>;
+    /// Replaces the abandoned pending row `old_id` with `profile`; false if it is no longer
+    /// abandoned (another request got there first).
+    async fn replace_abandoned(&self, old_id: &str, profile: &Profile, now: i64) -> Result<bool>;
+    /// Makes a pending profile active with its roles (its times stay those of the sign-up);
+    /// `None` if it is not pending any more.
+    async fn activate(&self, id: &str, roles: &[String]) -> Result<Option<Profile>>;
+    /// Ends the lease of a pending row, so a retry may clean it up at once.
+    async fn release(&self, id: &str) -> Result<()>;
+    /// Deletes a row if it is pending.
+    async fn delete_pending(&self, id: &str) -> Result<()>;
+    /// A profile in any state.
+    async fn get(&self, id: &str) -> Result<Option<Profile>>;
+    /// Sets the display name of an active profile; `None` if there is none.
+    async fn update_display_name(
+        &self,
+        id: &str,
+        display_name: &str,
+        now: i64,
+    ) -> Result<Option<Profile>>;
+    /// Marks an active profile (or, with `pending_expired_before`, an abandoned pending one)
+    /// as deleting; false if it was neither.
+    async fn mark_deleting(&self, id: &str, pending_expired_before: Option<i64>) -> Result<bool>;
+    /// Deletes a row whatever its state.
+    async fn delete(&self, id: &str) -> Result<()>;
+    /// Active profiles after `after` (create time, id), in that order, at most `limit`.
+    async fn list(&self, after: Option<(i64, String)>, limit: i64) -> Result<Vec<Profile>>;
+    /// Ids of rows the reconciler must finish: deleting rows, and pending rows whose lease
+    /// ended before `now`.
+    async fn unfinished(&self, now: i64) -> Result<Vec<(String, State)>>;
+}
+
+/// [`UserStore`] on SQLite.
+#[derive(Clone)]
+pub struct SqliteUserStore {
+    pool: SqlitePool,
+}
+
+impl SqliteUserStore {
+    /// Opens the database at `url` (creating it) and runs the migrations.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let pool = grimos_common::open_sqlite(url, 8).await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot migrate the user database: {e}"))?;
+        Ok(Self { pool })
+    }
+
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+const COLUMNS: &str =
+    "id, email, display_name, roles, state, create_time, update_time, lease_until";
+
+fn profile(row: &sqlx::sqlite::SqliteRow) -> Profile {
+    Profile {
+        id: row.get(0),
+        email: row.get(1),
+        display_name: row.get(2),
+        roles: row
+            .get::<&str, _>(3)
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        state: State::parse(row.get::<&str, _>(4)),
+        create_time: row.get(5),
+        update_time: row.get(6),
+        lease_until: row.get(7),
+    }
+}
+
+async fn insert(conn: &mut sqlx::SqliteConnection, p: &Profile) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO users (id, email, display_name, roles, state, create_time, update_time, lease_until)
+         VALUES (?1, ?2, ?3, '', 'pending', ?4, ?4, ?5)",
+    )
+    .bind(&p.id)
+    .bind(&p.email)
+    .bind(&p.display_name)
+    .bind(p.create_time)
+    .bind(p.lease_until)
+    .execute(conn)
+    .await
+    .map_err(|e| match e {
+        sqlx::Error::Database(ref db) if db.is_unique_violation() => Error::AlreadyExists,
+        e => e.into(),
+    })?;
+    Ok(())
+}
+
+#[async_trait]
+impl UserStore for SqliteUserStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn page_key(&self) -> Result<Vec<u8>> {
+        let mut fresh = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut fresh);
+        sqlx::query("INSERT OR IGNORE INTO secrets (name, value) VALUES ('page_token_key', ?1)")
+            .bind(fresh.as_slice())
+            .execute(&self.pool)
+            .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM secrets WHERE name = 'page_token_key'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn reserve(&self, p: &Profile) -> Result<Reservation> {
+        let mut tx = self.write_tx().await?;
+        let existing = sqlx::query("SELECT id, state, lease_until FROM users WHERE email = ?1")
+            .bind(&p.email)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let outcome = match existing {
+            None => {
+                insert(&mut tx, p).await?;
+                Reservation::Reserved
+            }
+            Some(row) => {
+                let lease: Option<i64> = row.get(2);
+                match State::parse(row.get::<&str, _>(1)) {
+                    State::Pending if lease.is_some_and(|l| l > p.create_time) => {
+                        Reservation::InFlight
+                    }
+                    State::Pending => Reservation::Abandoned { id: row.get(0) },
+                    State::Active | State::Deleting => Reservation::Taken,
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn replace_abandoned(&self, old_id: &str, p: &Profile, now: i64) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let deleted = sqlx::query(
+            "DELETE FROM users WHERE id = ?1 AND state = 'pending' AND (lease_until IS NULL OR lease_until <= ?2)",
+        )
+        .bind(old_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if deleted == 0 {
+            return Ok(false);
+        }
+        insert(&mut tx, p).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn activate(&self, id: &str, roles: &[String]) -> Result<Option<Profile>> {
+        let row = sqlx::query(&format!(
+            "UPDATE users SET state = 'active', roles = ?2, lease_until = NULL
+             WHERE id = ?1 AND state = 'pending' RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(roles.join(","))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(profile))
+    }
+
+    async fn release(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE users SET lease_until = 0 WHERE id = ?1 AND state = 'pending'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_pending(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM users WHERE id = ?1 AND state = 'pending'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Profile>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(profile))
+    }
+
+    async fn update_display_name(
+        &self,
+        id: &str,
+        display_name: &str,
+        now: i64,
+    ) -> Result<Option<Profile>> {
+        let row = sqlx::query(&format!(
+            "UPDATE users SET display_name = ?2, update_time = max(?3, update_time + 1)
+             WHERE id = ?1 AND state = 'active' RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(display_name)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(profile))
+    }
+
+    async fn mark_deleting(&self, id: &str, pending_expired_before: Option<i64>) -> Result<bool> {
+        let result = match pending_expired_before {
+            None => {
+                sqlx::query("UPDATE users SET state = 'deleting' WHERE id = ?1 AND state = 'active'")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+            }
+            Some(now) => {
+                sqlx::query(
+                    "UPDATE users SET state = 'deleting'
+                     WHERE id = ?1 AND state = 'pending' AND (lease_until IS NULL OR lease_until <= ?2)",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM users WHERE id = ?1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list(&self, after: Option<(i64, String)>, limit: i64) -> Result<Vec<Profile>> {
+        let rows = match after {
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM users WHERE state = 'active'
+                     ORDER BY create_time, id LIMIT ?1"
+                ))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some((create_time, id)) => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM users WHERE state = 'active' AND (create_time, id) > (?1, ?2)
+                     ORDER BY create_time, id LIMIT ?3"
+                ))
+                .bind(create_time)
+                .bind(id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(rows.iter().map(profile).collect())
+    }
+
+    async fn unfinished(&self, now: i64) -> Result<Vec<(String, State)>> {
+        let rows = sqlx::query(
+            "SELECT id, state FROM users
+             WHERE state = 'deleting' OR (state = 'pending' AND (lease_until IS NULL OR lease_until <= ?1))",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get(0), State::parse(row.get::<&str, _>(1))))
+            .collect())
+    }
+}

@@ -1,0 +1,245 @@
+//! `spawn_app()` and friends: start the real user-service in-process and talk to it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use grimos_proto::auth::v1 as auth_pb;
+use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
+use grimos_proto::user::v1 as pb;
+use grimos_proto::user::v1::user_service_client::UserServiceClient;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use user_service::{App, Config};
+
+/// A password that passes the input rules.
+pub const PASSWORD: &str = "correct horse battery";
+/// The admin email every test app is configured with.
+pub const ADMIN_EMAIL: &str = "root@grimos.dev";
+
+/// A running user-service (with its embedded auth-service) and clients for it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub auth_addr: Option<SocketAddr>,
+    pub dir: Arc<TempDir>,
+    pub grpc: UserServiceClient<Channel>,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        grimos_common::init_tracing();
+    }
+}
+
+/// The configuration tests start from: a fresh data folder, port 0 everywhere.
+pub fn test_config(dir: &TempDir) -> Config {
+    let mut config = Config::with_data_dir(dir.path());
+    config.auth.admin_emails = vec![ADMIN_EMAIL.to_owned()];
+    config.auth.login_slowdown = Duration::from_millis(10);
+    config.auth.hash_concurrency = Some(2);
+    config.auth.login_max_attempts = 50;
+    config
+}
+
+/// Starts user-service with the test configuration.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts user-service with the test configuration as `adjust` changes it.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    spawn_in(dir, adjust).await
+}
+
+/// Starts user-service on the data folder `dir`.
+pub async fn spawn_in(dir: Arc<TempDir>, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    init_logs();
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    let app = App::build(config).await.expect("user-service builds");
+    let addr = app.local_addr();
+    let auth_addr = app.embedded_auth_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    TestApp {
+        addr,
+        auth_addr,
+        dir,
+        grpc: UserServiceClient::new(channel),
+        http: reqwest::Client::new(),
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+/// A signed-in user: their id and tokens.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl TestApp {
+    /// `http://addr` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A new gRPC channel to user-service.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the app gracefully; returns the data folder.
+    pub async fn stop(mut self) -> Arc<TempDir> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.unwrap().unwrap();
+        }
+        self.dir.clone()
+    }
+
+    /// CreateUser over gRPC.
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password: &str,
+        display_name: &str,
+    ) -> Result<pb::User, Status> {
+        let request = pb::CreateUserRequest {
+            email: email.into(),
+            password: password.into(),
+            display_name: display_name.into(),
+        };
+        Ok(self
+            .grpc
+            .clone()
+            .create_user(request)
+            .await?
+            .into_inner()
+            .user
+            .unwrap())
+    }
+
+    /// Login over HTTP.
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs a user up (gRPC) and logs in (HTTP).
+    pub async fn sign_up(&self, email: &str) -> Session {
+        let user = self
+            .create_user(email, PASSWORD, "Test User")
+            .await
+            .unwrap();
+        let response = self.login(email, PASSWORD).await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        Session {
+            user_id: user.id,
+            access_token: body["accessToken"].as_str().unwrap().to_owned(),
+            refresh_token: body["refreshToken"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Signs up the configured admin.
+    pub async fn admin(&self) -> Session {
+        self.sign_up(ADMIN_EMAIL).await
+    }
+
+    /// An HTTP request with a bearer token.
+    pub fn authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        session: &Session,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&session.access_token)
+    }
+
+    /// An AuthService client of the embedded auth-service.
+    pub async fn auth_client(&self) -> AuthServiceClient<Channel> {
+        let addr = self.auth_addr.expect("embedded auth-service");
+        AuthServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap()
+    }
+
+    /// Whether `email` and [`PASSWORD`] can log in at auth-service.
+    pub async fn can_log_in(&self, email: &str) -> bool {
+        let request = auth_pb::LoginRequest {
+            email: email.into(),
+            password: PASSWORD.into(),
+        };
+        self.auth_client().await.login(request).await.is_ok()
+    }
+}
+
+/// `message` with `authorization: Bearer <token>` metadata.
+pub fn bearer<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Asserts the code of an error result and returns the status.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// The field paths of the `google.rpc.BadRequest` violations in a status.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+/// Asserts an HTTP error response: status, gRPC code in the body, and returns the body.
+pub async fn expect_http_error(response: reqwest::Response, status: u16, code: i64) -> Value {
+    assert_eq!(response.status().as_u16(), status, "HTTP status");
+    let body: Value = response.json().await.expect("a JSON error body");
+    assert_eq!(body["code"], json!(code), "gRPC code in {body}");
+    assert!(body["message"].is_string(), "message in {body}");
+    assert!(body["details"].is_array(), "details in {body}");
+    body
+}

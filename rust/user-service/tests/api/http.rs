@@ -1,0 +1,154 @@
+//! The HTTP/JSON surface: errors as the contract describes them, auth routes, operations.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, expect_http_error, spawn_app};
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_wrong_methods_405_with_json_bodies() {
+    let app = spawn_app().await;
+    expect_http_error(app.http.get(app.url("/nope")).send().await.unwrap(), 404, 5).await;
+    expect_http_error(
+        app.http.get(app.url("/v2/users")).send().await.unwrap(),
+        404,
+        5,
+    )
+    .await;
+    expect_http_error(
+        app.http.put(app.url("/v1/users")).send().await.unwrap(),
+        405,
+        12,
+    )
+    .await;
+    expect_http_error(
+        app.http
+            .get(app.url("/v1/auth/login"))
+            .send()
+            .await
+            .unwrap(),
+        405,
+        12,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_bodies_are_400_or_413_never_500() {
+    let app = spawn_app().await;
+    let post = |body: String| {
+        app.http
+            .post(app.url("/v1/users"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for body in [
+        "{".to_owned(),
+        "[]".to_owned(),
+        r#"{"email": 42, "password": "x", "displayName": "y"}"#.to_owned(),
+        r#"{"email": "a@x.io", "password": "correct horse", "displayName": "A", "admin": true}"#
+            .to_owned(),
+        "\u{0}\u{1}".to_owned(),
+    ] {
+        expect_http_error(post(body.clone()).await.unwrap(), 400, 3).await;
+    }
+    let huge = format!(
+        r#"{{"email": "a@x.io", "password": "{}", "displayName": "A"}}"#,
+        "x".repeat(70_000)
+    );
+    expect_http_error(post(huge).await.unwrap(), 413, 3).await;
+}
+
+#[tokio::test]
+async fn login_refresh_and_logout_over_http() {
+    let app = spawn_app().await;
+    let ada = app.sign_up("ada@example.com").await;
+
+    let response = app.login("ada@example.com", "wrong password").await;
+    let error = expect_http_error(response, 401, 16).await;
+    assert_eq!(error["message"], "invalid email or password");
+
+    let response = app
+        .http
+        .post(app.url("/v1/auth/refresh"))
+        .json(&json!({"refreshToken": ada.refresh_token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let refreshed: Value = response.json().await.unwrap();
+    let new_access = refreshed["accessToken"].as_str().unwrap().to_owned();
+    assert!(refreshed["expireTime"].as_str().unwrap().ends_with('Z'));
+    // Logout with an empty body revokes the bearer access token.
+    let response = app
+        .http
+        .post(app.url("/v1/auth/logout"))
+        .bearer_auth(&new_access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let response = app
+        .http
+        .get(app.url("/v1/users/me"))
+        .bearer_auth(&new_access)
+        .send()
+        .await
+        .unwrap();
+    expect_http_error(response, 401, 16).await;
+    // The rotated refresh token is spent: presenting it again is refused (and, as reuse,
+    // ends the session).
+    let response = app
+        .http
+        .post(app.url("/v1/auth/refresh"))
+        .json(&json!({"refreshToken": ada.refresh_token}))
+        .send()
+        .await
+        .unwrap();
+    expect_http_error(response, 401, 16).await;
+    // Neither a body token nor a bearer: 401.
+    let response = app
+        .http
+        .post(app.url("/v1/auth/logout"))
+        .send()
+        .await
+        .unwrap();
+    expect_http_error(response, 401, 16).await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.create_user("ada@example.com", PASSWORD, "Ada")
+        .await
+        .unwrap();
+    let _ = app.http.get(app.url("/v1/users/me")).send().await.unwrap();
+    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("http_requests_total"), "{text}");
+    assert!(text.contains(r#"route="/v1/users/me""#), "{text}");
+    assert!(text.contains("grpc_server_requests_total"), "{text}");
+    assert!(
+        text.contains("auth_client_request_duration_seconds"),
+        "{text}"
+    );
+}

@@ -1,0 +1,13 @@
+//! Black-box tests of user-service: the real app (with its embedded auth-service, or a
+//! separate one) on random loopback ports with fresh SQLite files, driven over HTTP
+//! (reqwest), gRPC (the generated client) and gRPC-Web.
+
+// A panic in a test or its helpers is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod http;
+mod listing;
+mod resilience;
+mod signup;
+mod users;

@@ -1,0 +1,184 @@
+//! Restarts, auth-service outages and gRPC-Web.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use reqwest::Method;
+use secrecy::SecretString;
+
+use crate::helpers::{PASSWORD, expect_http_error, spawn_app, spawn_app_with, spawn_in};
+use grimos_proto::user::v1 as pb;
+
+#[tokio::test]
+async fn users_and_sessions_survive_a_restart() {
+    let app = spawn_app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    let dir = app.stop().await;
+    let app = spawn_in(dir, |_| {}).await;
+    // The access token from before the restart still works (the signing key persisted).
+    let response = app
+        .authed(Method::GET, "/v1/users/me", &ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.login("ada@example.com", PASSWORD).await.status(), 200);
+}
+
+/// A separate auth-service with a known service token, on `addr` (port 0: any).
+async fn start_auth(
+    dir: &std::path::Path,
+    addr: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let mut config = auth_service::Config::with_data_dir(dir, addr);
+    config.service_token = Some(SecretString::from("outage-test-token".to_owned()));
+    let app = auth_service::App::build(config).await.unwrap();
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    (addr, stop, handle)
+}
+
+#[tokio::test]
+async fn auth_down_gives_503_within_the_deadline_and_the_service_recovers_by_itself() {
+    let auth_dir = Arc::new(tempfile::tempdir().unwrap());
+    let (auth_addr, stop_auth, auth_task) =
+        start_auth(auth_dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let app = spawn_app_with(|c| {
+        c.auth_service_address = Some(format!("http://{auth_addr}"));
+        c.auth.service_token = Some(SecretString::from("outage-test-token".to_owned()));
+        c.auth_deadline = Duration::from_millis(500);
+    })
+    .await;
+    let ada = app.sign_up("ada@example.com").await;
+
+    stop_auth.send(()).unwrap();
+    auth_task.await.unwrap().unwrap();
+    let start = Instant::now();
+    let response = app
+        .authed(Method::GET, "/v1/users/me", &ada)
+        .send()
+        .await
+        .unwrap();
+    expect_http_error(response, 503, 14).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let response = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let status = app
+        .create_user("bob@example.com", PASSWORD, "Bob")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+
+    // auth-service comes back on the same address: no restart of user-service needed.
+    let (_, _stop_again, _task) = start_auth(auth_dir.path(), auth_addr).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = app
+            .authed(Method::GET, "/v1/users/me", &ada)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not recover: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The failed sign-up left nothing behind: the email is free.
+    app.create_user("bob@example.com", PASSWORD, "Bob")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn grpc_web_calls_work_on_the_same_port() {
+    let app =
+        spawn_app_with(|c| c.cors_allowed_origins = vec!["http://localhost:5173".into()]).await;
+    let message = pb::CreateUserRequest {
+        email: "web@example.com".into(),
+        password: PASSWORD.into(),
+        display_name: "Web".into(),
+    }
+    .encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&message);
+    let response = app
+        .http
+        .post(app.url("/grimos.user.v1.UserService/CreateUser"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header("origin", "http://localhost:5173")
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .unwrap(),
+        "http://localhost:5173"
+    );
+    let body = response.bytes().await.unwrap();
+    // First frame: the message; then a trailer frame (flag 0x80) with grpc-status: 0.
+    assert_eq!(body[0], 0);
+    let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    let reply = pb::CreateUserResponse::decode(&body[5..5 + len]).unwrap();
+    assert_eq!(reply.user.unwrap().email, "web@example.com");
+    let trailers = String::from_utf8_lossy(&body[5 + len + 5..]);
+    assert_eq!(body[5 + len], 0x80);
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+
+    // The browser's preflight is answered too.
+    let preflight = app
+        .http
+        .request(
+            Method::OPTIONS,
+            app.url("/grimos.user.v1.UserService/CreateUser"),
+        )
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type,x-grpc-web")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success());
+    assert!(
+        preflight
+            .headers()
+            .contains_key("access-control-allow-methods")
+    );
+}
+
+#[tokio::test]
+async fn grpc_calls_to_unknown_methods_are_unimplemented() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .post(app.url("/grimos.user.v1.NoSuchService/Nope"))
+        .header("content-type", "application/grpc-web+proto")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers().get("grpc-status").unwrap(), "12");
+    let _ = app.channel().await;
+}

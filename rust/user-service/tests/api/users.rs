@@ -1,0 +1,280 @@
+//! Reading, updating and deleting users, and who may do it.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tonic::Code;
+
+use crate::helpers::{
+    PASSWORD, bearer, expect_code, expect_http_error, spawn_app, violated_fields,
+};
+use grimos_proto::user::v1 as pb;
+use grimos_proto::wkt::FieldMask;
+
+#[tokio::test]
+async fn get_me_returns_the_signed_in_user_over_http_and_grpc() {
+    let app = spawn_app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    let response = app
+        .authed(Method::GET, "/v1/users/me", &ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["user"]["id"], ada.user_id.as_str());
+    assert_eq!(body["user"]["email"], "ada@example.com");
+
+    let me = app
+        .grpc
+        .clone()
+        .get_current_user(bearer(pb::GetCurrentUserRequest {}, &ada.access_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.user.unwrap().id, ada.user_id);
+}
+
+#[tokio::test]
+async fn anonymous_and_bad_tokens_are_401() {
+    let app = spawn_app().await;
+    let response = app.http.get(app.url("/v1/users/me")).send().await.unwrap();
+    expect_http_error(response, 401, 16).await;
+    let response = app
+        .http
+        .get(app.url("/v1/users/me"))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .unwrap();
+    expect_http_error(response, 401, 16).await;
+    let result = app
+        .grpc
+        .clone()
+        .get_current_user(pb::GetCurrentUserRequest {})
+        .await;
+    expect_code(result, Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn authorization_matrix_for_get_update_delete_and_list() {
+    let app = spawn_app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    let bob = app.sign_up("bob@example.com").await;
+    let admin = app.admin().await;
+    let missing = "00000000-0000-0000-0000-000000000000";
+
+    // Self: allowed.
+    let response = app
+        .authed(Method::GET, &format!("/v1/users/{}", ada.user_id), &ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Another user, existing or not: 403.
+    for target in [bob.user_id.as_str(), missing] {
+        let path = format!("/v1/users/{target}");
+        for method in [Method::GET, Method::DELETE] {
+            let response = app.authed(method, &path, &ada).send().await.unwrap();
+            expect_http_error(response, 403, 7).await;
+        }
+        let response = app
+            .authed(Method::PATCH, &path, &ada)
+            .json(&json!({"displayName": "Mallory"}))
+            .send()
+            .await
+            .unwrap();
+        expect_http_error(response, 403, 7).await;
+    }
+    let response = app
+        .authed(Method::GET, "/v1/users", &ada)
+        .send()
+        .await
+        .unwrap();
+    expect_http_error(response, 403, 7).await;
+
+    // Admin: everyone; a missing id is 404.
+    let response = app
+        .authed(Method::GET, &format!("/v1/users/{}", bob.user_id), &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = app
+        .authed(Method::GET, &format!("/v1/users/{missing}"), &admin)
+        .send()
+        .await
+        .unwrap();
+    expect_http_error(response, 404, 5).await;
+    let response = app
+        .authed(Method::DELETE, &format!("/v1/users/{missing}"), &admin)
+        .send()
+        .await
+        .unwrap();
+    expect_http_error(response, 404, 5).await;
+    let response = app
+        .authed(Method::PATCH, &format!("/v1/users/{}", bob.user_id), &admin)
+        .json(&json!({"displayName": "Robert"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = app
+        .authed(Method::GET, "/v1/users", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Anonymous: 401 everywhere.
+    for (method, path) in [
+        (Method::GET, format!("/v1/users/{}", ada.user_id)),
+        (Method::DELETE, format!("/v1/users/{}", ada.user_id)),
+        (Method::GET, "/v1/users".to_owned()),
+    ] {
+        let response = app
+            .http
+            .request(method, app.url(&path))
+            .send()
+            .await
+            .unwrap();
+        expect_http_error(response, 401, 16).await;
+    }
+}
+
+#[tokio::test]
+async fn update_changes_only_the_display_name_and_update_time() {
+    let app = spawn_app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    let before: Value = app
+        .authed(Method::GET, "/v1/users/me", &ada)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/v1/users/{}", ada.user_id);
+    let response = app
+        .authed(
+            Method::PATCH,
+            &format!("{path}?updateMask=displayName"),
+            &ada,
+        )
+        .json(&json!({"displayName": "  Countess  ", "id": ada.user_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let after: Value = response.json().await.unwrap();
+    assert_eq!(after["user"]["displayName"], "Countess");
+    for field in ["id", "email", "roles", "createTime"] {
+        assert_eq!(
+            after["user"][field], before["user"][field],
+            "{field} unchanged"
+        );
+    }
+    assert_ne!(after["user"]["updateTime"], before["user"]["updateTime"]);
+    // Stored: a fresh read agrees.
+    let again: Value = app
+        .authed(Method::GET, "/v1/users/me", &ada)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["user"], after["user"]);
+}
+
+#[tokio::test]
+async fn update_masks_are_checked() {
+    let app = spawn_app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    let path = format!("/v1/users/{}", ada.user_id);
+    // Inferred mask naming a field that cannot change, an empty body, a mismatched id.
+    for (query, body, field) in [
+        ("", json!({"email": "evil@example.com"}), "update_mask"),
+        ("", json!({}), "update_mask"),
+        (
+            "?updateMask=email",
+            json!({"displayName": "Ada"}),
+            "update_mask",
+        ),
+        ("?updateMask=", json!({"displayName": "Ada"}), "update_mask"),
+        (
+            "",
+            json!({"id": "someone-else", "displayName": "Ada"}),
+            "user.id",
+        ),
+        ("", json!({"displayName": ""}), "user.display_name"),
+    ] {
+        let response = app
+            .authed(Method::PATCH, &format!("{path}{query}"), &ada)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let error = expect_http_error(response, 400, 3).await;
+        assert_eq!(
+            error["details"][0]["fieldViolations"][0]["field"], field,
+            "{query} {body}"
+        );
+    }
+
+    // The same rules over gRPC.
+    let update = |mask: Vec<&str>| pb::UpdateUserRequest {
+        user: Some(pb::User {
+            id: ada.user_id.clone(),
+            display_name: "Ada".into(),
+            ..Default::default()
+        }),
+        update_mask: Some(FieldMask::new(mask)),
+    };
+    for mask in [
+        vec![],
+        vec!["email"],
+        vec!["display_name", "roles"],
+        vec!["nonsense"],
+    ] {
+        let result = app
+            .grpc
+            .clone()
+            .update_user(bearer(update(mask.clone()), &ada.access_token))
+            .await;
+        let status = expect_code(result, Code::InvalidArgument);
+        assert!(
+            violated_fields(&status).contains(&"update_mask".to_owned()),
+            "{mask:?}"
+        );
+    }
+    let ok = app
+        .grpc
+        .clone()
+        .update_user(bearer(update(vec!["display_name"]), &ada.access_token))
+        .await;
+    assert_eq!(ok.unwrap().into_inner().user.unwrap().display_name, "Ada");
+}
+
+#[tokio::test]
+async fn delete_removes_the_profile_and_the_credential() {
+    let app = spawn_app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    let response = app
+        .authed(Method::DELETE, &format!("/v1/users/{}", ada.user_id), &ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(response.bytes().await.unwrap().is_empty());
+    assert!(!app.can_log_in("ada@example.com").await);
+    let response = app
+        .authed(Method::GET, "/v1/users/me", &ada)
+        .send()
+        .await
+        .unwrap();
+    expect_http_error(response, 401, 16).await;
+    // The email is free again.
+    app.create_user("ada@example.com", PASSWORD, "Ada again")
+        .await
+        .unwrap();
+}

@@ -1,0 +1,397 @@
+//! The auth client against real auth-service instances, and against auth-service being down,
+//! silent, confused or late to start.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use auth_service::{App, Config};
+use grimos_proto::auth::v1 as pb;
+use secrecy::SecretString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::Code;
+use user_service::auth_client::{AuthClient, AuthClientConfig};
+
+const SERVICE_TOKEN: &str = "test-service-token-0123456789";
+const PASSWORD: &str = "correct horse battery";
+const REQUEST_ID: &str = "test-request";
+
+/// A running auth-service; stops when dropped.
+struct Auth {
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+    _handle: JoinHandle<anyhow::Result<()>>,
+}
+
+async fn spawn_auth(dir: &Path, listen_addr: SocketAddr) -> Auth {
+    if std::env::var_os("TEST_LOG").is_some() {
+        grimos_common::init_tracing();
+    }
+    let mut config = Config::with_data_dir(dir, listen_addr);
+    config.service_token = Some(SecretString::from(SERVICE_TOKEN.to_owned()));
+    config.login_slowdown = Duration::from_millis(10);
+    config.hash_concurrency = Some(2);
+    let app = App::build(config).await.expect("auth-service builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    Auth {
+        addr,
+        _stop: stop,
+        _handle: handle,
+    }
+}
+
+fn client_with(address: &str, deadline: Duration, token: Option<&str>) -> AuthClient {
+    let mut config = AuthClientConfig::new(address);
+    config.deadline = deadline;
+    config.service_token = token.map(|t| SecretString::from(t.to_owned()));
+    AuthClient::new(config).expect("client builds")
+}
+
+fn client(address: &str) -> AuthClient {
+    client_with(address, Duration::from_secs(2), Some(SERVICE_TOKEN))
+}
+
+/// A loopback port nothing listens on (just freed).
+fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// Creates a credential and logs in; returns the user id and the access token.
+async fn sign_up(client: &AuthClient, email: &str) -> (String, pb::LoginResponse) {
+    let user_id = uuid::Uuid::new_v4().to_string();
+    let created = client
+        .create_credential(
+            pb::CreateCredentialRequest {
+                user_id: user_id.clone(),
+                email: email.to_owned(),
+                password: PASSWORD.to_owned(),
+            },
+            REQUEST_ID,
+        )
+        .await
+        .expect("credential created");
+    assert_eq!(created.roles, ["user"]);
+    let login = client
+        .login(
+            pb::LoginRequest {
+                email: email.to_owned(),
+                password: PASSWORD.to_owned(),
+            },
+            REQUEST_ID,
+        )
+        .await
+        .expect("login succeeds");
+    assert_eq!(login.user_id, user_id);
+    (user_id, login)
+}
+
+#[tokio::test]
+async fn every_call_works_against_a_real_auth_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = spawn_auth(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let client = client(&format!("http://{}", auth.addr));
+
+    client
+        .health_check()
+        .await
+        .expect("auth-service is serving");
+    let (user_id, login) = sign_up(&client, "ada@grimos.dev").await;
+
+    let validated = client
+        .validate_token(&login.access_token, REQUEST_ID)
+        .await
+        .unwrap();
+    assert_eq!(validated.user_id, user_id);
+    assert_eq!(validated.roles, ["user"]);
+
+    // A request id that is not ASCII metadata is dropped, not fatal.
+    let validated = client
+        .validate_token(&login.access_token, "id-ü\n")
+        .await
+        .unwrap();
+    assert_eq!(validated.user_id, user_id);
+
+    let refreshed = client
+        .refresh_token(
+            pb::RefreshTokenRequest {
+                refresh_token: login.refresh_token.clone(),
+            },
+            REQUEST_ID,
+        )
+        .await
+        .unwrap();
+    client
+        .revoke_token(
+            pb::RevokeTokenRequest {
+                token: refreshed.access_token.clone(),
+            },
+            REQUEST_ID,
+        )
+        .await
+        .unwrap();
+    let revoked = client
+        .validate_token(&refreshed.access_token, REQUEST_ID)
+        .await
+        .unwrap_err();
+    assert_eq!(revoked.code(), Code::Unauthenticated);
+
+    client
+        .delete_credential(&user_id, REQUEST_ID)
+        .await
+        .unwrap();
+    let deleted = client
+        .validate_token(&login.access_token, REQUEST_ID)
+        .await
+        .unwrap_err();
+    assert_eq!(deleted.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn statuses_from_auth_service_pass_through_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = spawn_auth(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let address = format!("http://{}", auth.addr);
+    let good = client(&address);
+    sign_up(&good, "grace@grimos.dev").await;
+
+    let wrong = client_with(&address, Duration::from_secs(2), Some("not-the-token"));
+    let status = wrong
+        .create_credential(
+            pb::CreateCredentialRequest {
+                user_id: uuid::Uuid::new_v4().to_string(),
+                email: "eve@grimos.dev".to_owned(),
+                password: PASSWORD.to_owned(),
+            },
+            REQUEST_ID,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let status = wrong
+        .delete_credential("anyone", REQUEST_ID)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    let status = good
+        .create_credential(
+            pb::CreateCredentialRequest {
+                user_id: uuid::Uuid::new_v4().to_string(),
+                email: "grace@grimos.dev".to_owned(),
+                password: PASSWORD.to_owned(),
+            },
+            REQUEST_ID,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+
+    let status = good
+        .login(
+            pb::LoginRequest {
+                email: "grace@grimos.dev".to_owned(),
+                password: "wrong password".to_owned(),
+            },
+            REQUEST_ID,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    let status = good
+        .validate_token("not.a.token", REQUEST_ID)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+}
+
+#[tokio::test]
+async fn credential_calls_without_a_service_token_fail_before_sending() {
+    let client = client_with(
+        &format!("http://{}", free_addr()),
+        Duration::from_secs(2),
+        None,
+    );
+    let status = client
+        .delete_credential("someone", REQUEST_ID)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Internal);
+    assert_eq!(status.message(), "no service token configured");
+}
+
+#[tokio::test]
+async fn a_list_of_two_replicas_serves_every_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = spawn_auth(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let b = spawn_auth(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let client = client(&format!("http://{}, http://{}", a.addr, b.addr));
+
+    let (user_id, login) = sign_up(&client, "linus@grimos.dev").await;
+    for _ in 0..20 {
+        let validated = client
+            .validate_token(&login.access_token, REQUEST_ID)
+            .await
+            .unwrap();
+        assert_eq!(validated.user_id, user_id);
+    }
+    client.health_check().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dns_name_is_resolved_to_its_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = spawn_auth(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    // auth-service listens on 127.0.0.1 only: use the name `localhost` where it resolves to
+    // nothing else, so a refused ::1 endpoint cannot take a share of the calls.
+    let localhost: Vec<SocketAddr> = tokio::net::lookup_host(("localhost", auth.addr.port()))
+        .await
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    let name = if !localhost.is_empty() && localhost.iter().all(|a| a.ip() == auth.addr.ip()) {
+        "localhost"
+    } else {
+        "127.0.0.1"
+    };
+    let client = client(&format!("dns:///{name}:{}", auth.addr.port()));
+
+    let (user_id, login) = sign_up(&client, "dns@grimos.dev").await;
+    for _ in 0..5 {
+        let validated = client
+            .validate_token(&login.access_token, REQUEST_ID)
+            .await
+            .unwrap();
+        assert_eq!(validated.user_id, user_id);
+    }
+    client.health_check().await.unwrap();
+}
+
+#[tokio::test]
+async fn auth_down_is_unavailable_quickly() {
+    let down = free_addr();
+    let other_down = free_addr();
+    for address in [
+        format!("http://{down}"),
+        format!("http://{down},http://{other_down}"),
+        format!("dns:///127.0.0.1:{}", down.port()),
+    ] {
+        let client = client_with(&address, Duration::from_millis(300), Some(SERVICE_TOKEN));
+        let start = Instant::now();
+        let status = client
+            .validate_token("token", REQUEST_ID)
+            .await
+            .unwrap_err();
+        let elapsed = start.elapsed();
+        assert_eq!(status.code(), Code::Unavailable, "{address}: {status:?}");
+        assert!(
+            status.message().starts_with("auth-service"),
+            "{address}: {status:?}"
+        );
+        assert!(
+            elapsed < Duration::from_secs(1),
+            "{address}: took {elapsed:?}"
+        );
+
+        let status = client.health_check().await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{address}: {status:?}");
+    }
+}
+
+#[tokio::test]
+async fn auth_that_never_answers_is_unavailable_after_the_deadline() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Accepts connections and holds them open without ever answering.
+    let _silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+
+    let deadline = Duration::from_millis(300);
+    for address in [format!("http://{addr}"), format!("dns:///{addr}")] {
+        let client = client_with(&address, deadline, Some(SERVICE_TOKEN));
+        let start = Instant::now();
+        let status = client
+            .validate_token("token", REQUEST_ID)
+            .await
+            .unwrap_err();
+        let elapsed = start.elapsed();
+        assert_eq!(status.code(), Code::Unavailable, "{address}: {status:?}");
+        assert_eq!(
+            status.message(),
+            "auth-service did not answer within 300ms",
+            "{address}"
+        );
+        assert!(
+            elapsed < deadline + Duration::from_millis(500),
+            "{address}: took {elapsed:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn auth_that_speaks_no_grpc_is_unavailable() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _confused = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buffer = [0_u8; 1024];
+            let _ = socket.read(&mut buffer).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+
+    let client = client_with(&format!("http://{addr}"), Duration::from_millis(300), None);
+    let start = Instant::now();
+    let status = client
+        .validate_token("token", REQUEST_ID)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn the_client_recovers_when_auth_comes_up() {
+    let addr = free_addr();
+    let client = client_with(
+        &format!("http://{addr}"),
+        Duration::from_millis(300),
+        Some(SERVICE_TOKEN),
+    );
+    let status = client.health_check().await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let _auth = spawn_auth(dir.path(), addr).await;
+    let start = Instant::now();
+    loop {
+        match client.health_check().await {
+            Ok(()) => break,
+            Err(status) if start.elapsed() < Duration::from_secs(5) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("auth-service still unreachable after 5 s: {status:?}"),
+        }
+    }
+    let (user_id, login) = sign_up(&client, "phoenix@grimos.dev").await;
+    let validated = client
+        .validate_token(&login.access_token, REQUEST_ID)
+        .await
+        .unwrap();
+    assert_eq!(validated.user_id, user_id);
+}
