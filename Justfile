@@ -82,6 +82,6 @@ test-gates:
 # Everything CI runs, in order.
 ci: setup check-generated lint breaking test
 
-# Run the system: auth-service on 127.0.0.1:50051 (SQLite and signing key under ./data).
+# Run the system: user-service on 127.0.0.1:8080 with an embedded auth-service (data in ./data).
 run:
-    cargo run --locked -p auth-service
+    cargo run --locked -p user-service

@@ -11,6 +11,7 @@ use secrecy::SecretString;
 
 /// Everything auth-service can be told.
 #[derive(Debug, Clone, Parser)]
+#[group(id = "auth-service-settings")]
 #[command(
     name = "auth-service",
     version,
@@ -121,5 +122,15 @@ impl Config {
             hash_concurrency: None,
             revocation_sync_interval: Duration::from_secs(2),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Config::command().debug_assert();
     }
 }

@@ -11,6 +11,7 @@ use clap::Parser;
 
 /// Everything user-service can be told.
 #[derive(Debug, Clone, Parser)]
+#[group(id = "user-service-settings")]
 #[command(
     name = "user-service",
     version,
@@ -72,5 +73,15 @@ impl Config {
             reconcile_interval: Duration::from_secs(30),
             auth: auth_service::Config::with_data_dir(data_dir, loopback),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Config::command().debug_assert();
     }
 }
