@@ -90,7 +90,8 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the login attempts of `email` (after a successful login).
     async fn clear_login_attempts(&self, email: &str) -> Result<()>;
 
-    /// Stores a new session with its first refresh token (by digest).
+    /// Stores a new session with its first refresh token (by digest); `InvalidCredentials`
+    /// if the user's credential was deleted meanwhile.
     async fn create_session(&self, session: &Session, token_digest: &[u8]) -> Result<()>;
 
     /// Rotates a refresh token: marks `old_digest` used and stores `new_digest` in the same

@@ -205,7 +205,14 @@ impl Store for SqliteStore {
         .bind(session.create_time)
         .bind(session.expire_time)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // The credential was deleted while this login checked its password.
+            sqlx::Error::Database(ref db) if db.is_foreign_key_violation() => {
+                Error::InvalidCredentials
+            }
+            e => e.into(),
+        })?;
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, session_id, issue_time) VALUES (?1, ?2, ?3)",
         )

@@ -5,6 +5,8 @@
 // A panic in a test or its helpers is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod binary;
+mod consistency;
 mod helpers;
 mod http;
 mod listing;
