@@ -58,16 +58,7 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument(violations) => {
-                let summary = violations
-                    .iter()
-                    .map(|v| format!("{}: {}", v.field, v.description))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                Status::with_error_details(
-                    Code::InvalidArgument,
-                    format!("invalid argument: {summary}"),
-                    ErrorDetails::with_bad_request(violations),
-                )
+                grimos_common::invalid_argument_status(violations)
             }
             Error::Unauthenticated | Error::InvalidCredentials => {
                 Status::unauthenticated(error.to_string())

@@ -1,5 +1,6 @@
 //! What both services share and nothing else: tracing set-up, the shutdown signal, the
-//! contract's input rules, and opening a crash-safe SQLite database from a `sqlite://` URL.
+//! contract's input rules and the status they produce, and opening a crash-safe SQLite
+//! database from a `sqlite://` URL.
 //!
 //! This crate never knows about either service's API or tables; each service owns its own
 //! schema, errors and status mapping.
@@ -14,6 +15,22 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use tracing_subscriber::EnvFilter;
 
 pub mod validate;
+
+/// `INVALID_ARGUMENT` carrying the violations as `google.rpc.BadRequest` details, with a
+/// message that lists them: the one shape both services give bad input.
+pub fn invalid_argument_status(violations: Vec<tonic_types::FieldViolation>) -> tonic::Status {
+    use tonic_types::StatusExt as _;
+    let summary = violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ");
+    tonic::Status::with_error_details(
+        tonic::Code::InvalidArgument,
+        format!("invalid argument: {summary}"),
+        tonic_types::ErrorDetails::with_bad_request(violations),
+    )
+}
 
 /// Installs the global `tracing` subscriber: `RUST_LOG` filters (default `info`), output
 /// goes to stderr, coloured only on a terminal (log collectors get plain `key=value` text).

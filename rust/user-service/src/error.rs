@@ -3,7 +3,7 @@
 //! bare "internal error".
 
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+use tonic_types::FieldViolation;
 
 /// What can go wrong while serving a request.
 #[derive(Debug, thiserror::Error)]
@@ -63,16 +63,7 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument(violations) => {
-                let summary = violations
-                    .iter()
-                    .map(|v| format!("{}: {}", v.field, v.description))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                Status::with_error_details(
-                    Code::InvalidArgument,
-                    format!("invalid argument: {summary}"),
-                    ErrorDetails::with_bad_request(violations),
-                )
+                grimos_common::invalid_argument_status(violations)
             }
             Error::Unauthenticated(message) => Status::unauthenticated(message),
             Error::PermissionDenied(message) => Status::permission_denied(message),
