@@ -114,11 +114,6 @@ impl Auth {
         }
     }
 
-    /// The storage, for readiness checks.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// How long a revocation of an access token issued now must be kept.
     fn revocation_ttl(&self) -> i64 {
         i64::try_from(self.tokens.access_ttl().as_secs() + LEEWAY_SECS + 1).unwrap_or(i64::MAX)
@@ -287,9 +282,7 @@ impl Auth {
     /// a user's valid access token is `PermissionDenied`; anything else `Unauthenticated`.
     pub fn authorize_service(&self, authorization: Option<&str>) -> Result<()> {
         let bearer = authorization
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
+            .and_then(grimos_common::bearer_token)
             .ok_or(Error::Unauthenticated)?;
         if let Some(expected) = &self.service_token_digest
             && bool::from(digest(bearer).ct_eq(expected))

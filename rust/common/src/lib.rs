@@ -16,6 +16,14 @@ use tracing_subscriber::EnvFilter;
 
 pub mod validate;
 
+/// The token of an `authorization: Bearer <token>` header value: the scheme matched without
+/// regard to case (RFC 7235), the token trimmed; `None` for another scheme or no token.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// `INVALID_ARGUMENT` carrying the violations as `google.rpc.BadRequest` details, with a
 /// message that lists them: the one shape both services give bad input.
 pub fn invalid_argument_status(violations: Vec<tonic_types::FieldViolation>) -> tonic::Status {
@@ -124,6 +132,17 @@ fn display(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_from_any_case_of_the_scheme() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("BEARER abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
 
     #[test]
     fn sqlite_urls_name_relative_and_absolute_files() {

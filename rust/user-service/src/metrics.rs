@@ -42,11 +42,7 @@ pub async fn track(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
-    let grpc = request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    let grpc = crate::http::is_grpc(request.headers());
     let path = request.uri().path().to_owned();
     let method = request.method().as_str().to_owned();
     let response = next.run(request).await;

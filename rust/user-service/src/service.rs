@@ -132,13 +132,7 @@ impl Users {
         request_id: &str,
     ) -> Result<Caller> {
         let token = authorization
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
+            .and_then(grimos_common::bearer_token)
             .ok_or(Error::Unauthenticated("a bearer access token is required"))?;
         let validated = self.auth.validate_token(token, request_id).await?;
         Ok(Caller {

@@ -249,11 +249,7 @@ async fn router(users: Arc<Users>, cors_origins: &[String]) -> anyhow::Result<Ro
 
 /// Unknown paths: gRPC callers get UNIMPLEMENTED, everyone else the JSON 404.
 async fn fallback(request: Request) -> Response {
-    let grpc = request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    let grpc = crate::http::is_grpc(request.headers());
     if grpc {
         tonic::Status::unimplemented(format!("no such method: {}", request.uri().path()))
             .into_http::<axum::body::Body>()

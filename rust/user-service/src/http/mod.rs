@@ -5,3 +5,11 @@
 pub mod error;
 pub mod ops;
 pub mod routes;
+
+/// Whether a request is gRPC or gRPC-Web (by content type), for the fallback and metrics.
+pub fn is_grpc(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}

@@ -251,8 +251,7 @@ async fn logout(
         body.token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(grimos_common::bearer_token)
             .unwrap_or_default()
             .to_owned();
     }
