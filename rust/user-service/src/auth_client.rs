@@ -396,6 +396,20 @@ impl AuthClient {
         .await
     }
 
+    /// `CheckPermission`: whether the holder of an access token has a permission.
+    pub async fn check_permission(
+        &self,
+        req: pb::CheckPermissionRequest,
+        request_id: &str,
+    ) -> Result<pb::CheckPermissionResponse, Status> {
+        let request = self.request(req, request_id);
+        let mut auth = self.auth.clone();
+        self.call("CheckPermission", async move {
+            auth.check_permission(request).await
+        })
+        .await
+    }
+
     /// `CreateCredential`, with the service credential: stores a user's email and password
     /// and returns the roles granted.
     pub async fn create_credential(

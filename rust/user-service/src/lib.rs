@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth_client;
+pub mod auth_edge;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -19,6 +19,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use grimos_proto::auth::v1::auth_service_server::AuthServiceServer;
 use grimos_proto::user::v1::user_service_server::UserServiceServer;
 use http::{HeaderName, HeaderValue, Method};
 use rand::RngCore as _;
@@ -33,6 +34,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::UserApi;
 use crate::auth_client::{AuthClient, AuthClientConfig};
+use crate::auth_edge::AuthEdge;
 use crate::config::Config;
 use crate::http::{error, ops, routes};
 use crate::service::Users;
@@ -202,14 +204,15 @@ async fn router(users: Arc<Users>, cors_origins: &[String]) -> anyhow::Result<Ro
     let api = UserApi::new(users.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<UserServiceServer<UserApi>>().await;
+    health.set_serving::<AuthServiceServer<AuthEdge>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
-    let descriptors = grimos_proto::descriptor_set_for("grimos.user.v1")?;
+    // Both APIs are served here (AuthService at the edge), so reflection describes both.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_file_descriptor_set(descriptors.clone())
+        .register_encoded_file_descriptor_set(grimos_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_file_descriptor_set(descriptors)
+        .register_encoded_file_descriptor_set(grimos_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
@@ -217,6 +220,11 @@ async fn router(users: Arc<Users>, cors_origins: &[String]) -> anyhow::Result<Ro
     grpc = grpc_service(
         grpc,
         UserServiceServer::new(api.clone()).max_decoding_message_size(error::MAX_BODY_BYTES),
+    );
+    grpc = grpc_service(
+        grpc,
+        AuthServiceServer::new(AuthEdge::new(api.clone()))
+            .max_decoding_message_size(error::MAX_BODY_BYTES),
     );
     grpc = grpc_service(grpc, health_service);
     grpc = grpc_service(grpc, reflection_v1);

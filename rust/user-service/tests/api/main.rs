@@ -5,6 +5,7 @@
 // A panic in a test or its helpers is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth_edge;
 mod binary;
 mod consistency;
 mod helpers;

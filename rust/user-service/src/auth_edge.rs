@@ -1,0 +1,128 @@
+//! `grimos.auth.v1.AuthService` at the edge: user-service serves the rpcs that end users call
+//! (Login, RefreshToken, RevokeToken, ValidateToken, CheckPermission) on its own port by
+//! forwarding them to auth-service, so a browser (gRPC-Web) or any client that can reach only
+//! user-service can sign in with the generated clients, as the `/v1/auth/*` HTTP routes allow
+//! over JSON. The service-only rpcs (CreateCredential, DeleteCredential) are not exposed here.
+
+use grimos_proto::auth::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::api::{UserApi, request_id};
+
+/// The edge `AuthService`: forwards to auth-service through user-service's auth client (its
+/// deadline, balancing and metrics apply).
+#[derive(Clone)]
+pub struct AuthEdge {
+    api: UserApi,
+}
+
+impl AuthEdge {
+    /// Forwards through `api`'s auth client.
+    pub fn new(api: UserApi) -> Self {
+        Self { api }
+    }
+}
+
+/// The bearer token of a request, if it has one.
+fn bearer<T>(request: &Request<T>) -> Option<&str> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(grimos_common::bearer_token)
+}
+
+fn not_at_the_edge(rpc: &str) -> Status {
+    Status::unimplemented(format!(
+        "{rpc} is a service-only rpc: user-service does not expose it; call auth-service"
+    ))
+}
+
+#[tonic::async_trait]
+impl pb::auth_service_server::AuthService for AuthEdge {
+    #[tracing::instrument(name = "Login", skip_all, fields(request_id))]
+    async fn login(
+        &self,
+        request: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let id = request_id(&request);
+        tracing::Span::current().record("request_id", id.as_str());
+        let auth = self.api.users().auth();
+        Ok(Response::new(auth.login(request.into_inner(), &id).await?))
+    }
+
+    #[tracing::instrument(name = "RefreshToken", skip_all, fields(request_id))]
+    async fn refresh_token(
+        &self,
+        request: Request<pb::RefreshTokenRequest>,
+    ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
+        let id = request_id(&request);
+        tracing::Span::current().record("request_id", id.as_str());
+        let auth = self.api.users().auth();
+        Ok(Response::new(
+            auth.refresh_token(request.into_inner(), &id).await?,
+        ))
+    }
+
+    /// Revokes `token`, or, when it is empty, the caller's bearer access token (as
+    /// `POST /v1/auth/logout` does).
+    #[tracing::instrument(name = "RevokeToken", skip_all, fields(request_id))]
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        let id = request_id(&request);
+        tracing::Span::current().record("request_id", id.as_str());
+        let bearer = bearer(&request).unwrap_or_default().to_owned();
+        let mut req = request.into_inner();
+        if req.token.is_empty() {
+            req.token = bearer;
+        }
+        if req.token.is_empty() {
+            return Err(Status::unauthenticated(
+                "give the token to revoke in the request or as a bearer token",
+            ));
+        }
+        let auth = self.api.users().auth();
+        Ok(Response::new(auth.revoke_token(req, &id).await?))
+    }
+
+    #[tracing::instrument(name = "ValidateToken", skip_all, fields(request_id))]
+    async fn validate_token(
+        &self,
+        request: Request<pb::ValidateTokenRequest>,
+    ) -> Result<Response<pb::ValidateTokenResponse>, Status> {
+        let id = request_id(&request);
+        tracing::Span::current().record("request_id", id.as_str());
+        let token = request.into_inner().access_token;
+        let auth = self.api.users().auth();
+        Ok(Response::new(auth.validate_token(&token, &id).await?))
+    }
+
+    #[tracing::instrument(name = "CheckPermission", skip_all, fields(request_id))]
+    async fn check_permission(
+        &self,
+        request: Request<pb::CheckPermissionRequest>,
+    ) -> Result<Response<pb::CheckPermissionResponse>, Status> {
+        let id = request_id(&request);
+        tracing::Span::current().record("request_id", id.as_str());
+        let auth = self.api.users().auth();
+        Ok(Response::new(
+            auth.check_permission(request.into_inner(), &id).await?,
+        ))
+    }
+
+    async fn create_credential(
+        &self,
+        _request: Request<pb::CreateCredentialRequest>,
+    ) -> Result<Response<pb::CreateCredentialResponse>, Status> {
+        Err(not_at_the_edge("CreateCredential"))
+    }
+
+    async fn delete_credential(
+        &self,
+        _request: Request<pb::DeleteCredentialRequest>,
+    ) -> Result<Response<pb::DeleteCredentialResponse>, Status> {
+        Err(not_at_the_edge("DeleteCredential"))
+    }
+}

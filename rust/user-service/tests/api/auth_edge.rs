@@ -1,0 +1,115 @@
+//! `grimos.auth.v1.AuthService` served by user-service: the end-user rpcs are forwarded to
+//! auth-service, the service-only ones are not exposed.
+
+use grimos_proto::auth::v1 as auth_pb;
+use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
+use grimos_proto::user::v1 as pb;
+use tonic::Code;
+
+use crate::helpers::{PASSWORD, bearer, expect_code, spawn_app};
+
+#[tokio::test]
+async fn login_through_user_service_gives_tokens_that_user_service_accepts() {
+    let app = spawn_app().await;
+    let user = app
+        .create_user("edge@example.com", PASSWORD, "Edge")
+        .await
+        .unwrap();
+    let mut edge = AuthServiceClient::new(app.channel().await);
+
+    let wrong = edge
+        .login(auth_pb::LoginRequest {
+            email: "edge@example.com".into(),
+            password: "not the password".into(),
+        })
+        .await;
+    expect_code(wrong, Code::Unauthenticated);
+
+    let tokens = edge
+        .login(auth_pb::LoginRequest {
+            email: "edge@example.com".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let me = app
+        .grpc
+        .clone()
+        .get_current_user(bearer(pb::GetCurrentUserRequest {}, &tokens.access_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(me.id, user.id);
+
+    let validated = edge
+        .validate_token(auth_pb::ValidateTokenRequest {
+            access_token: tokens.access_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(validated.user_id, user.id);
+    assert_eq!(validated.roles, ["user"]);
+
+    let refreshed = edge
+        .refresh_token(auth_pb::RefreshTokenRequest {
+            refresh_token: tokens.refresh_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(refreshed.refresh_token, tokens.refresh_token);
+}
+
+#[tokio::test]
+async fn revoke_without_a_token_revokes_the_bearer_token() {
+    let app = spawn_app().await;
+    let session = app.sign_up("revoker@example.com").await;
+    let mut edge = AuthServiceClient::new(app.channel().await);
+
+    let anonymous = edge
+        .revoke_token(auth_pb::RevokeTokenRequest::default())
+        .await;
+    expect_code(anonymous, Code::Unauthenticated);
+
+    edge.revoke_token(bearer(
+        auth_pb::RevokeTokenRequest::default(),
+        &session.access_token,
+    ))
+    .await
+    .unwrap();
+    let after = app
+        .grpc
+        .clone()
+        .get_current_user(bearer(pb::GetCurrentUserRequest {}, &session.access_token))
+        .await;
+    expect_code(after, Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn service_only_rpcs_are_not_exposed() {
+    let app = spawn_app().await;
+    let mut edge = AuthServiceClient::new(app.channel().await);
+    let create = edge
+        .create_credential(bearer(
+            auth_pb::CreateCredentialRequest {
+                user_id: "u-1".into(),
+                email: "sneaky@example.com".into(),
+                password: PASSWORD.into(),
+            },
+            "a guessed service token",
+        ))
+        .await;
+    let status = expect_code(create, Code::Unimplemented);
+    assert!(status.message().contains("auth-service"), "{status:?}");
+    let delete = edge
+        .delete_credential(auth_pb::DeleteCredentialRequest {
+            user_id: "u-1".into(),
+        })
+        .await;
+    expect_code(delete, Code::Unimplemented);
+    assert!(!app.can_log_in("sneaky@example.com").await);
+}

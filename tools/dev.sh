@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Run the production topology locally: auth-service and user-service as two processes, user-service
+# finding auth-service through AUTH_SERVICE_ADDRESS, with their logs interleaved and prefixed.
+# Ctrl-C (or SIGTERM) stops both gracefully; if either exits, the other is stopped too.
+#
+# Settings (environment): DEV_DATA_DIR (data/dev), AUTH_LISTEN_ADDR (127.0.0.1:50051),
+# USER_LISTEN_ADDR (127.0.0.1:8080), USER_CORS_ALLOWED_ORIGINS (the web example's origin,
+# http://127.0.0.1:5173), GRIMOS_ADMIN_EMAILS, RUST_LOG, DEV_PROFILE (debug or release), and any
+# other service setting, which both processes inherit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+data=${DEV_DATA_DIR:-data/dev}
+profile=${DEV_PROFILE:-debug}
+mkdir -p "$data"
+export AUTH_LISTEN_ADDR=${AUTH_LISTEN_ADDR:-127.0.0.1:50051}
+export USER_LISTEN_ADDR=${USER_LISTEN_ADDR:-127.0.0.1:8080}
+export USER_CORS_ALLOWED_ORIGINS=${USER_CORS_ALLOWED_ORIGINS:-http://127.0.0.1:5173,http://localhost:5173}
+export AUTH_DATABASE_URL=${AUTH_DATABASE_URL:-sqlite://$data/auth.db}
+export USER_DATABASE_URL=${USER_DATABASE_URL:-sqlite://$data/user.db}
+export AUTH_SIGNING_KEY_FILE=${AUTH_SIGNING_KEY_FILE:-$data/auth-signing-key.pem}
+export AUTH_SERVICE_ADDRESS=${AUTH_SERVICE_ADDRESS:-http://$AUTH_LISTEN_ADDR}
+# Both processes must share the service credential; keep one per data folder.
+if [ -z "${GRIMOS_SERVICE_TOKEN:-}" ]; then
+    if [ ! -s "$data/service-token" ]; then
+        (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$data/service-token")
+    fi
+    GRIMOS_SERVICE_TOKEN=$(cat "$data/service-token")
+    export GRIMOS_SERVICE_TOKEN
+fi
+
+if [ "$profile" = release ]; then
+    cargo build --locked --release -q -p auth-service -p user-service
+else
+    cargo build --locked -q -p auth-service -p user-service
+fi
+bin="${CARGO_TARGET_DIR:-target}/$profile"
+
+# Colour the prefixes only on a terminal, as the services do with their own output.
+if [ -t 1 ]; then a=$'\e[35mauth |\e[0m '; u=$'\e[36muser |\e[0m '; else a='auth | '; u='user | '; fi
+pids=()
+stop() {
+    trap - INT TERM EXIT
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap 'stop; exit 130' INT TERM
+trap stop EXIT
+
+start() { # name prefix binary
+    local prefix=$2 binary=$3
+    # exec inside the process substitution keeps the service's pid in $! for the signal.
+    "$binary" > >(sed -u "s/^/$prefix/") 2>&1 &
+    pids+=("$!")
+}
+
+start auth "$a" "$bin/auth-service"
+# user-service reaches auth-service lazily, but wait for its port so the first requests succeed.
+python3 - "$AUTH_LISTEN_ADDR" <<'PY'
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+deadline = time.monotonic() + 30
+while True:
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit(f"auth-service did not listen on {sys.argv[1]} within 30 s")
+        time.sleep(0.05)
+PY
+start user "$u" "$bin/user-service"
+echo "dev: user-service http://$USER_LISTEN_ADDR (HTTP/JSON, gRPC, gRPC-Web), auth-service http://$AUTH_LISTEN_ADDR; data in $data; Ctrl-C stops both"
+# The first process to exit stops the whole system, with its status.
+set +e
+wait -n "${pids[@]}"
+status=$?
+set -e
+echo "dev: a service exited (status $status); stopping the other" >&2
+exit "$status"
