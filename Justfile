@@ -53,8 +53,8 @@ breaking:
 freeze-api:
     buf build --exclude-source-info -o {{baseline}}
 
-# Run every test: Rust, the generated clients, and the gates.
-test: test-rust test-clients test-gates
+# Run every test: Rust, the generated clients, the gates, and the examples against a live system.
+test: test-rust test-clients test-gates test-examples
 
 # Run the Rust workspace's tests.
 test-rust:
@@ -79,9 +79,37 @@ test-clients:
 test-gates:
     .venv/bin/python -m pytest -q -p no:cacheprovider tests/gates
 
+# Run every example client (Python, TypeScript over gRPC and gRPC-Web, the browser page, Rust,
+# buf curl) against a running system: `just dev`'s by default, or USER_SERVICE_URL,
+# AUTH_SERVICE_URL and WEB_ORIGIN (an origin user-service allows by CORS).
+examples:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export USER_SERVICE_URL=${USER_SERVICE_URL:-http://127.0.0.1:8080}
+    export AUTH_SERVICE_URL=${AUTH_SERVICE_URL:-http://127.0.0.1:50051}
+    export WEB_ORIGIN=${WEB_ORIGIN:-http://127.0.0.1:5173}
+    for example in python ts web; do
+        echo "== examples/run-$example.sh"
+        examples/run-$example.sh
+    done
+    echo "== cargo run -p grimos-example-client"
+    cargo run -q --locked -p grimos-example-client
+    echo "== examples/buf-curl.sh"
+    examples/buf-curl.sh
+
+# Start a private system (two processes, fresh data, free ports), run every example against it,
+# and stop it.
+test-examples:
+    tools/with-system.sh just examples
+
 # Everything CI runs, in order.
 ci: setup check-generated lint breaking test
 
 # Run the system: user-service on 127.0.0.1:8080 with an embedded auth-service (data in ./data).
 run:
     cargo run --locked -p user-service
+
+# Run the production topology: auth-service (127.0.0.1:50051) and user-service (127.0.0.1:8080)
+# as two processes, logs interleaved and prefixed, data in ./data/dev; Ctrl-C stops both.
+dev:
+    tools/dev.sh
