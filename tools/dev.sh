@@ -41,7 +41,11 @@ if [ -t 1 ]; then a=$'\e[35mauth |\e[0m '; u=$'\e[36muser |\e[0m '; else a='auth
 pids=()
 stop() {
     trap - INT TERM EXIT
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    # user-service first, so its in-flight requests can still reach auth-service.
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        kill -TERM "${pids[i]}" 2>/dev/null || true
+        wait "${pids[i]}" 2>/dev/null || true
+    done
     wait 2>/dev/null || true
 }
 trap 'stop; exit 130' INT TERM
