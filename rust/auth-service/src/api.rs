@@ -103,12 +103,12 @@ impl pb::auth_service_server::AuthService for AuthApi {
             .map(str::to_owned)
             .collect();
         Ok(Response::new(pb::ValidateTokenResponse {
-            user_id: claims.sub,
+            user_id: claims.sub.clone(),
             expire_time: Some(Timestamp {
                 seconds: i64::try_from(claims.exp).unwrap_or(i64::MAX),
                 nanos: 0,
             }),
-            roles: claims.roles,
+            roles: claims.roles.clone(),
             permissions,
         }))
     }

@@ -250,7 +250,7 @@ impl Auth {
         let claims = self.validate(token)?;
         let revocation = Revocation {
             kind: Kind::Token,
-            subject: claims.jti,
+            subject: claims.jti.clone(),
             revoke_time: now_secs(),
             expire_time: i64::try_from(claims.exp + LEEWAY_SECS + 1).unwrap_or(i64::MAX),
         };
@@ -261,7 +261,7 @@ impl Auth {
     }
 
     /// The claims of a valid, unrevoked access token. No database read.
-    pub fn validate(&self, access_token: &str) -> Result<AccessClaims> {
+    pub fn validate(&self, access_token: &str) -> Result<Arc<AccessClaims>> {
         let claims = self.tokens.verify_access(access_token)?;
         if self.revocations.is_revoked(&claims) {
             return Err(Error::Unauthenticated);

@@ -6,6 +6,7 @@
 //! `alg: none`, HMAC-confusion and tampered tokens all fail. Refresh tokens are 256 bits from
 //! the OS CSPRNG; only their SHA-256 digest is stored. No token is ever logged.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -26,6 +27,11 @@ pub const ISSUER: &str = "grimos-auth";
 pub const AUDIENCE: &str = "grimos";
 /// Refresh tokens start with this, so they are easy to tell from JWTs and to spot in leaks.
 const REFRESH_PREFIX: &str = "grt_";
+/// Longer "access tokens" are refused unread.
+const MAX_ACCESS_TOKEN_BYTES: usize = 8 * 1024;
+/// How many verified access tokens are remembered (about 1 KiB each): the tokens in active
+/// use by that many clients within their 15-minute life.
+const VERIFIED_CACHE_CAPACITY: usize = 4096;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +61,8 @@ pub struct Tokens {
     keys: KeyRing,
     access_ttl: Duration,
     validation: Validation,
+    /// Tokens whose signature and claims verified, by their exact text.
+    verified: quick_cache::sync::Cache<String, Arc<AccessClaims>>,
 }
 
 impl Tokens {
@@ -72,6 +80,7 @@ impl Tokens {
             keys,
             access_ttl,
             validation,
+            verified: quick_cache::sync::Cache::new(VERIFIED_CACHE_CAPACITY),
         }
     }
 
@@ -104,9 +113,25 @@ impl Tokens {
 
     /// The claims of a valid access token (signature, algorithm, key, issuer, audience and
     /// time checked; revocation is the caller's job), or `Unauthenticated`.
-    pub fn verify_access(&self, token: &str) -> Result<AccessClaims> {
-        if token.is_empty() || token.len() > 8 * 1024 {
+    ///
+    /// A token whose signature was verified once is remembered (exactly its bytes, in a
+    /// bounded cache), so validating it again only rechecks its expiry: Ed25519 verification
+    /// is most of the cost of a `ValidateToken` call, and services validate the same token on
+    /// every request its holder makes.
+    pub fn verify_access(&self, token: &str) -> Result<Arc<AccessClaims>> {
+        self.verify_access_at(token, unix_now())
+    }
+
+    fn verify_access_at(&self, token: &str, now: u64) -> Result<Arc<AccessClaims>> {
+        if token.is_empty() || token.len() > MAX_ACCESS_TOKEN_BYTES {
             return Err(Error::Unauthenticated);
+        }
+        if let Some(claims) = self.verified.get(token) {
+            if claims.exp.saturating_add(LEEWAY_SECS) < now {
+                self.verified.remove(token);
+                return Err(Error::Unauthenticated);
+            }
+            return Ok(claims);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthenticated)?;
         if header.alg != Algorithm::EdDSA {
@@ -117,9 +142,11 @@ impl Tokens {
             .as_deref()
             .and_then(|kid| self.keys.verifying.get(kid))
             .ok_or(Error::Unauthenticated)?;
-        jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|_| Error::Unauthenticated)
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
+            .map(|data| Arc::new(data.claims))
+            .map_err(|_| Error::Unauthenticated)?;
+        self.verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
     }
 
     /// The access-token lifetime.
@@ -199,6 +226,28 @@ mod tests {
         assert!(a.verify_access(&parts.join(".")).is_err());
         assert!(a.verify_access("").is_err());
         assert!(a.verify_access("not.a.jwt").is_err());
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_tampering_is_still_caught() {
+        let tokens = tokens();
+        let (jwt, _) = tokens.issue_access("u1", "s1", &[]).unwrap();
+        let first = tokens.verify_access(&jwt).unwrap();
+        let again = tokens.verify_access(&jwt).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second check is served from the cache"
+        );
+        let after_expiry = first.exp + LEEWAY_SECS + 1;
+        assert!(tokens.verify_access_at(&jwt, after_expiry).is_err());
+        let reverified = tokens.verify_access(&jwt).unwrap();
+        assert!(
+            !Arc::ptr_eq(&first, &reverified),
+            "forgotten once seen expired"
+        );
+        let mut tampered = jwt.clone();
+        tampered.push('A');
+        assert!(tokens.verify_access(&tampered).is_err());
     }
 
     #[test]

@@ -120,6 +120,9 @@ pub async fn open_sqlite(url: &str, max_connections: u32) -> anyhow::Result<Sqli
     SqlitePoolOptions::new()
         .max_connections(max_connections.max(1))
         .acquire_timeout(Duration::from_secs(5))
+        // A SQLite connection is a local file handle, not a socket that can go stale; pinging
+        // it before every query cost a second trip to its worker thread per query.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .with_context(|| format!("cannot open the database {}", display(&path)))

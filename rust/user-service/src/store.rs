@@ -5,6 +5,11 @@
 //! This module never talks to auth-service: keeping the two databases consistent is
 //! `service.rs`'s job, through the `state` and `lease_until` columns.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use async_trait::async_trait;
 use rand::RngCore as _;
 use sqlx::{Row, SqlitePool};
@@ -116,6 +121,7 @@ pub trait UserStore: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct SqliteUserStore {
     pool: SqlitePool,
+    readers: Arc<Readers>,
 }
 
 impl SqliteUserStore {
@@ -126,7 +132,8 @@ impl SqliteUserStore {
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("cannot migrate the user database: {e}"))?;
-        Ok(Self { pool })
+        let readers = Arc::new(Readers::open(&grimos_common::sqlite_path(url)?)?);
+        Ok(Self { pool, readers })
     }
 
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
@@ -137,17 +144,92 @@ impl SqliteUserStore {
 const COLUMNS: &str =
     "id, email, display_name, roles, state, create_time, update_time, lease_until";
 
+/// Read-only connections for the hot path, `get` by id (every authenticated request reads the
+/// caller's profile). A sqlx SQLite query hands each statement to the connection's worker
+/// thread and back, plus a ping on release: two thread wake-ups that cost more than the
+/// lookup itself. These connections run the primary-key lookup inline instead: in WAL mode a
+/// reader never waits for a writer, and the lookup touches a few B-tree pages that stay in
+/// memory, so it takes microseconds. A reader is borrowed with `try_lock` only; when all are
+/// busy, or the read fails, the caller falls back to the pool, so no task ever waits here.
+struct Readers {
+    connections: Vec<Mutex<rusqlite::Connection>>,
+    next: AtomicUsize,
+}
+
+/// `SELECT` of one profile by id, for [`Readers`].
+const GET_BY_ID: &str = "SELECT id, email, display_name, roles, state, create_time, update_time, lease_until FROM users WHERE id = ?1";
+
+impl Readers {
+    fn open(path: &Path) -> anyhow::Result<Self> {
+        let count = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+        let connections = (0..count)
+            .map(|_| {
+                let conn = rusqlite::Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                // Only a crash recovery or a checkpoint in TRUNCATE mode makes a WAL reader
+                // wait; never long, and then the pool takes over.
+                conn.busy_timeout(Duration::from_millis(20))?;
+                conn.prepare_cached(GET_BY_ID)?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| anyhow::anyhow!("cannot open a reader of the user database: {e}"))?;
+        Ok(Self {
+            connections,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The profile with `id`, or `None` if no reader is free or the read failed (the caller
+    /// then asks the pool).
+    fn get(&self, id: &str) -> Option<Result<Option<Profile>>> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.connections.len();
+        let conn = (0..n).find_map(|i| self.connections[(start + i) % n].try_lock().ok())?;
+        let read = || -> rusqlite::Result<Option<Profile>> {
+            let mut statement = conn.prepare_cached(GET_BY_ID)?;
+            let mut rows = statement.query([id])?;
+            let Some(row) = rows.next()? else {
+                return Ok(None);
+            };
+            Ok(Some(Profile {
+                id: row.get(0)?,
+                email: row.get(1)?,
+                display_name: row.get(2)?,
+                roles: split_roles(row.get_ref(3)?.as_str()?),
+                state: State::parse(row.get_ref(4)?.as_str()?),
+                create_time: row.get(5)?,
+                update_time: row.get(6)?,
+                lease_until: row.get(7)?,
+            }))
+        };
+        match read() {
+            Ok(found) => Some(Ok(found)),
+            Err(error) => {
+                tracing::debug!(%error, "inline read failed; asking the pool");
+                None
+            }
+        }
+    }
+}
+
+fn split_roles(roles: &str) -> Vec<String> {
+    roles
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn profile(row: &sqlx::sqlite::SqliteRow) -> Profile {
     Profile {
         id: row.get(0),
         email: row.get(1),
         display_name: row.get(2),
-        roles: row
-            .get::<&str, _>(3)
-            .split(',')
-            .filter(|r| !r.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        roles: split_roles(row.get::<&str, _>(3)),
         state: State::parse(row.get::<&str, _>(4)),
         create_time: row.get(5),
         update_time: row.get(6),
@@ -268,6 +350,9 @@ impl UserStore for SqliteUserStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Profile>> {
+        if let Some(found) = self.readers.get(id) {
+            return found;
+        }
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))
             .bind(id)
             .fetch_optional(&self.pool)
