@@ -79,9 +79,9 @@ test-clients:
 test-gates:
     .venv/bin/python -m pytest -q -p no:cacheprovider tests/gates
 
-# Run every example client (Python, TypeScript over gRPC and gRPC-Web, the browser page, Rust,
-# buf curl) against a running system: `just dev`'s by default, or USER_SERVICE_URL,
-# AUTH_SERVICE_URL and WEB_ORIGIN (an origin user-service allows by CORS).
+# The system is `just dev`'s by default, or USER_SERVICE_URL, AUTH_SERVICE_URL and WEB_ORIGIN
+# (an origin user-service allows by CORS).
+# Run every example client (Python, TS over gRPC and gRPC-Web, browser, Rust, buf curl) against a running system.
 examples:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -97,8 +97,7 @@ examples:
     echo "== examples/buf-curl.sh"
     examples/buf-curl.sh
 
-# Start a private system (two processes, fresh data, free ports), run every example against it,
-# and stop it.
+# Start a private system (two processes, fresh data, free ports), run every example against it, stop it.
 test-examples:
     tools/with-system.sh just examples
 
@@ -109,7 +108,7 @@ ci: setup check-generated lint breaking test
 run:
     cargo run --locked -p user-service
 
-# Run the production topology: auth-service (127.0.0.1:50051) and user-service (127.0.0.1:8080)
-# as two processes, logs interleaved and prefixed, data in ./data/dev; Ctrl-C stops both.
+# auth-service on 127.0.0.1:50051, user-service on 127.0.0.1:8080, data in ./data/dev.
+# Run both services as separate processes (the production topology), logs interleaved; Ctrl-C stops both.
 dev:
     tools/dev.sh

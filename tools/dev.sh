@@ -6,7 +6,8 @@
 # Settings (environment): DEV_DATA_DIR (data/dev), AUTH_LISTEN_ADDR (127.0.0.1:50051),
 # USER_LISTEN_ADDR (127.0.0.1:8080), USER_CORS_ALLOWED_ORIGINS (the web example's origin,
 # http://127.0.0.1:5173), GRIMOS_ADMIN_EMAILS, RUST_LOG, DEV_PROFILE (debug or release), and any
-# other service setting, which both processes inherit.
+# DEV_SKIP_BUILD (set: use the binaries already built), and any other service setting, which
+# both processes inherit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -29,10 +30,12 @@ if [ -z "${GRIMOS_SERVICE_TOKEN:-}" ]; then
     export GRIMOS_SERVICE_TOKEN
 fi
 
-if [ "$profile" = release ]; then
-    cargo build --locked --release -q -p auth-service -p user-service
-else
-    cargo build --locked -q -p auth-service -p user-service
+if [ -z "${DEV_SKIP_BUILD:-}" ]; then
+    if [ "$profile" = release ]; then
+        cargo build --locked --release -q -p auth-service -p user-service
+    else
+        cargo build --locked -q -p auth-service -p user-service
+    fi
 fi
 bin="${CARGO_TARGET_DIR:-target}/$profile"
 

@@ -1,8 +1,8 @@
 """Quickstart: sign up, log in and read your own profile with the grimos-proto package.
 
 Everything goes through user-service: it serves grimos.user.v1.UserService and the
-public half of grimos.auth.v1.AuthService (Login, RefreshToken, RevokeToken,
-ValidateToken) on one port. Set USER_SERVICE_URL (default http://127.0.0.1:8080).
+end-user rpcs of grimos.auth.v1.AuthService (Login, RefreshToken, RevokeToken,
+ValidateToken, CheckPermission) on one port. Set USER_SERVICE_URL (default http://127.0.0.1:8080).
 
     pip install ./gen/python   # grimos-proto, with grpcio and protobuf
     python examples/python/quickstart.py

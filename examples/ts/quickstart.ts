@@ -1,8 +1,8 @@
 // Quickstart: sign up, log in and read your own profile with @grimos/proto and Connect v2.
 //
-// Everything goes through user-service: it serves grimos.user.v1.UserService and the public
-// half of grimos.auth.v1.AuthService (Login, RefreshToken, RevokeToken, ValidateToken) on one
-// port, over gRPC and gRPC-Web. Set USER_SERVICE_URL (default http://127.0.0.1:8080).
+// Everything goes through user-service: it serves grimos.user.v1.UserService and the end-user
+// rpcs of grimos.auth.v1.AuthService (Login, RefreshToken, RevokeToken, ValidateToken,
+// CheckPermission) on one port, over gRPC and gRPC-Web. Set USER_SERVICE_URL (default http://127.0.0.1:8080).
 //
 //   node dist/quickstart.js [--transport grpc|grpc-web]   (default: both, one after the other)
 import { parseArgs } from "node:util";
