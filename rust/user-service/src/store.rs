@@ -127,11 +127,7 @@ pub struct SqliteUserStore {
 impl SqliteUserStore {
     /// Opens the database at `url` (creating it) and runs the migrations.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let pool = grimos_common::open_sqlite(url, 8).await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot migrate the user database: {e}"))?;
+        let pool = grimos_common::open_sqlite_migrated(url, 8, &MIGRATOR).await?;
         let readers = Arc::new(Readers::open(&grimos_common::sqlite_path(url)?)?);
         Ok(Self { pool, readers })
     }

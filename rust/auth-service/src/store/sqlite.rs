@@ -19,11 +19,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens the database at `url` (creating it) and runs the migrations.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let pool = grimos_common::open_sqlite(url, 8).await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot migrate the auth database: {e}"))?;
+        let pool = grimos_common::open_sqlite_migrated(url, 8, &MIGRATOR).await?;
         Ok(Self { pool })
     }
 

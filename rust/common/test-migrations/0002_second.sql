@@ -1,0 +1,2 @@
+CREATE TABLE second (id INTEGER PRIMARY KEY, first_id INTEGER REFERENCES first (id)) STRICT;
+INSERT INTO first (id) VALUES (1);
