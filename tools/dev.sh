@@ -8,6 +8,10 @@
 # http://127.0.0.1:5173), GRIMOS_ADMIN_EMAILS, RUST_LOG, DEV_PROFILE (debug or release), and any
 # DEV_SKIP_BUILD (set: use the binaries already built), and any other service setting, which
 # both processes inherit.
+#
+# TLS: with GRIMOS_TLS_CERT and GRIMOS_TLS_KEY, auth-service serves TLS and user-service calls it
+# at https://$AUTH_LISTEN_ADDR, trusting GRIMOS_TLS_CA, which is then required; with it,
+# auth-service also requires the client certificate that user-service presents (mutual TLS).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -20,7 +24,22 @@ export USER_CORS_ALLOWED_ORIGINS=${USER_CORS_ALLOWED_ORIGINS:-http://127.0.0.1:5
 export AUTH_DATABASE_URL=${AUTH_DATABASE_URL:-sqlite://$data/auth.db}
 export USER_DATABASE_URL=${USER_DATABASE_URL:-sqlite://$data/user.db}
 export AUTH_SIGNING_KEY_FILE=${AUTH_SIGNING_KEY_FILE:-$data/auth-signing-key.pem}
-export AUTH_SERVICE_ADDRESS=${AUTH_SERVICE_ADDRESS:-http://$AUTH_LISTEN_ADDR}
+if [ -n "${GRIMOS_TLS_CERT:-}" ]; then
+    if [ -z "${GRIMOS_TLS_CA:-}" ]; then
+        echo "dev: GRIMOS_TLS_CERT is set without GRIMOS_TLS_CA: auth-service would serve TLS, but" \
+            "user-service needs GRIMOS_TLS_CA (the CA of auth-service's certificate) to call it;" \
+            "set it (auth-service then requires client certificates too), or unset GRIMOS_TLS_CERT" >&2
+        exit 2
+    fi
+    auth_scheme=https
+elif [ -n "${GRIMOS_TLS_CA:-}" ]; then
+    echo "dev: GRIMOS_TLS_CA is set without GRIMOS_TLS_CERT and GRIMOS_TLS_KEY: auth-service" \
+        "requires client certificates only when it serves TLS itself" >&2
+    exit 2
+else
+    auth_scheme=http
+fi
+export AUTH_SERVICE_ADDRESS=${AUTH_SERVICE_ADDRESS:-$auth_scheme://$AUTH_LISTEN_ADDR}
 # Both processes must share the service credential; keep one per data folder.
 if [ -z "${GRIMOS_SERVICE_TOKEN:-}" ]; then
     if [ ! -s "$data/service-token" ]; then
@@ -77,7 +96,7 @@ while True:
         time.sleep(0.05)
 PY
 start user "$u" "$bin/user-service"
-echo "dev: user-service http://$USER_LISTEN_ADDR (HTTP/JSON, gRPC, gRPC-Web), auth-service http://$AUTH_LISTEN_ADDR; data in $data; Ctrl-C stops both"
+echo "dev: user-service http://$USER_LISTEN_ADDR (HTTP/JSON, gRPC, gRPC-Web), auth-service $auth_scheme://$AUTH_LISTEN_ADDR; data in $data; Ctrl-C stops both"
 # The first process to exit stops the whole system, with its status.
 set +e
 wait -n "${pids[@]}"

@@ -62,16 +62,21 @@ pub struct Config {
     #[arg(long, env = "GRIMOS_SERVICE_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     pub service_token: Option<SecretString>,
 
-    /// PEM certificate chain for TLS. With `tls_key`, the server speaks TLS only.
+    /// PEM certificate chain for TLS. With `tls_key`, auth-service (also the one embedded in
+    /// user-service) serves TLS only. With `tls_ca` too, it is also the client certificate
+    /// presented to other services (mutual TLS), so it must allow client authentication.
     #[arg(long, env = "GRIMOS_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
-    /// PEM private key for TLS.
+    /// PEM private key of `tls_cert`.
     #[arg(long, env = "GRIMOS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// PEM CA certificate: clients must present a certificate it signed (mutual TLS).
-    #[arg(long, env = "GRIMOS_TLS_CA", requires = "tls_cert")]
+    /// PEM CA certificate(s). Serving TLS (needs `tls_cert` and `tls_key`): clients must
+    /// present a certificate it signed (mutual TLS). Calling auth-service from user-service:
+    /// the root trusted for its certificate (alone, without `tls_cert`, for TLS without a
+    /// client certificate).
+    #[arg(long, env = "GRIMOS_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
 
     /// Login attempts allowed per email within `login_lockout`; further ones are refused with
@@ -132,5 +137,28 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         super::Config::command().debug_assert();
+    }
+
+    #[test]
+    fn the_tls_settings_parse_alone_or_together_but_a_certificate_needs_its_key() {
+        let parse = |args: &[&str]| {
+            super::Config::command()
+                .try_get_matches_from(std::iter::once("auth-service").chain(args.iter().copied()))
+        };
+        // A CA alone parses (user-service calls auth-service with it); serving refuses it.
+        assert!(parse(&["--tls-ca", "ca.pem"]).is_ok());
+        assert!(
+            parse(&[
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+                "--tls-ca",
+                "ca.pem"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["--tls-cert", "c.pem"]).is_err());
+        assert!(parse(&["--tls-key", "k.pem"]).is_err());
     }
 }

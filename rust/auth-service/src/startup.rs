@@ -34,6 +34,8 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024;
 const MAX_CALL_TIME: Duration = Duration::from_secs(30);
 /// Expired revocations, sessions and login windows are purged this often.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// A connection that has not finished its TLS handshake by then is dropped.
+const TLS_HANDSHAKE_TIME: Duration = Duration::from_secs(10);
 
 /// A built auth-service, bound to its address and ready to serve.
 pub struct App {
@@ -45,6 +47,8 @@ pub struct App {
     sync_interval: Duration,
     login_window: Duration,
     tls: Option<ServerTlsConfig>,
+    /// Whether clients must present a certificate (`GRIMOS_TLS_CA` with TLS on).
+    mutual_tls: bool,
 }
 
 impl App {
@@ -53,6 +57,7 @@ impl App {
         if config.database_url.starts_with("postgres") {
             anyhow::bail!("AUTH_DATABASE_URL: PostgreSQL is not supported yet; use sqlite://PATH");
         }
+        let tls = tls_config(&config)?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_url).await?);
         let keys = KeyRing::load_or_create(&config.signing_key_file)?;
         let concurrency = config.hash_concurrency.unwrap_or_else(|| {
@@ -66,7 +71,6 @@ impl App {
                 "GRIMOS_SERVICE_TOKEN is not set: CreateCredential and DeleteCredential will be refused"
             );
         }
-        let tls = tls_config(&config)?;
 
         let auth = Arc::new(Auth::new(AuthParts {
             store: store.clone(),
@@ -95,6 +99,7 @@ impl App {
             revocations,
             sync_interval: config.revocation_sync_interval,
             login_window: config.login_lockout,
+            mutual_tls: tls.is_some() && config.tls_ca.is_some(),
             tls,
         })
     }
@@ -135,13 +140,18 @@ impl App {
         let mut server = Server::builder()
             .timeout(MAX_CALL_TIME)
             .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()));
+        let transport = match (&self.tls, self.mutual_tls) {
+            (None, _) => "plaintext",
+            (Some(_), false) => "TLS",
+            (Some(_), true) => "mutual TLS",
+        };
         if let Some(tls) = self.tls {
             server = server
                 .tls_config(tls)
                 .context("invalid TLS configuration")?;
         }
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        tracing::info!(addr = %self.local_addr, "auth-service listening (gRPC)");
+        tracing::info!(addr = %self.local_addr, transport, "auth-service listening (gRPC)");
 
         let stopping = async move {
             shutdown.await;
@@ -165,18 +175,51 @@ impl App {
     }
 }
 
+/// The server's TLS settings, checked now so that a bad certificate, key or CA fails the
+/// start rather than the first connection.
 fn tls_config(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
     let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        // clap lets GRIMOS_TLS_CA stand alone because user-service, as a client, needs only
+        // the CA; a server cannot ask for client certificates without a certificate of its own.
+        if config.tls_ca.is_some() {
+            anyhow::bail!(
+                "GRIMOS_TLS_CA is set without GRIMOS_TLS_CERT and GRIMOS_TLS_KEY: auth-service \
+                 requires client certificates (mutual TLS) only when it serves TLS itself"
+            );
+        }
         return Ok(None);
     };
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    let read = |setting: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("{setting}: cannot read {}", path.display()))
     };
-    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    let mut tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            read("GRIMOS_TLS_CERT", cert)?,
+            read("GRIMOS_TLS_KEY", key)?,
+        ))
+        .timeout(TLS_HANDSHAKE_TIME);
     if let Some(ca) = &config.tls_ca {
-        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+        tls = tls.client_ca_root(Certificate::from_pem(read("GRIMOS_TLS_CA", ca)?));
     }
+    Server::builder().tls_config(tls.clone()).map_err(|error| {
+        anyhow::anyhow!(
+            "invalid TLS settings (GRIMOS_TLS_CERT, GRIMOS_TLS_KEY, GRIMOS_TLS_CA): {}",
+            error_chain(&error)
+        )
+    })?;
     Ok(Some(tls))
+}
+
+/// `error` and its sources, `: `-separated (tonic's transport error hides the cause).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 async fn load_revocations(store: &dyn Store, revocations: &Revocations) -> anyhow::Result<()> {

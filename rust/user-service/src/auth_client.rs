@@ -514,9 +514,13 @@ impl AuthClient {
         call: impl Future<Output = Result<tonic::Response<R>, Status>>,
     ) -> Result<R, Status> {
         let start = Instant::now();
+        let mut cause = None;
         let result = match tokio::time::timeout(self.deadline + HARD_TIMEOUT_MARGIN, call).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(map_status(status, self.deadline)),
+            Ok(Err(status)) => {
+                cause = transport_cause(&status);
+                Err(map_status(status, self.deadline))
+            }
             Err(_) => Err(did_not_answer(self.deadline)),
         };
         match &result {
@@ -524,7 +528,13 @@ impl AuthClient {
             Err(status) => {
                 record(rpc, start, status.code());
                 if status.code() == Code::Unavailable {
-                    tracing::warn!(rpc, error = status.message(), "auth-service call failed");
+                    // The cause (a refused handshake, say) is logged, not sent to callers.
+                    tracing::warn!(
+                        rpc,
+                        error = status.message(),
+                        cause = cause.as_deref().unwrap_or_default(),
+                        "auth-service call failed"
+                    );
                 } else {
                     tracing::debug!(rpc, code = ?status.code(), "auth-service refused the call");
                 }
@@ -551,6 +561,19 @@ fn map_status(status: Status, deadline: Duration) -> Status {
         }
         _ => status,
     }
+}
+
+/// The chain of errors behind a status the client made from a transport failure, such as
+/// "received fatal alert: CertificateRequired" behind "transport error".
+fn transport_cause(status: &Status) -> Option<String> {
+    let mut source = std::error::Error::source(status)?;
+    let mut chain = source.to_string();
+    while let Some(next) = source.source() {
+        chain.push_str(": ");
+        chain.push_str(&next.to_string());
+        source = next;
+    }
+    Some(chain)
 }
 
 fn did_not_answer(deadline: Duration) -> Status {
@@ -606,8 +629,10 @@ fn url_endpoint(
             .tls_config(tls.clone())
             .with_context(|| format!("invalid TLS settings for {uri}")),
         (false, None) => Ok(endpoint),
-        (true, None) => bail!("{uri}: https:// needs TLS settings (GRIMOS_TLS_CA)"),
-        (false, Some(_)) => bail!("{uri}: TLS is configured, so write https:// instead of http://"),
+        (true, None) => bail!("{uri}: https:// needs TLS settings (set GRIMOS_TLS_CA)"),
+        (false, Some(_)) => bail!(
+            "{uri}: TLS is configured (GRIMOS_TLS_CA is set), so write https:// instead of http://"
+        ),
     }
 }
 
@@ -637,12 +662,15 @@ impl EndpointTemplate {
         let origin: Uri = format!("{scheme}://{authority}")
             .parse()
             .with_context(|| format!("{authority:?} is not a valid host and port"))?;
-        Ok(Self {
+        let template = Self {
             scheme,
             origin,
             tls: tls.map(|tls| tls.domain_name(host)),
             deadline,
-        })
+        };
+        // Bad TLS settings fail here, at start-up, rather than once per resolved address.
+        template.endpoint(SocketAddr::from(([127, 0, 0, 1], port)))?;
+        Ok(template)
     }
 
     fn endpoint(&self, addr: SocketAddr) -> anyhow::Result<Endpoint> {

@@ -30,9 +30,12 @@ pub struct Config {
     )]
     pub user_database_url: String,
 
-    /// Where AuthService is: `http://host:port`, a comma-separated list (load-balanced), or
-    /// `dns:///name:port` (re-resolved). Unset: an embedded auth-service is started on
-    /// `AUTH_LISTEN_ADDR`.
+    /// Where AuthService is: `http://host:port` or `https://host:port`, a comma-separated list
+    /// (load-balanced), or `dns:///name:port` (re-resolved). TLS: `https://` needs
+    /// `GRIMOS_TLS_CA`, the CA trusted for auth-service's certificate, and `dns:///` uses TLS
+    /// whenever it is set (`http://` then is refused); `GRIMOS_TLS_CERT` and `GRIMOS_TLS_KEY`,
+    /// if set, are presented as the client certificate (mutual TLS). Unset: an embedded
+    /// auth-service is started on `AUTH_LISTEN_ADDR`, called over TLS when it serves TLS.
     #[arg(long, env = "AUTH_SERVICE_ADDRESS")]
     pub auth_service_address: Option<String>,
 
@@ -83,5 +86,29 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         super::Config::command().debug_assert();
+    }
+
+    #[test]
+    fn a_ca_alone_is_accepted_to_call_auth_service_over_tls() {
+        let parsed = super::Config::command().try_get_matches_from([
+            "user-service",
+            "--auth-service-address",
+            "https://auth:50051",
+            "--tls-ca",
+            "ca.pem",
+        ]);
+        assert!(parsed.is_ok(), "{parsed:?}");
+    }
+
+    #[test]
+    fn a_certificate_still_needs_its_key() {
+        let parsed = super::Config::command().try_get_matches_from([
+            "user-service",
+            "--tls-ca",
+            "ca.pem",
+            "--tls-cert",
+            "c.pem",
+        ]);
+        assert!(parsed.is_err());
     }
 }

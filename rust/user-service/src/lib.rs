@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod service;
 pub mod startup;
 pub mod store;
+mod tls;
 
 pub use config::Config;
 pub use startup::App;

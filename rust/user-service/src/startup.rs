@@ -39,6 +39,7 @@ use crate::config::Config;
 use crate::http::{error, ops, routes};
 use crate::service::Users;
 use crate::store::SqliteUserStore;
+use crate::tls;
 
 /// How long a sign-up owns its pending row: several auth deadlines.
 const SIGN_UP_LEASE_DEADLINES: u32 = 5;
@@ -64,11 +65,12 @@ impl App {
 
         let (auth, embedded_auth, auth_addr) = match &config.auth_service_address {
             Some(address) => {
+                let tls = tls::external_auth(&config.auth, config.auth_deadline)?;
                 let client = AuthClient::new(AuthClientConfig {
                     address: address.clone(),
                     deadline: config.auth_deadline,
                     service_token: config.auth.service_token.clone(),
-                    tls: None,
+                    tls,
                     dns_refresh: Duration::from_secs(5),
                 })
                 .with_context(|| format!("AUTH_SERVICE_ADDRESS {address:?}"))?;
@@ -84,11 +86,18 @@ impl App {
                     .await
                     .context("cannot start the embedded auth-service")?;
                 let addr = app.local_addr();
+                // With GRIMOS_TLS_CERT and GRIMOS_TLS_KEY the embedded auth-service serves TLS
+                // (mutual TLS with GRIMOS_TLS_CA), exactly as a standalone one does, and this
+                // client speaks it. Falling back to plaintext on loopback instead would give the
+                // settings a second meaning, and leave a port that any local process can call
+                // without the client certificate the operator asked for.
+                let (address, tls) = tls::embedded_auth(&config.auth, addr, config.auth_deadline)
+                    .context("cannot call the embedded auth-service over TLS")?;
                 let client = AuthClient::new(AuthClientConfig {
-                    address: format!("http://{addr}"),
+                    address,
                     deadline: config.auth_deadline,
                     service_token: Some(token),
-                    tls: None,
+                    tls,
                     dns_refresh: Duration::from_secs(5),
                 })?;
                 (client, Some(app), Some(addr))

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 
 /// The service credential every test app is configured with.
@@ -74,6 +74,35 @@ pub async fn spawn_in(dir: Arc<TempDir>, adjust: impl FnOnce(&mut Config)) -> Te
         addr,
         dir,
         client,
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+/// Starts auth-service with the TLS settings `adjust` gives it; its `client` speaks TLS, with
+/// `tls`, to `https://127.0.0.1:port`.
+pub async fn spawn_tls_app_with(adjust: impl FnOnce(&mut Config), tls: ClientTlsConfig) -> TestApp {
+    init_logs();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    let app = App::build(config).await.expect("auth-service builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let channel = Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .expect("TLS client connects");
+    TestApp {
+        addr,
+        dir,
+        client: AuthServiceClient::new(channel),
         stop: Some(stop),
         handle: Some(handle),
     }

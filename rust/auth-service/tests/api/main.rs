@@ -10,4 +10,5 @@ mod login;
 mod operations;
 mod restart;
 mod throttling;
+mod tls;
 mod tokens;

@@ -13,4 +13,5 @@ mod http;
 mod listing;
 mod resilience;
 mod signup;
+mod tls;
 mod users;

@@ -1,0 +1,397 @@
+//! TLS between user-service and auth-service (`GRIMOS_TLS_CERT`, `GRIMOS_TLS_KEY`,
+//! `GRIMOS_TLS_CA`): to an external auth-service named by `https://` URLs or `dns:///`, and
+//! to the embedded one, with certificates made for each test.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
+use reqwest::Method;
+use secrecy::SecretString;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::Code;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use user_service::{App, Config};
+
+use crate::helpers::{
+    PASSWORD, TestApp, bearer, expect_code, expect_http_error, spawn_app_with, test_config,
+};
+use grimos_proto::user::v1 as pb;
+
+/// The service credential shared by user-service and the external auth-service.
+const SERVICE_TOKEN: &str = "tls-test-service-token";
+
+/// A throwaway CA, and the PEM files of what it signs, in a temporary folder.
+struct Pki {
+    dir: TempDir,
+    ca: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+/// A certificate and its key, as files.
+struct Issued {
+    cert: PathBuf,
+    key: PathBuf,
+    identity: Identity,
+}
+
+fn params(common_name: &str, names: &[&str]) -> CertificateParams {
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let mut params = CertificateParams::new(names).unwrap();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = params(name, &[]);
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let pki = Pki {
+            dir: tempfile::tempdir().unwrap(),
+            ca,
+            ca_key,
+        };
+        std::fs::write(pki.ca_file(), pki.ca.pem()).unwrap();
+        pki
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn write(&self, file: &str, cert: &rcgen::Certificate, key: &KeyPair) -> Issued {
+        let issued = Issued {
+            cert: self.dir.path().join(format!("{file}.pem")),
+            key: self.dir.path().join(format!("{file}.key")),
+            identity: Identity::from_pem(cert.pem(), key.serialize_pem()),
+        };
+        std::fs::write(&issued.cert, cert.pem()).unwrap();
+        std::fs::write(&issued.key, key.serialize_pem()).unwrap();
+        issued
+    }
+
+    /// A certificate for `names` with the extended key `usages`, signed by this CA.
+    fn issue_for(
+        &self,
+        file: &str,
+        names: &[&str],
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> Issued {
+        let mut params = params(file, names);
+        params.extended_key_usages = usages;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        self.write(file, &cert, &key)
+    }
+
+    /// A certificate for `names`, signed by this CA, for servers and clients alike.
+    fn issue(&self, file: &str, names: &[&str]) -> Issued {
+        let usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.issue_for(file, names, usages)
+    }
+
+    /// A self-signed certificate for `names` (this CA plays no part).
+    fn self_signed(&self, file: &str, names: &[&str]) -> Issued {
+        let key = KeyPair::generate().unwrap();
+        let cert = params(file, names).self_signed(&key).unwrap();
+        self.write(file, &cert, &key)
+    }
+
+    /// auth-service's certificate: `localhost` and `127.0.0.1`.
+    fn server(&self) -> Issued {
+        self.issue("server", &["localhost", "127.0.0.1"])
+    }
+
+    /// TLS settings that serve `server`; with `mutual`, client certificates are required.
+    fn serve(&self, config: &mut auth_service::Config, server: &Issued, mutual: bool) {
+        config.tls_cert = Some(server.cert.clone());
+        config.tls_key = Some(server.key.clone());
+        config.tls_ca = mutual.then(|| self.ca_file());
+    }
+
+    /// A client that trusts this CA.
+    fn client(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(self.ca.pem()))
+    }
+}
+
+/// A standalone auth-service; stops when dropped.
+struct AuthServer {
+    addr: SocketAddr,
+    _dir: TempDir,
+    _stop: oneshot::Sender<()>,
+    _task: JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start_auth(adjust: impl FnOnce(&mut auth_service::Config)) -> AuthServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        auth_service::Config::with_data_dir(dir.path(), "127.0.0.1:0".parse().unwrap());
+    config.service_token = Some(SecretString::from(SERVICE_TOKEN.to_owned()));
+    config.login_slowdown = Duration::from_millis(10);
+    config.hash_concurrency = Some(2);
+    adjust(&mut config);
+    let app = auth_service::App::build(config).await.unwrap();
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    AuthServer {
+        addr,
+        _dir: dir,
+        _stop: stop,
+        _task: task,
+    }
+}
+
+/// user-service calling the external auth-service at `address`, with `adjust`ed settings.
+async fn spawn_calling(address: String, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with(|c| {
+        c.auth_service_address = Some(address);
+        c.auth.service_token = Some(SecretString::from(SERVICE_TOKEN.to_owned()));
+        c.auth_deadline = Duration::from_millis(500);
+        adjust(c);
+    })
+    .await
+}
+
+/// Sign up (gRPC), login (HTTP), `/v1/users/me` (HTTP) and GetCurrentUser (gRPC).
+async fn sign_up_and_use(app: &TestApp, email: &str) {
+    let session = app.sign_up(email).await;
+    let response = app
+        .authed(Method::GET, "/v1/users/me", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let me: Value = response.json().await.unwrap();
+    assert_eq!(me["user"]["email"], email);
+    let user = app
+        .grpc
+        .clone()
+        .get_current_user(bearer(pb::GetCurrentUserRequest {}, &session.access_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(user.id, session.user_id);
+}
+
+/// A health check over a new connection to `url`, bounded; the error shows the cause.
+async fn health(url: String, tls: Option<ClientTlsConfig>) -> Result<(), String> {
+    let mut endpoint = Endpoint::from_shared(url)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2));
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).unwrap();
+    }
+    let mut health = HealthClient::new(endpoint.connect_lazy());
+    let call = health.check(HealthCheckRequest {
+        service: String::new(),
+    });
+    match tokio::time::timeout(Duration::from_secs(5), call).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(status)) => Err(format!("{status:?}")),
+        Err(_) => panic!("the call hung"),
+    }
+}
+
+#[tokio::test]
+async fn an_external_auth_service_is_called_over_https_trusting_grimos_tls_ca() {
+    let pki = Pki::new("grimos-test-ca");
+    let server = pki.server();
+    let auth = start_auth(|c| pki.serve(c, &server, false)).await;
+    let app = spawn_calling(format!("https://{}", auth.addr), |c| {
+        c.auth.tls_ca = Some(pki.ca_file());
+    })
+    .await;
+    sign_up_and_use(&app, "ada@example.com").await;
+    let response = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_mutual_tls_every_address_form_works_with_a_client_certificate() {
+    let pki = Pki::new("grimos-test-ca");
+    let server = pki.server();
+    let client = pki.issue("user-service", &["user-service"]);
+    let auth = start_auth(|c| pki.serve(c, &server, true)).await;
+    let port = auth.addr.port();
+    let forms = [
+        format!("https://localhost:{port}"),
+        format!("https://127.0.0.1:{port}, https://localhost:{port}"),
+        // dns:/// speaks TLS because GRIMOS_TLS_CA is set; the name is checked.
+        format!("dns:///localhost:{port}"),
+    ];
+    for (index, address) in forms.into_iter().enumerate() {
+        let app = spawn_calling(address, |c| {
+            c.auth.tls_ca = Some(pki.ca_file());
+            c.auth.tls_cert = Some(client.cert.clone());
+            c.auth.tls_key = Some(client.key.clone());
+        })
+        .await;
+        sign_up_and_use(&app, &format!("user{index}@example.com")).await;
+        app.stop().await;
+    }
+}
+
+/// Asserts that calls needing auth-service fail with 503 / UNAVAILABLE within the deadline;
+/// returns the message of the first.
+async fn assert_unavailable_in_time(app: &TestApp) -> String {
+    let start = Instant::now();
+    let response = app.login("ada@example.com", PASSWORD).await;
+    let body = expect_http_error(response, 503, 14).await;
+    let status = app.create_user("ada@example.com", PASSWORD, "Ada").await;
+    expect_code(status, Code::Unavailable);
+    let response = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    // Three calls, each bounded by the 500 ms deadline (they fail at the handshake).
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    body["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_wrong_ca_or_a_missing_client_certificate_gives_503_in_time() {
+    let pki = Pki::new("grimos-test-ca");
+    let server = pki.server();
+    let auth = start_auth(|c| pki.serve(c, &server, true)).await;
+    let address = format!("https://localhost:{}", auth.addr.port());
+
+    // user-service trusts another CA: it refuses auth-service.
+    let other = Pki::new("another-ca");
+    let client = pki.issue("user-service", &["user-service"]);
+    let app = spawn_calling(address.clone(), |c| {
+        c.auth.tls_ca = Some(other.ca_file());
+        c.auth.tls_cert = Some(client.cert.clone());
+        c.auth.tls_key = Some(client.key.clone());
+    })
+    .await;
+    let message = assert_unavailable_in_time(&app).await;
+    assert!(message.contains("UnknownIssuer"), "{message}");
+    app.stop().await;
+
+    // user-service presents no client certificate: auth-service refuses it.
+    let app = spawn_calling(address, |c| c.auth.tls_ca = Some(pki.ca_file())).await;
+    assert_unavailable_in_time(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_embedded_auth_service_serves_tls_and_user_service_calls_it_so() {
+    // Self-signed, naming neither 127.0.0.1 nor localhost: trusted as its own root, and
+    // verified by the name it has.
+    let pki = Pki::new("unused-ca");
+    let server = pki.self_signed("embedded", &["auth.internal"]);
+    let app = spawn_app_with(|c| pki.serve(&mut c.auth, &server, false)).await;
+    sign_up_and_use(&app, "ada@example.com").await;
+
+    let auth = app.auth_addr.unwrap();
+    health(format!("http://{auth}"), None).await.unwrap_err();
+    let trusting = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(&server.cert).unwrap()))
+        .domain_name("auth.internal");
+    health(format!("https://{auth}"), Some(trusting))
+        .await
+        .unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_embedded_auth_service_with_a_ca_requires_client_certificates_and_gets_them() {
+    let pki = Pki::new("grimos-test-ca");
+    let server = pki.server();
+    let app = spawn_app_with(|c| pki.serve(&mut c.auth, &server, true)).await;
+    sign_up_and_use(&app, "ada@example.com").await;
+
+    let url = format!("https://{}", app.auth_addr.unwrap());
+    let error = health(url.clone(), Some(pki.client())).await.unwrap_err();
+    assert!(error.contains("CertificateRequired"), "{error}");
+    health(url, Some(pki.client().identity(server.identity)))
+        .await
+        .unwrap();
+    app.stop().await;
+}
+
+/// The error `App::build` returns for `adjust`ed test settings.
+async fn build_error(adjust: impl FnOnce(&mut Config)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    match App::build(config).await {
+        Ok(_) => panic!("user-service started"),
+        Err(error) => format!("{error:#}"),
+    }
+}
+
+#[tokio::test]
+async fn inconsistent_tls_settings_fail_the_start_with_a_clear_message() {
+    let pki = Pki::new("grimos-test-ca");
+    let server = pki.server();
+
+    // https:// without a CA to trust.
+    let error = build_error(|c| c.auth_service_address = Some("https://auth:50051".into())).await;
+    assert!(error.contains("GRIMOS_TLS_CA"), "{error}");
+    // A CA (so TLS) with an http:// address.
+    let error = build_error(|c| {
+        c.auth_service_address = Some("http://auth:50051".into());
+        c.auth.tls_ca = Some(pki.ca_file());
+    })
+    .await;
+    assert!(error.contains("https://"), "{error}");
+    // A CA file without a certificate.
+    let error = build_error(|c| {
+        c.auth_service_address = Some("dns:///auth:50051".into());
+        c.auth.tls_ca = Some(server.key.clone());
+    })
+    .await;
+    assert!(error.contains("no certificate"), "{error}");
+    // A client certificate that does not allow client authentication.
+    let server_only = pki.issue_for(
+        "server-only",
+        &["localhost"],
+        vec![ExtendedKeyUsagePurpose::ServerAuth],
+    );
+    let error = build_error(|c| {
+        c.auth_service_address = Some("https://auth:50051".into());
+        c.auth.tls_ca = Some(pki.ca_file());
+        c.auth.tls_cert = Some(server_only.cert.clone());
+        c.auth.tls_key = Some(server_only.key.clone());
+    })
+    .await;
+    assert!(error.contains("client authentication"), "{error}");
+
+    // Embedded: a CA alone cannot be served.
+    let error = build_error(|c| c.auth.tls_ca = Some(pki.ca_file())).await;
+    assert!(error.contains("GRIMOS_TLS_CERT"), "{error}");
+    // Embedded: a certificate from a CA that user-service is not given.
+    let error = build_error(|c| pki.serve(&mut c.auth, &server, false)).await;
+    assert!(error.contains("set GRIMOS_TLS_CA"), "{error}");
+    // Embedded: a certificate that names nothing.
+    let nameless = pki.self_signed("nameless", &[]);
+    let error = build_error(|c| pki.serve(&mut c.auth, &nameless, false)).await;
+    assert!(error.contains("no DNS name or IP address"), "{error}");
+}
