@@ -101,8 +101,16 @@ examples:
 test-examples:
     tools/with-system.sh just examples
 
+# Benchmark the system on loopback: release build, h2load and wrk; report in target/bench/ (see docs/BENCHMARKS.md).
+bench *ARGS:
+    .venv/bin/python bench/run.py {{ARGS}}
+
+# The benchmark's smoke run for CI: 1-2 s per workload, 1k users; fails on any failed request.
+bench-quick *ARGS:
+    .venv/bin/python bench/run.py --quick {{ARGS}}
+
 # Everything CI runs, in order.
-ci: setup check-generated lint breaking test
+ci: setup check-generated lint breaking test bench-quick
 
 # Run the system: user-service on 127.0.0.1:8080 with an embedded auth-service (data in ./data).
 run:

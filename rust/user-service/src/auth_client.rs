@@ -24,7 +24,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use grimos_proto::auth::v1 as pb;
@@ -233,6 +233,49 @@ pub struct AuthClient {
     service_token: Option<SecretString>,
     /// Stops the DNS follower when the last clone is dropped.
     dns_task: Option<Arc<AbortOnDrop>>,
+    /// Recent `ValidateToken` answers, if enabled.
+    validations: Option<Arc<Validations>>,
+}
+
+/// How many tokens' validations are remembered.
+const VALIDATION_CACHE_CAPACITY: usize = 10_000;
+
+/// Recent successful `ValidateToken` answers by token, each reused for at most `ttl` and
+/// never past the token's expiry. Every authenticated request validates its token, and the
+/// round trip to auth-service costs several times what the rest of a read does; a client
+/// usually sends many requests with one token, so most of them skip it.
+struct Validations {
+    ttl: Duration,
+    answers: quick_cache::sync::Cache<String, (Instant, pb::ValidateTokenResponse)>,
+}
+
+impl Validations {
+    fn get(&self, token: &str) -> Option<pb::ValidateTokenResponse> {
+        let (until, answer) = self.answers.get(token)?;
+        if Instant::now() < until {
+            Some(answer)
+        } else {
+            self.answers.remove(token);
+            None
+        }
+    }
+
+    fn insert(&self, token: &str, answer: &pb::ValidateTokenResponse) {
+        let mut until = Instant::now() + self.ttl;
+        if let Some(expiry) = answer
+            .expire_time
+            .as_ref()
+            .and_then(|t| u64::try_from(t.seconds).ok())
+        {
+            let left = UNIX_EPOCH + Duration::from_secs(expiry);
+            match left.duration_since(SystemTime::now()) {
+                Ok(left) => until = until.min(Instant::now() + left),
+                Err(_) => return,
+            }
+        }
+        self.answers
+            .insert(token.to_owned(), (until, answer.clone()));
+    }
 }
 
 impl fmt::Debug for AuthClient {
@@ -332,7 +375,20 @@ impl AuthClient {
             deadline,
             service_token,
             dns_task: None,
+            validations: None,
         }
+    }
+
+    /// Reuses each successful `ValidateToken` answer for up to `ttl` (zero: never).
+    #[must_use]
+    pub fn with_validation_cache(mut self, ttl: Duration) -> Self {
+        self.validations = (!ttl.is_zero()).then(|| {
+            Arc::new(Validations {
+                ttl,
+                answers: quick_cache::sync::Cache::new(VALIDATION_CACHE_CAPACITY),
+            })
+        });
+        self
     }
 
     /// `ValidateToken`: who holds `access_token`, with their roles and permissions.
@@ -341,6 +397,9 @@ impl AuthClient {
         access_token: &str,
         request_id: &str,
     ) -> Result<pb::ValidateTokenResponse, Status> {
+        if let Some(answer) = self.validations.as_ref().and_then(|v| v.get(access_token)) {
+            return Ok(answer);
+        }
         let request = self.request(
             pb::ValidateTokenRequest {
                 access_token: access_token.to_owned(),
@@ -348,10 +407,15 @@ impl AuthClient {
             request_id,
         );
         let mut auth = self.auth.clone();
-        self.call("ValidateToken", async move {
-            auth.validate_token(request).await
-        })
-        .await
+        let answer = self
+            .call("ValidateToken", async move {
+                auth.validate_token(request).await
+            })
+            .await?;
+        if let Some(validations) = &self.validations {
+            validations.insert(access_token, &answer);
+        }
+        Ok(answer)
     }
 
     /// `Login`: exchanges an email and password for tokens.
@@ -387,6 +451,9 @@ impl AuthClient {
         req: pb::RevokeTokenRequest,
         request_id: &str,
     ) -> Result<pb::RevokeTokenResponse, Status> {
+        if let Some(validations) = &self.validations {
+            validations.answers.remove(req.token.as_str());
+        }
         let request = self.request(req, request_id);
         let mut auth = self.auth.clone();
         self.call(
@@ -445,6 +512,11 @@ impl AuthClient {
         if let Err(status) = self.authorize(&mut request) {
             record(RPC, Instant::now(), status.code());
             return Err(status);
+        }
+        if let Some(validations) = &self.validations {
+            validations
+                .answers
+                .retain(|_, (_, answer)| answer.user_id != user_id);
         }
         let mut auth = self.auth.clone();
         self.call(RPC, async move { auth.delete_credential(request).await })

@@ -43,6 +43,13 @@ pub struct Config {
     #[arg(long, env = "AUTH_CLIENT_DEADLINE", default_value = "2s", value_parser = humantime::parse_duration)]
     pub auth_deadline: Duration,
 
+    /// How long an answer of auth-service's `ValidateToken` may be reused for the same token
+    /// (never past the token's expiry); `0s` asks auth-service on every request. Revocations
+    /// made through this user-service (logout, `RevokeToken`, `DeleteUser`) take effect here at
+    /// once; revocations made elsewhere within this time.
+    #[arg(long, env = "AUTH_VALIDATION_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub validation_cache_ttl: Duration,
+
     /// Origins allowed to call from browsers (gRPC-Web, HTTP/JSON), comma-separated; `*` for
     /// any. Empty: no CORS headers.
     #[arg(
@@ -72,6 +79,7 @@ impl Config {
             user_database_url: format!("sqlite://{}", data_dir.join("user.db").display()),
             auth_service_address: None,
             auth_deadline: Duration::from_secs(2),
+            validation_cache_ttl: Duration::from_secs(1),
             cors_allowed_origins: Vec::new(),
             reconcile_interval: Duration::from_secs(30),
             auth: auth_service::Config::with_data_dir(data_dir, loopback),

@@ -18,6 +18,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt as _;
 use base64::Engine as _;
 use grimos_proto::auth::v1::auth_service_server::AuthServiceServer;
 use grimos_proto::user::v1::user_service_server::UserServiceServer;
@@ -104,6 +105,7 @@ impl App {
             }
         };
 
+        let auth = auth.with_validation_cache(config.validation_cache_ttl);
         let lease = config.auth_deadline.saturating_mul(SIGN_UP_LEASE_DEADLINES);
         let users = Arc::new(Users::new(store, auth, lease).await?);
         let router = router(users.clone(), &config.cors_allowed_origins).await?;
@@ -164,7 +166,14 @@ impl App {
                 tracing::info!(addr = %self.local_addr, "user-service listening (HTTP/JSON, gRPC, gRPC-Web)")
             }
         }
-        let served = axum::serve(self.listener, self.router)
+        // Small responses must leave at once: without TCP_NODELAY, Nagle's algorithm held some
+        // back for the peer's delayed ACK, about 40 ms (gRPC p99 45 ms under load).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        let served = axum::serve(listener, self.router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("user-service stopping; finishing in-flight requests");

@@ -15,3 +15,4 @@ mod resilience;
 mod signup;
 mod tls;
 mod users;
+mod validation_cache;
