@@ -536,7 +536,7 @@ class Bench:
         self.procs[name] = proc
         return proc
 
-    def service_env(self, rust_log: str) -> dict[str, str]:
+    def service_env(self, rust_log: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -561,10 +561,11 @@ class Bench:
                 "AUTH_SERVICE_ADDRESS": f"http://{self.auth_addr}",
             }
         )
+        env.update(extra or {})
         return env
 
-    def start_services(self, rust_log: str = "warn") -> None:
-        env = self.service_env(rust_log)
+    def start_services(self, rust_log: str = "warn", extra: dict[str, str] | None = None) -> None:
+        env = self.service_env(rust_log, extra)
         auth = self.spawn("auth-service", [str(self.bins / BIN_NAMES["auth-service"])], env)
         deadline = time.perf_counter() + 20
         while True:
@@ -1281,6 +1282,24 @@ def build_report(bench: Bench, phases: dict[str, Any]) -> tuple[str, list[tuple[
                 f"{(ci / cw - 1) if cw else 0:+.1%} | {fmt(per_req, 1)} |")
         add("")
 
+    cache = phases.get("cache_check")
+    if cache:
+        add("## user-service's validation cache: on (AUTH_VALIDATION_CACHE_TTL=1s, the default) vs off")
+        add("")
+        add("Both services restarted with AUTH_VALIDATION_CACHE_TTL=0s, so every request makes "
+            "the ValidateToken round trip to auth-service.")
+        add("")
+        add("| workload | req/s cached | ratio to floor | req/s uncached | ratio to floor | "
+            "p99 ms uncached | CPU s/1k uncached (auth / user) |")
+        add("|---|---:|---:|---:|---:|---:|---:|")
+        for name, (cached, uncached, floor) in cache.items():
+            cpu = uncached.cpu_per_1k
+            add(f"| {name} | {fmt(cached.req_s, 0)} | {cached.req_s / floor.req_s:.2f} | "
+                f"{fmt(uncached.req_s, 0)} | {uncached.req_s / floor.req_s:.2f} | "
+                f"{fmt(uncached.p99_ms)} | {fmt(cpu.get('auth-service'), 3)} / "
+                f"{fmt(cpu.get('user-service'), 3)} |")
+        add("")
+
     perf = phases.get("perf")
     if perf:
         add("## perf: where the services spend CPU under GET /v1/users/me (1k users)")
@@ -1560,6 +1579,8 @@ def run_bench(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
 
     if not s.quick and not args.no_log_check:
         phases["log_check"] = log_check(bench, phases)
+    if not s.quick:
+        phases["cache_check"] = cache_check(bench, phases)
     return phases
 
 
@@ -1603,6 +1624,29 @@ def log_check(bench: Bench, phases: dict[str, Any]) -> dict[str, Any]:
                        both, token=bench.user_token, route="/v1/users/me")
     grown = sum((bench.dir / f"{n}.log").stat().st_size - sizes[n] for n in sizes)
     out["GET /v1/users/me"] = (warm_me, r, grown / max(1, r.requests))
+    return out
+
+
+def cache_check(bench: Bench, phases: dict[str, Any]) -> dict[str, Any]:
+    """Restarts both services with user-service's validation cache off
+    (AUTH_VALIDATION_CACHE_TTL=0s: a ValidateToken round trip on every request) and repeats
+    the two reads that validate a token, to show what the cache saves."""
+    bench.stop_services()
+    for name in ("auth-service", "user-service"):
+        bench.procs.pop(name)
+    bench.start_services("warn", {"AUTH_VALIDATION_CACHE_TTL": "0s"})
+    current_msg = user_pb2.GetCurrentUserRequest().SerializeToString()
+    both = ["auth-service", "user-service"]
+    reads = phases["reads_1k"]
+    out: dict[str, Any] = {}
+    r = bench.grpc_load("GetCurrentUser gRPC (no validation cache)", "no-cache",
+                        f"127.0.0.1:{bench.user_port}", CURRENT_USER_PATH, current_msg, both,
+                        token=bench.user_token, metrics=True)
+    out["GetCurrentUser"] = (reads["GetCurrentUser"], r, reads["floor GetCurrentUser"])
+    r = bench.wrk_load("GET /v1/users/me (no validation cache)", "no-cache",
+                       f"{bench.user_base}/v1/users/me", both, token=bench.user_token,
+                       route="/v1/users/me")
+    out["GET /v1/users/me"] = (reads["GET /v1/users/me"], r, reads["floor GET /v1/users/me"])
     return out
 
 

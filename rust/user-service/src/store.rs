@@ -140,8 +140,8 @@ impl SqliteUserStore {
 const COLUMNS: &str =
     "id, email, display_name, roles, state, create_time, update_time, lease_until";
 
-/// Read-only connections for the hot path, `get` by id (every authenticated request reads the
-/// caller's profile). A sqlx SQLite query hands each statement to the connection's worker
+/// Read-only connections for the hot paths: `get` by id (every authenticated request reads
+/// the caller's profile) and `list` (pages of up to 100 rows, by index). A sqlx SQLite query hands each statement to the connection's worker
 /// thread and back, plus a ping on release: two thread wake-ups that cost more than the
 /// lookup itself. These connections run the primary-key lookup inline instead: in WAL mode a
 /// reader never waits for a writer, and the lookup touches a few B-tree pages that stay in
@@ -154,6 +154,13 @@ struct Readers {
 
 /// `SELECT` of one profile by id, for [`Readers`].
 const GET_BY_ID: &str = "SELECT id, email, display_name, roles, state, create_time, update_time, lease_until FROM users WHERE id = ?1";
+/// Pages up to this many rows are read inline (tens of microseconds); longer ones, which
+/// would hold a runtime thread for a millisecond, go through the pool.
+const INLINE_LIST_LIMIT: i64 = 101;
+/// The first page of active profiles, for [`Readers`].
+const LIST_FIRST: &str = "SELECT id, email, display_name, roles, state, create_time, update_time, lease_until FROM users WHERE state = 'active' ORDER BY create_time, id LIMIT ?1";
+/// The page after a (create time, id) position, for [`Readers`].
+const LIST_AFTER: &str = "SELECT id, email, display_name, roles, state, create_time, update_time, lease_until FROM users WHERE state = 'active' AND (create_time, id) > (?1, ?2) ORDER BY create_time, id LIMIT ?3";
 
 impl Readers {
     fn open(path: &Path) -> anyhow::Result<Self> {
@@ -179,37 +186,59 @@ impl Readers {
         })
     }
 
-    /// The profile with `id`, or `None` if no reader is free or the read failed (the caller
-    /// then asks the pool).
-    fn get(&self, id: &str) -> Option<Result<Option<Profile>>> {
+    /// `read` on a free reader; `None` if none is free or the read failed (the caller then
+    /// asks the pool).
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Option<T> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.connections.len();
         let conn = (0..n).find_map(|i| self.connections[(start + i) % n].try_lock().ok())?;
-        let read = || -> rusqlite::Result<Option<Profile>> {
-            let mut statement = conn.prepare_cached(GET_BY_ID)?;
-            let mut rows = statement.query([id])?;
-            let Some(row) = rows.next()? else {
-                return Ok(None);
-            };
-            Ok(Some(Profile {
-                id: row.get(0)?,
-                email: row.get(1)?,
-                display_name: row.get(2)?,
-                roles: split_roles(row.get_ref(3)?.as_str()?),
-                state: State::parse(row.get_ref(4)?.as_str()?),
-                create_time: row.get(5)?,
-                update_time: row.get(6)?,
-                lease_until: row.get(7)?,
-            }))
-        };
-        match read() {
-            Ok(found) => Some(Ok(found)),
+        match read(&conn) {
+            Ok(value) => Some(value),
             Err(error) => {
                 tracing::debug!(%error, "inline read failed; asking the pool");
                 None
             }
         }
     }
+
+    /// The profile with `id`, in any state.
+    fn get(&self, id: &str) -> Option<Option<Profile>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(GET_BY_ID)?;
+            let mut rows = statement.query([id])?;
+            rows.next()?.map(profile_row).transpose()
+        })
+    }
+
+    /// Active profiles after `after` (create time, id), in that order, at most `limit`.
+    fn list(&self, after: Option<(i64, &str)>, limit: i64) -> Option<Vec<Profile>> {
+        self.read(|conn| match after {
+            None => conn
+                .prepare_cached(LIST_FIRST)?
+                .query_map(rusqlite::params![limit], profile_row)?
+                .collect(),
+            Some((create_time, id)) => conn
+                .prepare_cached(LIST_AFTER)?
+                .query_map(rusqlite::params![create_time, id, limit], profile_row)?
+                .collect(),
+        })
+    }
+}
+
+fn profile_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Profile> {
+    Ok(Profile {
+        id: row.get(0)?,
+        email: row.get(1)?,
+        display_name: row.get(2)?,
+        roles: split_roles(row.get_ref(3)?.as_str()?),
+        state: State::parse(row.get_ref(4)?.as_str()?),
+        create_time: row.get(5)?,
+        update_time: row.get(6)?,
+        lease_until: row.get(7)?,
+    })
 }
 
 fn split_roles(roles: &str) -> Vec<String> {
@@ -347,7 +376,7 @@ impl UserStore for SqliteUserStore {
 
     async fn get(&self, id: &str) -> Result<Option<Profile>> {
         if let Some(found) = self.readers.get(id) {
-            return found;
+            return Ok(found);
         }
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))
             .bind(id)
@@ -405,6 +434,12 @@ impl UserStore for SqliteUserStore {
     }
 
     async fn list(&self, after: Option<(i64, String)>, limit: i64) -> Result<Vec<Profile>> {
+        let position = after.as_ref().map(|(time, id)| (*time, id.as_str()));
+        if limit <= INLINE_LIST_LIMIT
+            && let Some(page) = self.readers.list(position, limit)
+        {
+            return Ok(page);
+        }
         let rows = match after {
             None => {
                 sqlx::query(&format!(
