@@ -44,6 +44,7 @@ lint:
     buf format --diff --exit-code
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
+    .venv/bin/python -m mypy --strict --no-incremental bench/run.py
 
 # Fail if proto/ breaks wire, JSON or generated-code compatibility with the released v1 API.
 breaking:

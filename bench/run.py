@@ -46,7 +46,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import grpc  # the generated package's dependency; used for probes and health checks only
 from grimos.auth.v1 import auth_pb2
@@ -327,7 +327,7 @@ def scrape_metrics(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 
 def metrics_errors(
-    before: dict | None, after: dict | None, rpc: str | None, route: str | None
+    before: dict[Any, float] | None, after: dict[Any, float] | None, rpc: str | None, route: str | None
 ) -> tuple[str, list[tuple[int, str, str]]]:
     """Errors user-service's own counters saw between two scrapes: a summary, and
     (count, what, code) for each kind of failure: what is "grpc", "http" or "auth"."""
@@ -656,7 +656,7 @@ class Bench:
         if result.requests > 0:
             result.loadgen_cpu_per_1k = tool_cpu / result.requests * 1000
         self.check_all_alive()
-        return result
+        return cast(Result, result)
 
     def grpc_load(
         self,
@@ -786,7 +786,7 @@ class Bench:
                 argv += ["-s", str(lua)]
             return argv + [url]
 
-        counted: list[dict | None] = [None]  # /metrics before the current wrk run
+        counted: list[dict[Any, float] | None] = [None]  # /metrics before the current wrk run
 
         def check(out: str, what: str) -> dict[str, Any]:
             r = parse_wrk(out, what)
@@ -913,7 +913,7 @@ class Bench:
     def sign_up(self, email: str, name: str) -> dict[str, Any]:
         body = {"email": email, "password": PASSWORD, "displayName": name}
         reply = http("POST", f"{self.user_base}/v1/users", body, expect=(200, 201))
-        return reply["user"]
+        return cast(dict[str, Any], reply["user"])
 
     def login(self, email: str) -> str:
         body = {"email": email, "password": PASSWORD}
@@ -1081,7 +1081,7 @@ class Bench:
             f"raw Argon2id: {rate['one_thread']['per_second']:.1f} hashes/s on 1 thread, "
             f"{rate['all_cores']['per_second']:.1f} on {rate['cores']} cores"
         )
-        return rate
+        return cast(dict[str, Any], rate)
 
     def login_load(self) -> Result:
         emails = ", ".join(json.dumps(e) for e in self.login_emails)
