@@ -267,21 +267,10 @@ mod tests {
 
     use std::net::IpAddr;
 
-    use rcgen::{
-        CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    };
+    use grimos_test_support::pki::{Pki, params};
+    use grimos_test_support::rcgen::{ExtendedKeyUsagePurpose, KeyPair};
 
     use super::{Leaf, ServerName, pem_certificates, server_name};
-
-    fn params(common_name: &str, names: &[&str]) -> CertificateParams {
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params
-    }
 
     fn leaf_of(pem: &str) -> Leaf {
         let ders = pem_certificates(pem.as_bytes()).unwrap();
@@ -315,18 +304,13 @@ mod tests {
 
     #[test]
     fn a_certificate_signed_by_a_ca_is_not_self_issued() {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = params("ca", &[]);
-        ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca.self_signed(&ca_key).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let leaf = params("leaf", &["auth.internal"])
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
-        let facts = leaf_of(&leaf.pem());
+        let ca = Pki::new("ca");
+        // No extended key usages: no such extension.
+        let leaf = ca.issue_for("leaf", &["auth.internal"], vec![]);
+        let facts = leaf_of(&leaf.cert_pem);
         assert!(!facts.self_issued);
         assert_eq!(facts.client_auth, None);
-        assert!(leaf_of(&ca.pem()).self_issued);
+        assert!(leaf_of(&ca.ca_pem()).self_issued);
     }
 
     #[test]

@@ -28,9 +28,7 @@ struct Auth {
 }
 
 async fn spawn_auth(dir: &Path, listen_addr: SocketAddr) -> Auth {
-    if std::env::var_os("TEST_LOG").is_some() {
-        grimos_common::init_tracing();
-    }
+    grimos_test_support::init_logs();
     let mut config = Config::with_data_dir(dir, listen_addr);
     config.service_token = Some(SecretString::from(SERVICE_TOKEN.to_owned()));
     config.login_slowdown = Duration::from_millis(10);

@@ -7,12 +7,15 @@ use std::time::Duration;
 use auth_service::{App, Config};
 use grimos_proto::auth::v1 as pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
+use grimos_test_support::{init_logs, start_error};
 use secrecy::SecretString;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::Status;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
-use tonic::{Code, Request, Status};
+
+pub use grimos_test_support::grpc::{bearer, expect_code, violated_fields};
 
 /// The service credential every test app is configured with.
 pub const SERVICE_TOKEN: &str = "test-service-token-0123456789";
@@ -28,12 +31,6 @@ pub struct TestApp {
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-fn init_logs() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        grimos_common::init_tracing();
-    }
-}
-
 /// The configuration tests start from: a fresh data folder, port 0, fast throttling.
 pub fn test_config(dir: &TempDir) -> Config {
     let mut config = Config::with_data_dir(dir.path(), "127.0.0.1:0".parse().unwrap());
@@ -43,6 +40,15 @@ pub fn test_config(dir: &TempDir) -> Config {
     config.hash_concurrency = Some(2);
     config.revocation_sync_interval = Duration::from_millis(200);
     config
+}
+
+/// The error `App::build` returns for the test settings as `adjust` changes them (for
+/// settings that must fail the start).
+pub async fn build_error(adjust: impl FnOnce(&mut Config)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    start_error(App::build(config).await, "auth-service")
 }
 
 /// Starts auth-service with the test configuration.
@@ -223,34 +229,4 @@ impl TestApp {
     pub fn signing_key_pem(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("auth-signing-key.pem")).unwrap()
     }
-}
-
-/// `message` with `authorization: Bearer <token>` metadata.
-pub fn bearer<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-/// Asserts the code of an error result and returns the status.
-#[track_caller]
-pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
-    match result {
-        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
-        Err(status) => {
-            assert_eq!(status.code(), code, "unexpected status: {status:?}");
-            status
-        }
-    }
-}
-
-/// The field paths of the `google.rpc.BadRequest` violations in a status.
-pub fn violated_fields(status: &Status) -> Vec<String> {
-    use tonic_types::StatusExt;
-    status
-        .get_details_bad_request()
-        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
 }

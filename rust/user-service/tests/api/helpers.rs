@@ -8,13 +8,16 @@ use grimos_proto::auth::v1 as auth_pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
 use grimos_proto::user::v1 as pb;
 use grimos_proto::user::v1::user_service_client::UserServiceClient;
+use grimos_test_support::{init_logs, start_error};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::Status;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
 use user_service::{App, Config};
+
+pub use grimos_test_support::grpc::{bearer, expect_code, violated_fields};
 
 /// A password that passes the input rules.
 pub const PASSWORD: &str = "correct horse battery";
@@ -32,12 +35,6 @@ pub struct TestApp {
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-fn init_logs() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        grimos_common::init_tracing();
-    }
-}
-
 /// The configuration tests start from: a fresh data folder, port 0 everywhere.
 pub fn test_config(dir: &TempDir) -> Config {
     let mut config = Config::with_data_dir(dir.path());
@@ -46,6 +43,15 @@ pub fn test_config(dir: &TempDir) -> Config {
     config.auth.hash_concurrency = Some(2);
     config.auth.login_max_attempts = 50;
     config
+}
+
+/// The error `App::build` returns for the test settings as `adjust` changes them (for
+/// settings that must fail the start).
+pub async fn build_error(adjust: impl FnOnce(&mut Config)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    start_error(App::build(config).await, "user-service")
 }
 
 /// Starts user-service with the test configuration.
@@ -202,36 +208,6 @@ impl TestApp {
         };
         self.auth_client().await.login(request).await.is_ok()
     }
-}
-
-/// `message` with `authorization: Bearer <token>` metadata.
-pub fn bearer<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-/// Asserts the code of an error result and returns the status.
-#[track_caller]
-pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
-    match result {
-        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
-        Err(status) => {
-            assert_eq!(status.code(), code, "unexpected status: {status:?}");
-            status
-        }
-    }
-}
-
-/// The field paths of the `google.rpc.BadRequest` violations in a status.
-pub fn violated_fields(status: &Status) -> Vec<String> {
-    use tonic_types::StatusExt;
-    status
-        .get_details_bad_request()
-        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
 }
 
 /// Asserts an HTTP error response: status, gRPC code in the body, and returns the body.

@@ -3,13 +3,11 @@
 //! to the embedded one, with certificates made for each test.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
-};
+use grimos_test_support::grpc::health;
+use grimos_test_support::pki::{Issued, Pki};
+use grimos_test_support::rcgen::ExtendedKeyUsagePurpose;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::Value;
@@ -17,119 +15,23 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Code;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
-use user_service::{App, Config};
+use tonic::transport::{Certificate, ClientTlsConfig};
+use user_service::Config;
 
 use crate::helpers::{
-    PASSWORD, TestApp, bearer, expect_code, expect_http_error, spawn_app_with, test_config,
+    PASSWORD, TestApp, bearer, build_error, expect_code, expect_http_error, spawn_app_with,
 };
 use grimos_proto::user::v1 as pb;
 
 /// The service credential shared by user-service and the external auth-service.
 const SERVICE_TOKEN: &str = "tls-test-service-token";
 
-/// A throwaway CA, and the PEM files of what it signs, in a temporary folder.
-struct Pki {
-    dir: TempDir,
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
-}
-
-/// A certificate and its key, as files.
-struct Issued {
-    cert: PathBuf,
-    key: PathBuf,
-    identity: Identity,
-}
-
-fn params(common_name: &str, names: &[&str]) -> CertificateParams {
-    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    let mut params = CertificateParams::new(names).unwrap();
-    params.distinguished_name = DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
-    params
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = params(name, &[]);
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = ca.self_signed(&ca_key).unwrap();
-        let pki = Pki {
-            dir: tempfile::tempdir().unwrap(),
-            ca,
-            ca_key,
-        };
-        std::fs::write(pki.ca_file(), pki.ca.pem()).unwrap();
-        pki
-    }
-
-    fn ca_file(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    fn write(&self, file: &str, cert: &rcgen::Certificate, key: &KeyPair) -> Issued {
-        let issued = Issued {
-            cert: self.dir.path().join(format!("{file}.pem")),
-            key: self.dir.path().join(format!("{file}.key")),
-            identity: Identity::from_pem(cert.pem(), key.serialize_pem()),
-        };
-        std::fs::write(&issued.cert, cert.pem()).unwrap();
-        std::fs::write(&issued.key, key.serialize_pem()).unwrap();
-        issued
-    }
-
-    /// A certificate for `names` with the extended key `usages`, signed by this CA.
-    fn issue_for(
-        &self,
-        file: &str,
-        names: &[&str],
-        usages: Vec<ExtendedKeyUsagePurpose>,
-    ) -> Issued {
-        let mut params = params(file, names);
-        params.extended_key_usages = usages;
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        self.write(file, &cert, &key)
-    }
-
-    /// A certificate for `names`, signed by this CA, for servers and clients alike.
-    fn issue(&self, file: &str, names: &[&str]) -> Issued {
-        let usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        self.issue_for(file, names, usages)
-    }
-
-    /// A self-signed certificate for `names` (this CA plays no part).
-    fn self_signed(&self, file: &str, names: &[&str]) -> Issued {
-        let key = KeyPair::generate().unwrap();
-        let cert = params(file, names).self_signed(&key).unwrap();
-        self.write(file, &cert, &key)
-    }
-
-    /// auth-service's certificate: `localhost` and `127.0.0.1`.
-    fn server(&self) -> Issued {
-        self.issue("server", &["localhost", "127.0.0.1"])
-    }
-
-    /// TLS settings that serve `server`; with `mutual`, client certificates are required.
-    fn serve(&self, config: &mut auth_service::Config, server: &Issued, mutual: bool) {
-        config.tls_cert = Some(server.cert.clone());
-        config.tls_key = Some(server.key.clone());
-        config.tls_ca = mutual.then(|| self.ca_file());
-    }
-
-    /// A client that trusts this CA.
-    fn client(&self) -> ClientTlsConfig {
-        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(self.ca.pem()))
-    }
+/// TLS settings for an auth-service that serve `server`; with `mutual`, client certificates
+/// signed by `pki` are required.
+fn serve(pki: &Pki, config: &mut auth_service::Config, server: &Issued, mutual: bool) {
+    config.tls_cert = Some(server.cert.clone());
+    config.tls_key = Some(server.key.clone());
+    config.tls_ca = mutual.then(|| pki.ca_file());
 }
 
 /// A standalone auth-service; stops when dropped.
@@ -196,30 +98,11 @@ async fn sign_up_and_use(app: &TestApp, email: &str) {
     assert_eq!(user.id, session.user_id);
 }
 
-/// A health check over a new connection to `url`, bounded; the error shows the cause.
-async fn health(url: String, tls: Option<ClientTlsConfig>) -> Result<(), String> {
-    let mut endpoint = Endpoint::from_shared(url)
-        .unwrap()
-        .connect_timeout(Duration::from_secs(2));
-    if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls).unwrap();
-    }
-    let mut health = HealthClient::new(endpoint.connect_lazy());
-    let call = health.check(HealthCheckRequest {
-        service: String::new(),
-    });
-    match tokio::time::timeout(Duration::from_secs(5), call).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(status)) => Err(format!("{status:?}")),
-        Err(_) => panic!("the call hung"),
-    }
-}
-
 #[tokio::test]
 async fn an_external_auth_service_is_called_over_https_trusting_grimos_tls_ca() {
     let pki = Pki::new("grimos-test-ca");
     let server = pki.server();
-    let auth = start_auth(|c| pki.serve(c, &server, false)).await;
+    let auth = start_auth(|c| serve(&pki, c, &server, false)).await;
     let app = spawn_calling(format!("https://{}", auth.addr), |c| {
         c.auth.tls_ca = Some(pki.ca_file());
     })
@@ -235,7 +118,7 @@ async fn with_mutual_tls_every_address_form_works_with_a_client_certificate() {
     let pki = Pki::new("grimos-test-ca");
     let server = pki.server();
     let client = pki.issue("user-service", &["user-service"]);
-    let auth = start_auth(|c| pki.serve(c, &server, true)).await;
+    let auth = start_auth(|c| serve(&pki, c, &server, true)).await;
     let port = auth.addr.port();
     let forms = [
         format!("https://localhost:{port}"),
@@ -278,7 +161,7 @@ async fn assert_unavailable_in_time(app: &TestApp) -> String {
 async fn a_wrong_ca_or_a_missing_client_certificate_gives_503_in_time() {
     let pki = Pki::new("grimos-test-ca");
     let server = pki.server();
-    let auth = start_auth(|c| pki.serve(c, &server, true)).await;
+    let auth = start_auth(|c| serve(&pki, c, &server, true)).await;
     let address = format!("https://localhost:{}", auth.addr.port());
 
     // user-service trusts another CA: it refuses auth-service.
@@ -306,7 +189,7 @@ async fn the_embedded_auth_service_serves_tls_and_user_service_calls_it_so() {
     // verified by the name it has.
     let pki = Pki::new("unused-ca");
     let server = pki.self_signed("embedded", &["auth.internal"]);
-    let app = spawn_app_with(|c| pki.serve(&mut c.auth, &server, false)).await;
+    let app = spawn_app_with(|c| serve(&pki, &mut c.auth, &server, false)).await;
     sign_up_and_use(&app, "ada@example.com").await;
 
     let auth = app.auth_addr.unwrap();
@@ -324,27 +207,16 @@ async fn the_embedded_auth_service_serves_tls_and_user_service_calls_it_so() {
 async fn the_embedded_auth_service_with_a_ca_requires_client_certificates_and_gets_them() {
     let pki = Pki::new("grimos-test-ca");
     let server = pki.server();
-    let app = spawn_app_with(|c| pki.serve(&mut c.auth, &server, true)).await;
+    let app = spawn_app_with(|c| serve(&pki, &mut c.auth, &server, true)).await;
     sign_up_and_use(&app, "ada@example.com").await;
 
     let url = format!("https://{}", app.auth_addr.unwrap());
     let error = health(url.clone(), Some(pki.client())).await.unwrap_err();
     assert!(error.contains("CertificateRequired"), "{error}");
-    health(url, Some(pki.client().identity(server.identity)))
+    health(url, Some(pki.client().identity(server.identity())))
         .await
         .unwrap();
     app.stop().await;
-}
-
-/// The error `App::build` returns for `adjust`ed test settings.
-async fn build_error(adjust: impl FnOnce(&mut Config)) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(&dir);
-    adjust(&mut config);
-    match App::build(config).await {
-        Ok(_) => panic!("user-service started"),
-        Err(error) => format!("{error:#}"),
-    }
 }
 
 #[tokio::test]
@@ -388,10 +260,10 @@ async fn inconsistent_tls_settings_fail_the_start_with_a_clear_message() {
     let error = build_error(|c| c.auth.tls_ca = Some(pki.ca_file())).await;
     assert!(error.contains("GRIMOS_TLS_CERT"), "{error}");
     // Embedded: a certificate from a CA that user-service is not given.
-    let error = build_error(|c| pki.serve(&mut c.auth, &server, false)).await;
+    let error = build_error(|c| serve(&pki, &mut c.auth, &server, false)).await;
     assert!(error.contains("set GRIMOS_TLS_CA"), "{error}");
     // Embedded: a certificate that names nothing.
     let nameless = pki.self_signed("nameless", &[]);
-    let error = build_error(|c| pki.serve(&mut c.auth, &nameless, false)).await;
+    let error = build_error(|c| serve(&pki, &mut c.auth, &nameless, false)).await;
     assert!(error.contains("no DNS name or IP address"), "{error}");
 }

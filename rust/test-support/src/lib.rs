@@ -1,0 +1,55 @@
+//! What the test suites of auth-service and user-service share, so that it is written once:
+//!
+//! - [`pki`]: a throwaway certificate authority, and the certificates it signs, as PEM text and
+//!   as files in a temporary folder, for the TLS and mutual TLS tests;
+//! - [`grpc`]: small helpers for calls and their statuses (bearer metadata, expected codes,
+//!   `BadRequest` field violations, a bounded health check);
+//! - [`start_error`]: the error of a start that must fail;
+//! - [`init_logs`]: the services' logs in test output when `TEST_LOG` is set.
+//!
+//! What touches a service's own `Config` or starts its `App` stays in that service's tests.
+//! This crate is a dev-dependency only; it is never part of a service binary.
+
+// A panic in test support is a failed test, which is what a test wants.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod grpc;
+pub mod pki;
+
+/// The `rcgen` the PKI is made with, for tests that build certificates of their own.
+pub use rcgen;
+
+/// The error of a start that must fail, in its `{:#}` form (with its causes); panics, naming
+/// `what` (`"auth-service started"`), if it started instead.
+#[track_caller]
+pub fn start_error<T, E: std::fmt::Display>(result: Result<T, E>, what: &str) -> String {
+    match result {
+        Ok(_) => panic!("{what} started"),
+        Err(error) => format!("{error:#}"),
+    }
+}
+
+/// Sets up the services' log output when `TEST_LOG` is set (`TEST_LOG=1 cargo test …`).
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        grimos_common::init_tracing();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::start_error;
+
+    #[test]
+    fn start_error_is_the_error_text() {
+        let error = std::fmt::Error;
+        let result: Result<(), _> = Err(error);
+        assert_eq!(start_error(result, "x"), error.to_string());
+    }
+
+    #[test]
+    #[should_panic(expected = "auth-service started")]
+    fn start_error_panics_if_it_started() {
+        start_error::<_, std::fmt::Error>(Ok(()), "auth-service");
+    }
+}
