@@ -746,17 +746,7 @@ class Bench:
                 extra={"frame_bytes": frame_size, "warm_up_req_s": rate},
             )
 
-        result = self.measured(procs, run)
-        if metrics:
-            time.sleep(0.2)
-            summary, errors = metrics_errors(
-                metrics_before, scrape_metrics(self.user_base), path, None
-            )
-            if errors:
-                raise BenchError(f"{name}: user-service /metrics counted errors: {describe(errors)}")
-            result.check += f"; {summary}"
-        self.record(result)
-        return result
+        return self.finish(name, procs, run, metrics, metrics_before, path, None)
 
     def wrk_load(
         self,
@@ -835,11 +825,25 @@ class Bench:
                 check=f"{r['requests']} x 2xx, no socket errors",
             )
 
+        return self.finish(name, procs, run, route is not None, metrics_before, None, route)
+
+    def finish(
+        self,
+        name: str,
+        procs: list[str],
+        run: Callable[[], Result],
+        check_metrics: bool,
+        metrics_before: dict[Any, float] | None,
+        rpc: str | None,
+        route: str | None,
+    ) -> Result:
+        """Runs the measured load; with `check_metrics`, fails on any error user-service's
+        /metrics counted for `rpc` or `route` since `metrics_before`."""
         result = self.measured(procs, run)
-        if route:
+        if check_metrics:
             time.sleep(0.2)
             summary, errors = metrics_errors(
-                metrics_before, scrape_metrics(self.user_base), None, route
+                metrics_before, scrape_metrics(self.user_base), rpc, route
             )
             if errors:
                 raise BenchError(f"{name}: user-service /metrics counted errors: {describe(errors)}")
