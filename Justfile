@@ -20,6 +20,8 @@ setup:
     npm ci --no-audit --no-fund --loglevel=error
     test -x .venv/bin/python || python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+    # The generated package too: the benchmark harness and the Python example import it.
+    .venv/bin/pip install --quiet --disable-pip-version-check ./gen/python
 
 # Regenerate gen/ (Rust, Python, TypeScript) from proto/.
 generate:
