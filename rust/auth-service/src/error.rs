@@ -56,6 +56,10 @@ impl From<sqlx::Error> for Error {
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
+        if !matches!(error, Error::Internal(_)) {
+            // In the call's span, so with its path and the caller's request id.
+            tracing::debug!(%error, "call refused");
+        }
         match error {
             Error::InvalidArgument(violations) => {
                 grimos_common::invalid_argument_status(violations)

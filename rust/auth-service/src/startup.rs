@@ -139,7 +139,17 @@ impl App {
             .max_decoding_message_size(MAX_REQUEST_BYTES);
         let mut server = Server::builder()
             .timeout(MAX_CALL_TIME)
-            .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()));
+            // The caller's request id (user-service sends its own) on every log line of the
+            // call, so one request can be followed across both services' logs.
+            .trace_fn(|request| {
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|id| id.len() <= 128)
+                    .unwrap_or_default();
+                tracing::info_span!("grpc", path = %request.uri().path(), request_id)
+            });
         let transport = match (&self.tls, self.mutual_tls) {
             (None, _) => "plaintext",
             (Some(_), false) => "TLS",

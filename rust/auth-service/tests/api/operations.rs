@@ -319,3 +319,36 @@ async fn no_password_hash_or_token_reaches_the_logs_even_at_debug() {
         assert!(!log.contains(&secret), "{secret:?} was logged");
     }
 }
+
+#[tokio::test]
+async fn the_callers_request_id_is_on_the_log_lines_of_its_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, log) = start_binary_logging(dir.path(), "debug");
+    let mut client = AuthServiceClient::connect(url).await.unwrap();
+    let mut request = tonic::Request::new(pb::ValidateTokenRequest {
+        access_token: "not-a-token".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-request-id", "req-canary-4242".parse().unwrap());
+    let _ = client.validate_token(request).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let found = loop {
+        let found = log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains(r#"request_id="req-canary-4242""#));
+        if found || std::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        found,
+        "no log line carries the request id:\n{}",
+        log.lock().unwrap().join("\n")
+    );
+}
