@@ -137,12 +137,32 @@ impl SqliteUserStore {
     }
 }
 
-const COLUMNS: &str =
-    "id, email, display_name, roles, state, create_time, update_time, lease_until";
+/// A profile's columns, in the order [`profile`] and [`profile_row`] read them.
+macro_rules! columns {
+    () => {
+        "id, email, display_name, roles, state, create_time, update_time, lease_until"
+    };
+}
+const COLUMNS: &str = columns!();
+/// One profile by id.
+const GET_BY_ID: &str = concat!("SELECT ", columns!(), " FROM users WHERE id = ?1");
+/// The first page of active profiles.
+const LIST_FIRST: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM users WHERE state = 'active' ORDER BY create_time, id LIMIT ?1"
+);
+/// The page of active profiles after a (create time, id) position.
+const LIST_AFTER: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM users WHERE state = 'active' AND (create_time, id) > (?1, ?2)",
+    " ORDER BY create_time, id LIMIT ?3"
+);
 
 /// Read-only connections for the hot paths: `get` by id (every authenticated request reads
-/// the caller's profile) and `list` (pages of up to 100 rows, by index). A sqlx SQLite query hands each statement to the connection's worker
-/// thread and back, plus a ping on release: two thread wake-ups that cost more than the
+/// the caller's profile) and `list` (pages of up to 100 rows, by index). A sqlx SQLite query
+/// hands each statement to the connection's worker thread and back, plus a ping on release: two thread wake-ups that cost more than the
 /// lookup itself. These connections run the primary-key lookup inline instead: in WAL mode a
 /// reader never waits for a writer, and the lookup touches a few B-tree pages that stay in
 /// memory, so it takes microseconds. A reader is borrowed with `try_lock` only; when all are
@@ -152,15 +172,9 @@ struct Readers {
     next: AtomicUsize,
 }
 
-/// `SELECT` of one profile by id, for [`Readers`].
-const GET_BY_ID: &str = "SELECT id, email, display_name, roles, state, create_time, update_time, lease_until FROM users WHERE id = ?1";
 /// Pages up to this many rows are read inline (tens of microseconds); longer ones, which
 /// would hold a runtime thread for a millisecond, go through the pool.
 const INLINE_LIST_LIMIT: i64 = 101;
-/// The first page of active profiles, for [`Readers`].
-const LIST_FIRST: &str = "SELECT id, email, display_name, roles, state, create_time, update_time, lease_until FROM users WHERE state = 'active' ORDER BY create_time, id LIMIT ?1";
-/// The page after a (create time, id) position, for [`Readers`].
-const LIST_AFTER: &str = "SELECT id, email, display_name, roles, state, create_time, update_time, lease_until FROM users WHERE state = 'active' AND (create_time, id) > (?1, ?2) ORDER BY create_time, id LIMIT ?3";
 
 impl Readers {
     fn open(path: &Path) -> anyhow::Result<Self> {
@@ -378,7 +392,7 @@ impl UserStore for SqliteUserStore {
         if let Some(found) = self.readers.get(id) {
             return Ok(found);
         }
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))
+        let row = sqlx::query(GET_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -442,24 +456,18 @@ impl UserStore for SqliteUserStore {
         }
         let rows = match after {
             None => {
-                sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM users WHERE state = 'active'
-                     ORDER BY create_time, id LIMIT ?1"
-                ))
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
+                sqlx::query(LIST_FIRST)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
             }
             Some((create_time, id)) => {
-                sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM users WHERE state = 'active' AND (create_time, id) > (?1, ?2)
-                     ORDER BY create_time, id LIMIT ?3"
-                ))
-                .bind(create_time)
-                .bind(id)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
+                sqlx::query(LIST_AFTER)
+                    .bind(create_time)
+                    .bind(id)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
             }
         };
         Ok(rows.iter().map(profile).collect())
