@@ -51,6 +51,13 @@ pub fn request_id<T>(request: &Request<T>) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
+/// [`request_id`], also recorded on the current span's `request_id` field.
+pub fn traced_request_id<T>(request: &Request<T>) -> String {
+    let id = request_id(request);
+    tracing::Span::current().record("request_id", id.as_str());
+    id
+}
+
 #[tonic::async_trait]
 impl pb::user_service_server::UserService for UserApi {
     #[tracing::instrument(name = "CreateUser", skip_all, fields(request_id))]
@@ -58,8 +65,7 @@ impl pb::user_service_server::UserService for UserApi {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
-        let id = request_id(&request);
-        tracing::Span::current().record("request_id", id.as_str());
+        let id = traced_request_id(&request);
         let req = request.into_inner();
         let user = self
             .users

@@ -7,7 +7,7 @@
 use grimos_proto::auth::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::api::{UserApi, request_id};
+use crate::api::{UserApi, traced_request_id};
 
 /// The edge `AuthService`: forwards to auth-service through user-service's auth client (its
 /// deadline, balancing and metrics apply).
@@ -45,8 +45,7 @@ impl pb::auth_service_server::AuthService for AuthEdge {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
-        let id = request_id(&request);
-        tracing::Span::current().record("request_id", id.as_str());
+        let id = traced_request_id(&request);
         let auth = self.api.users().auth();
         Ok(Response::new(auth.login(request.into_inner(), &id).await?))
     }
@@ -56,8 +55,7 @@ impl pb::auth_service_server::AuthService for AuthEdge {
         &self,
         request: Request<pb::RefreshTokenRequest>,
     ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
-        let id = request_id(&request);
-        tracing::Span::current().record("request_id", id.as_str());
+        let id = traced_request_id(&request);
         let auth = self.api.users().auth();
         Ok(Response::new(
             auth.refresh_token(request.into_inner(), &id).await?,
@@ -71,8 +69,7 @@ impl pb::auth_service_server::AuthService for AuthEdge {
         &self,
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        let id = request_id(&request);
-        tracing::Span::current().record("request_id", id.as_str());
+        let id = traced_request_id(&request);
         let bearer = bearer(&request).unwrap_or_default().to_owned();
         let mut req = request.into_inner();
         if req.token.is_empty() {
@@ -92,8 +89,7 @@ impl pb::auth_service_server::AuthService for AuthEdge {
         &self,
         request: Request<pb::ValidateTokenRequest>,
     ) -> Result<Response<pb::ValidateTokenResponse>, Status> {
-        let id = request_id(&request);
-        tracing::Span::current().record("request_id", id.as_str());
+        let id = traced_request_id(&request);
         let token = request.into_inner().access_token;
         let auth = self.api.users().auth();
         Ok(Response::new(auth.validate_token(&token, &id).await?))
@@ -104,8 +100,7 @@ impl pb::auth_service_server::AuthService for AuthEdge {
         &self,
         request: Request<pb::CheckPermissionRequest>,
     ) -> Result<Response<pb::CheckPermissionResponse>, Status> {
-        let id = request_id(&request);
-        tracing::Span::current().record("request_id", id.as_str());
+        let id = traced_request_id(&request);
         let auth = self.api.users().auth();
         Ok(Response::new(
             auth.check_permission(request.into_inner(), &id).await?,
