@@ -105,10 +105,7 @@ pub fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
 /// sharing one file) wait for each other instead of failing.
 pub async fn open_sqlite(url: &str, max_connections: u32) -> anyhow::Result<SqlitePool> {
     let path = sqlite_path(url)?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create the database folder {}", parent.display()))?;
-    }
+    create_parent(&path)?;
     let options = SqliteConnectOptions::from_str(url)
         .with_context(|| format!("invalid database URL {url:?}"))?
         .filename(&path)
@@ -139,10 +136,7 @@ pub async fn open_sqlite_migrated(
     migrator: &sqlx::migrate::Migrator,
 ) -> anyhow::Result<SqlitePool> {
     let path = sqlite_path(url)?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create the database folder {}", parent.display()))?;
-    }
+    create_parent(&path)?;
     let mut lock_path = path.clone().into_os_string();
     lock_path.push(".migrate-lock");
     let lock_path = PathBuf::from(lock_path);
@@ -167,6 +161,15 @@ pub async fn open_sqlite_migrated(
     // Closing the file releases the lock.
     drop(lock);
     Ok(pool)
+}
+
+/// Creates the folder a database file goes in, if it is missing.
+fn create_parent(path: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the database folder {}", parent.display()))?;
+    }
+    Ok(())
 }
 
 fn display(path: &Path) -> String {
