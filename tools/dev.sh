@@ -5,9 +5,9 @@
 #
 # Settings (environment): DEV_DATA_DIR (data/dev), AUTH_LISTEN_ADDR (127.0.0.1:50051),
 # USER_LISTEN_ADDR (127.0.0.1:8080), USER_CORS_ALLOWED_ORIGINS (the web example's origin,
-# http://127.0.0.1:5173), GRIMOS_ADMIN_EMAILS, RUST_LOG, DEV_PROFILE (debug or release), and any
-# DEV_SKIP_BUILD (set: use the binaries already built), and any other service setting, which
-# both processes inherit.
+# http://127.0.0.1:5173), GRIMOS_ADMIN_EMAILS, RUST_LOG, DEV_PROFILE (debug or release),
+# DEV_SKIP_BUILD (set: use the binaries already built), DEV_BUILD_ONLY (set: build, then exit),
+# and any other service setting, which both processes inherit.
 #
 # TLS: with GRIMOS_TLS_CERT and GRIMOS_TLS_KEY, auth-service serves TLS and user-service calls it
 # at https://$AUTH_LISTEN_ADDR, trusting GRIMOS_TLS_CA, which is then required; with it,
@@ -56,6 +56,7 @@ if [ -z "${DEV_SKIP_BUILD:-}" ]; then
         cargo build --locked -q -p auth-service -p user-service
     fi
 fi
+[ -z "${DEV_BUILD_ONLY:-}" ] || exit 0
 bin="${CARGO_TARGET_DIR:-target}/$profile"
 
 # Colour the prefixes only on a terminal, as the services do with their own output.

@@ -24,11 +24,7 @@ export USER_SERVICE_URL=http://127.0.0.1:$user_port AUTH_SERVICE_URL=http://127.
 log=${WITH_SYSTEM_LOG:-$data/system.log}
 
 # Build first, outside the readiness timeout: a cold checkout takes minutes.
-if [ "${DEV_PROFILE:-debug}" = release ]; then
-    cargo build --locked --release -q -p auth-service -p user-service
-else
-    cargo build --locked -q -p auth-service -p user-service
-fi
+DEV_BUILD_ONLY=1 tools/dev.sh
 DEV_SKIP_BUILD=1 tools/dev.sh >"$log" 2>&1 &
 system=$!
 cleanup() {
