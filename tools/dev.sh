@@ -9,9 +9,10 @@
 # DEV_SKIP_BUILD (set: use the binaries already built), DEV_BUILD_ONLY (set: build, then exit),
 # and any other service setting, which both processes inherit.
 #
-# TLS: with GRIMOS_TLS_CERT and GRIMOS_TLS_KEY, auth-service serves TLS and user-service calls it
-# at https://$AUTH_LISTEN_ADDR, trusting GRIMOS_TLS_CA, which is then required; with it,
-# auth-service also requires the client certificate that user-service presents (mutual TLS).
+# TLS: with GRIMOS_TLS_CERT and GRIMOS_TLS_KEY, both services serve TLS only, and user-service
+# calls auth-service at https://$AUTH_LISTEN_ADDR, trusting GRIMOS_TLS_CA, which is then
+# required; with it, auth-service also requires the client certificate that user-service
+# presents (mutual TLS). user-service asks its own clients for none.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -97,7 +98,7 @@ while True:
         time.sleep(0.05)
 PY
 start user "$u" "$bin/user-service"
-echo "dev: user-service http://$USER_LISTEN_ADDR (HTTP/JSON, gRPC, gRPC-Web), auth-service $auth_scheme://$AUTH_LISTEN_ADDR; data in $data; Ctrl-C stops both"
+echo "dev: user-service $auth_scheme://$USER_LISTEN_ADDR (HTTP/JSON, gRPC, gRPC-Web), auth-service $auth_scheme://$AUTH_LISTEN_ADDR; data in $data; Ctrl-C stops both"
 # The first process to exit stops the whole system, with its status.
 set +e
 wait -n "${pids[@]}"

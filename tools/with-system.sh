@@ -4,6 +4,8 @@
 #   USER_SERVICE_URL  http://127.0.0.1:<port>  user-service: HTTP/JSON, gRPC, gRPC-Web
 #   AUTH_SERVICE_URL  http://127.0.0.1:<port>  auth-service: gRPC
 #   WEB_ORIGIN        http://127.0.0.1:<port>  an origin user-service allows by CORS (for a page)
+# With GRIMOS_TLS_CERT and GRIMOS_TLS_KEY (and GRIMOS_TLS_CA, which tools/dev.sh then requires)
+# both services serve TLS only, and the two service URLs are https:// ones.
 # Usage: tools/with-system.sh COMMAND [ARGS...]; the system's logs go to $WITH_SYSTEM_LOG
 # (default: a file in the data folder, printed if the command fails).
 set -euo pipefail
@@ -20,7 +22,9 @@ export DEV_DATA_DIR=$data
 export AUTH_LISTEN_ADDR=127.0.0.1:$auth_port USER_LISTEN_ADDR=127.0.0.1:$user_port
 export WEB_ORIGIN=http://127.0.0.1:$web_port
 export USER_CORS_ALLOWED_ORIGINS=$WEB_ORIGIN
-export USER_SERVICE_URL=http://127.0.0.1:$user_port AUTH_SERVICE_URL=http://127.0.0.1:$auth_port
+scheme=http
+[ -z "${GRIMOS_TLS_CERT:-}" ] || scheme=https
+export USER_SERVICE_URL=$scheme://127.0.0.1:$user_port AUTH_SERVICE_URL=$scheme://127.0.0.1:$auth_port
 log=${WITH_SYSTEM_LOG:-$data/system.log}
 
 # Build first, outside the readiness timeout: a cold checkout takes minutes.
@@ -36,12 +40,14 @@ trap cleanup EXIT
 
 # Ready means user-service's /readyz is 200: its database and auth-service both answer.
 python3 - "$USER_SERVICE_URL/readyz" "$system" <<'PY' || { cat "$log" >&2; exit 1; }
-import os, sys, time, urllib.request
+import os, ssl, sys, time, urllib.request
 url, pid = sys.argv[1], int(sys.argv[2])
+# Over TLS, trust the CA that tools/dev.sh requires; a certificate for 127.0.0.1 or localhost.
+context = ssl.create_default_context(cafile=os.environ.get("GRIMOS_TLS_CA"))
 deadline = time.monotonic() + 60
 while True:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
             if response.status == 200:
                 break
     except OSError:

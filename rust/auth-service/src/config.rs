@@ -63,8 +63,9 @@ pub struct Config {
     pub service_token: Option<SecretString>,
 
     /// PEM certificate chain for TLS. With `tls_key`, auth-service (also the one embedded in
-    /// user-service) serves TLS only. With `tls_ca` too, it is also the client certificate
-    /// presented to other services (mutual TLS), so it must allow client authentication.
+    /// user-service) and user-service serve TLS only. With `tls_ca` too, it is also the client
+    /// certificate user-service presents to auth-service (mutual TLS), so it must allow client
+    /// authentication.
     #[arg(long, env = "GRIMOS_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
@@ -72,10 +73,11 @@ pub struct Config {
     #[arg(long, env = "GRIMOS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// PEM CA certificate(s). Serving TLS (needs `tls_cert` and `tls_key`): clients must
-    /// present a certificate it signed (mutual TLS). Calling auth-service from user-service:
-    /// the root trusted for its certificate (alone, without `tls_cert`, for TLS without a
-    /// client certificate).
+    /// PEM CA certificate(s). auth-service serving TLS (needs `tls_cert` and `tls_key`):
+    /// clients must present a certificate it signed (mutual TLS). user-service serving TLS: a
+    /// client certificate is optional (browsers have none), but one presented must be signed
+    /// by it. Calling auth-service from user-service: the root trusted for its certificate
+    /// (alone, without `tls_cert`, for TLS without a client certificate).
     #[arg(long, env = "GRIMOS_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
 

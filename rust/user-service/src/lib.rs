@@ -10,6 +10,7 @@ pub mod auth_edge;
 pub mod config;
 pub mod error;
 pub mod http;
+mod https;
 pub mod metrics;
 pub mod service;
 pub mod startup;

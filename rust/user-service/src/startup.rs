@@ -38,6 +38,7 @@ use crate::auth_client::{AuthClient, AuthClientConfig};
 use crate::auth_edge::AuthEdge;
 use crate::config::Config;
 use crate::http::{error, ops, routes};
+use crate::https::{self, TlsListener};
 use crate::service::Users;
 use crate::store::SqliteUserStore;
 use crate::tls;
@@ -48,6 +49,7 @@ const SIGN_UP_LEASE_DEADLINES: u32 = 5;
 /// A built user-service, bound to its address and ready to serve.
 pub struct App {
     listener: TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     local_addr: SocketAddr,
     router: Router,
     users: Arc<Users>,
@@ -59,6 +61,7 @@ pub struct App {
 impl App {
     /// Prepares everything that can fail before serving.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let tls = https::server_config(&config.auth)?;
         if config.user_database_url.starts_with("postgres") {
             anyhow::bail!("USER_DATABASE_URL: PostgreSQL is not supported yet; use sqlite://PATH");
         }
@@ -115,6 +118,7 @@ impl App {
         let local_addr = listener.local_addr()?;
         Ok(Self {
             listener,
+            tls,
             local_addr,
             router,
             users,
@@ -158,27 +162,32 @@ impl App {
             }
         });
 
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         match self.auth_addr {
             Some(auth) => {
-                tracing::info!(addr = %self.local_addr, %auth, "user-service listening (HTTP/JSON, gRPC, gRPC-Web); embedded auth-service on gRPC")
+                tracing::info!(addr = %self.local_addr, scheme, %auth, "user-service listening (HTTP/JSON, gRPC, gRPC-Web); embedded auth-service on gRPC")
             }
             None => {
-                tracing::info!(addr = %self.local_addr, "user-service listening (HTTP/JSON, gRPC, gRPC-Web)")
+                tracing::info!(addr = %self.local_addr, scheme, "user-service listening (HTTP/JSON, gRPC, gRPC-Web)")
             }
         }
-        // Small responses must leave at once: without TCP_NODELAY, Nagle's algorithm held some
-        // back for the peer's delayed ACK, about 40 ms (gRPC p99 45 ms under load).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!("user-service stopping; finishing in-flight requests");
+        };
+        let served = match self.tls {
+            Some(tls) => {
+                let listener = TlsListener::new(self.listener, tls, no_delay)?;
+                axum::serve(listener, self.router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
             }
-        });
-        let served = axum::serve(listener, self.router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("user-service stopping; finishing in-flight requests");
-            })
-            .await;
+            None => {
+                axum::serve(self.listener.tap_io(|tcp| no_delay(tcp)), self.router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
         reconciler.abort();
         let _ = stopped.send(true);
         if let Some(task) = auth_task {
@@ -187,6 +196,14 @@ impl App {
         served.context("user-service server failed")?;
         tracing::info!("user-service stopped");
         Ok(())
+    }
+}
+
+/// Small responses must leave at once: without TCP_NODELAY, Nagle's algorithm held some back
+/// for the peer's delayed ACK, about 40 ms (gRPC p99 45 ms under load).
+fn no_delay(tcp: &tokio::net::TcpStream) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
     }
 }
 

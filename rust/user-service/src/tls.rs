@@ -23,13 +23,9 @@ pub(crate) fn external_auth(
     auth: &auth_service::Config,
     deadline: Duration,
 ) -> anyhow::Result<Option<ClientTlsConfig>> {
+    // GRIMOS_TLS_CERT and GRIMOS_TLS_KEY alone serve user-service's own HTTPS (`https.rs`);
+    // they are presented to auth-service only along with GRIMOS_TLS_CA.
     let Some(ca) = &auth.tls_ca else {
-        if auth.tls_cert.is_some() {
-            tracing::warn!(
-                "GRIMOS_TLS_CERT and GRIMOS_TLS_KEY are not used: user-service serves no TLS, \
-                 and presents them to auth-service only along with GRIMOS_TLS_CA"
-            );
-        }
         return Ok(None);
     };
     let ca = CertFile::read("GRIMOS_TLS_CA", ca)?;

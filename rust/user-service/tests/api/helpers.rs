@@ -14,8 +14,9 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Status;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use user_service::{App, Config};
+use x509_parser::extensions::GeneralName;
 
 pub use grimos_test_support::grpc::{bearer, expect_code, violated_fields};
 
@@ -31,6 +32,10 @@ pub struct TestApp {
     pub dir: Arc<TempDir>,
     pub grpc: UserServiceClient<Channel>,
     pub http: reqwest::Client,
+    /// `http://addr`, or `https://<name in its certificate>:port` when it serves TLS.
+    pub base_url: String,
+    /// How [`TestApp::channel`] connects (TLS trusting the app's certificate, if it serves TLS).
+    endpoint: Endpoint,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -70,26 +75,88 @@ pub async fn spawn_in(dir: Arc<TempDir>, adjust: impl FnOnce(&mut Config)) -> Te
     init_logs();
     let mut config = test_config(&dir);
     adjust(&mut config);
-    let app = App::build(config).await.expect("user-service builds");
+    let app = App::build(config.clone())
+        .await
+        .expect("user-service builds");
     let addr = app.local_addr();
     let auth_addr = app.embedded_auth_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let (base_url, endpoint, http) = match TlsClient::for_app(&config) {
+        None => (
+            format!("http://{addr}"),
+            Endpoint::from_shared(format!("http://{addr}")).unwrap(),
+            reqwest::Client::new(),
+        ),
+        Some(tls) => (
+            format!("https://{}:{}", tls.name, addr.port()),
+            tls.endpoint(addr),
+            tls.http(addr),
+        ),
+    };
+    let channel = endpoint.connect().await.unwrap();
     TestApp {
         addr,
         auth_addr,
         dir,
         grpc: UserServiceClient::new(channel),
-        http: reqwest::Client::new(),
+        http,
+        base_url,
+        endpoint,
         stop: Some(stop),
         handle: Some(handle),
+    }
+}
+
+/// What a client needs to call a user-service that serves TLS with the test's files.
+pub struct TlsClient {
+    /// The name it is called by: the first name its certificate has.
+    pub name: String,
+    /// PEM roots: `GRIMOS_TLS_CA` when set, else the certificate itself (self-signed).
+    pub roots: Vec<u8>,
+}
+
+impl TlsClient {
+    /// `None` when `config` serves plaintext.
+    pub fn for_app(config: &Config) -> Option<TlsClient> {
+        let cert = std::fs::read(config.auth.tls_cert.as_ref()?).unwrap();
+        let roots = match &config.auth.tls_ca {
+            Some(ca) => std::fs::read(ca).unwrap(),
+            None => cert.clone(),
+        };
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&cert).unwrap();
+        let parsed = pem.parse_x509().unwrap();
+        let names = parsed.subject_alternative_name().unwrap().unwrap();
+        let name = match names.value.general_names.first().unwrap() {
+            GeneralName::DNSName(name) => (*name).to_owned(),
+            GeneralName::IPAddress(ip) => {
+                std::net::IpAddr::from(<[u8; 4]>::try_from(*ip).unwrap()).to_string()
+            }
+            other => panic!("unexpected name {other:?}"),
+        };
+        Some(TlsClient { name, roots })
+    }
+
+    /// A gRPC endpoint dialling `addr`, verifying the certificate for [`TlsClient::name`].
+    pub fn endpoint(&self, addr: SocketAddr) -> Endpoint {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.roots))
+            .domain_name(&self.name);
+        Endpoint::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+    }
+
+    /// An HTTP client that reaches [`TlsClient::name`] at `addr`, trusting the roots.
+    pub fn http(&self, addr: SocketAddr) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder().resolve(&self.name, addr);
+        for root in reqwest::Certificate::from_pem_bundle(&self.roots).unwrap() {
+            builder = builder.add_root_certificate(root);
+        }
+        builder.build().unwrap()
     }
 }
 
@@ -102,18 +169,14 @@ pub struct Session {
 }
 
 impl TestApp {
-    /// `http://addr` + `path`.
+    /// [`TestApp::base_url`] + `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.base_url)
     }
 
     /// A new gRPC channel to user-service.
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+        self.endpoint.connect().await.unwrap()
     }
 
     /// Stops the app gracefully; returns the data folder.

@@ -1,6 +1,7 @@
-//! TLS between user-service and auth-service (`GRIMOS_TLS_CERT`, `GRIMOS_TLS_KEY`,
-//! `GRIMOS_TLS_CA`): to an external auth-service named by `https://` URLs or `dns:///`, and
-//! to the embedded one, with certificates made for each test.
+//! TLS with `GRIMOS_TLS_CERT`, `GRIMOS_TLS_KEY` and `GRIMOS_TLS_CA`: user-service serving
+//! HTTPS (HTTP/JSON, gRPC and gRPC-Web on its one port), and calling auth-service over TLS, an
+//! external one named by `https://` URLs or `dns:///`, and the embedded one, with certificates
+//! made for each test.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use grimos_test_support::grpc::health;
 use grimos_test_support::pki::{Issued, Pki};
 use grimos_test_support::rcgen::ExtendedKeyUsagePurpose;
+use prost::Message as _;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::Value;
@@ -164,9 +166,10 @@ async fn a_wrong_ca_or_a_missing_client_certificate_gives_503_in_time() {
     let auth = start_auth(|c| serve(&pki, c, &server, true)).await;
     let address = format!("https://localhost:{}", auth.addr.port());
 
-    // user-service trusts another CA: it refuses auth-service.
+    // user-service trusts another CA, which also signed its certificate: it refuses
+    // auth-service's certificate before presenting its own.
     let other = Pki::new("another-ca");
-    let client = pki.issue("user-service", &["user-service"]);
+    let client = other.issue("user-service", &["user-service"]);
     let app = spawn_calling(address.clone(), |c| {
         c.auth.tls_ca = Some(other.ca_file());
         c.auth.tls_cert = Some(client.cert.clone());
@@ -266,4 +269,158 @@ async fn inconsistent_tls_settings_fail_the_start_with_a_clear_message() {
     let nameless = pki.self_signed("nameless", &[]);
     let error = build_error(|c| serve(&pki, &mut c.auth, &nameless, false)).await;
     assert!(error.contains("no DNS name or IP address"), "{error}");
+}
+
+/// A gRPC-Web GetCurrentUser call over `app.http`; returns the user's email.
+async fn grpc_web_current_user(app: &TestApp, access_token: &str) -> String {
+    let response = app
+        .http
+        .post(app.url("/grimos.user.v1.UserService/GetCurrentUser"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .bearer_auth(access_token)
+        // An empty message: the flag byte and a zero length.
+        .body(vec![0u8; 5])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await.unwrap();
+    assert_eq!(body[0], 0, "a message frame first: {body:?}");
+    let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    let reply = pb::GetCurrentUserResponse::decode(&body[5..5 + len]).unwrap();
+    let trailers = String::from_utf8_lossy(&body[5 + len + 5..]);
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    reply.user.unwrap().email
+}
+
+#[tokio::test]
+async fn user_service_serves_json_grpc_and_grpc_web_over_https_and_no_plaintext() {
+    let pki = Pki::new("unused-ca");
+    let server = pki.self_signed("server", &["localhost", "127.0.0.1"]);
+    let app = spawn_app_with(|c| serve(&pki, &mut c.auth, &server, false)).await;
+    assert!(app.base_url.starts_with("https://"), "{}", app.base_url);
+    // JSON (login), then /me and GetCurrentUser, all over TLS.
+    sign_up_and_use(&app, "ada@example.com").await;
+    let session = app.sign_up("bob@example.com").await;
+    assert_eq!(
+        grpc_web_current_user(&app, &session.access_token).await,
+        "bob@example.com"
+    );
+
+    // ALPN: h2 for clients that offer it, HTTP/1.1 (browsers' gRPC-Web, curl --http1.1) too.
+    let response = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let http1 = reqwest::Client::builder()
+        .http1_only()
+        .resolve("localhost", app.addr)
+        .add_root_certificate(reqwest::Certificate::from_pem(server.cert_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let response = http1.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    assert_eq!(response.status(), 200);
+
+    // Nothing in plaintext: neither HTTP/1.1 nor gRPC (h2 prior knowledge) gets an answer.
+    let plain = format!("http://{}", app.addr);
+    let error = reqwest::get(format!("{plain}/healthz")).await.unwrap_err();
+    assert!(error.is_request() || error.is_connect(), "{error:?}");
+    health(plain, None).await.unwrap_err();
+    // A client that does not trust the CA is refused at the handshake.
+    let error = reqwest::get(app.url("/healthz")).await.unwrap_err();
+    assert!(error.is_connect(), "{error:?}");
+
+    // Health over TLS, by the certificate's name.
+    let trusting = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&server.cert_pem))
+        .domain_name("localhost");
+    health(format!("https://{}", app.addr), Some(trusting))
+        .await
+        .unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_connection_does_not_hold_up_other_handshakes() {
+    let pki = Pki::new("unused-ca");
+    let server = pki.self_signed("server", &["localhost"]);
+    let app = spawn_app_with(|c| serve(&pki, &mut c.auth, &server, false)).await;
+    // Connected, but never says hello: its handshake waits up to 10 s in its own task.
+    let _silent: Vec<_> = connect_silently(app.addr, 4).await;
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.http.get(app.url("/healthz")).send(),
+    )
+    .await
+    .expect("an HTTPS request while silent connections are open")
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    app.stop().await;
+}
+
+async fn connect_silently(addr: SocketAddr, count: usize) -> Vec<tokio::net::TcpStream> {
+    let mut streams = Vec::new();
+    for _ in 0..count {
+        streams.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    streams
+}
+
+#[tokio::test]
+async fn with_a_ca_client_certificates_are_optional_but_checked_when_presented() {
+    let pki = Pki::new("grimos-test-ca");
+    let server = pki.server();
+    let app = spawn_app_with(|c| serve(&pki, &mut c.auth, &server, true)).await;
+    // Browsers and end-user programs present no certificate.
+    sign_up_and_use(&app, "ada@example.com").await;
+
+    let url = format!("https://{}", app.addr);
+    let client = pki.client().domain_name("localhost");
+    // A certificate signed by the CA: accepted.
+    let service = pki.issue("other-service", &["other-service"]);
+    health(
+        url.clone(),
+        Some(client.clone().identity(service.identity())),
+    )
+    .await
+    .unwrap();
+    // A certificate the CA did not sign: refused.
+    let other = Pki::new("another-ca");
+    let stranger = other.issue("stranger", &["stranger"]);
+    let error = health(url, Some(client.identity(stranger.identity())))
+        .await
+        .unwrap_err();
+    assert!(
+        error.contains("UnknownCA") || error.contains("alert") || error.contains("BadCertificate"),
+        "{error}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unusable_tls_files_fail_the_start_of_user_service_with_the_setting_named() {
+    let pki = Pki::new("grimos-test-ca");
+    let server = pki.server();
+    // The key of another certificate.
+    let other = pki.issue("other", &["localhost"]);
+    let error = build_error(|c| {
+        serve(&pki, &mut c.auth, &server, false);
+        c.auth.tls_key = Some(other.key.clone());
+    })
+    .await;
+    assert!(error.contains("GRIMOS_TLS_KEY"), "{error}");
+    // A key file where the certificate should be.
+    let error = build_error(|c| {
+        serve(&pki, &mut c.auth, &server, false);
+        c.auth.tls_cert = Some(server.key.clone());
+    })
+    .await;
+    assert!(error.contains("GRIMOS_TLS_CERT"), "{error}");
+    // A missing key file.
+    let error = build_error(|c| {
+        serve(&pki, &mut c.auth, &server, false);
+        c.auth.tls_key = Some(pki.dir().join("missing.key"));
+    })
+    .await;
+    assert!(error.contains("GRIMOS_TLS_KEY"), "{error}");
 }
