@@ -19,7 +19,6 @@
 //!   in the same deadline, and the callers (HTTP and gRPC clients) already retry on 503.
 //! - Tokens, passwords and the service token are never logged or recorded in metrics.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,14 +26,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+
+use crate::balancer::{self, Dns, Resolve, Source};
 use grimos_proto::auth::v1 as pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
 use http::Uri;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::mpsc::Sender;
 use tokio::task::JoinHandle;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::transport::channel::Change;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 use tonic_health::pb::HealthCheckRequest;
@@ -48,8 +47,6 @@ pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(5);
 
 /// The hard bound on a call is the deadline plus this: `grpc-timeout` should fire first.
 const HARD_TIMEOUT_MARGIN: Duration = Duration::from_millis(100);
-/// Room for endpoint changes queued while no call drives the balancer.
-const DNS_CHANGES_CAPACITY: usize = 1024;
 /// What `AUTH_SERVICE_ADDRESS` may look like, for error messages.
 const ADDRESS_FORMS: &str = "expected http://host:port, https://host:port, a comma-separated list of them, or dns:///name:port";
 
@@ -231,8 +228,9 @@ pub struct AuthClient {
     health: HealthClient<Channel>,
     deadline: Duration,
     service_token: Option<SecretString>,
-    /// Stops the DNS follower when the last clone is dropped.
-    dns_task: Option<Arc<AbortOnDrop>>,
+    /// The task that keeps a balanced channel's endpoints (see `balancer.rs`); stopped when
+    /// the last clone is dropped.
+    balancer: Option<Arc<AbortOnDrop>>,
     /// Recent `ValidateToken` answers, if enabled.
     validations: Option<Arc<Validations>>,
 }
@@ -286,9 +284,21 @@ impl fmt::Debug for AuthClient {
                 "service_token",
                 &self.service_token.as_ref().map(|_| "[redacted]"),
             )
-            .field("follows_dns", &self.dns_task.is_some())
+            .field("balanced", &self.balancer.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// A channel balanced over what `source` names, and the task that keeps its endpoints.
+fn balanced(source: Source, deadline: Duration) -> (Channel, Option<Arc<AbortOnDrop>>) {
+    let (channel, changes) = Channel::balance_channel::<String>(balancer::CHANGES_CAPACITY);
+    let task = tokio::spawn(balancer::maintain(
+        source,
+        changes,
+        deadline,
+        balancer::PROBE_INTERVAL,
+    ));
+    (channel, Some(Arc::new(AbortOnDrop(task))))
 }
 
 struct AbortOnDrop(JoinHandle<()>);
@@ -314,30 +324,28 @@ impl AuthClient {
             .context("AuthClient::new must be called inside a tokio runtime")?;
         let address = AuthAddress::parse(&config.address)?;
         let tls = config.tls.as_ref();
-        let (channel, dns_task) = match address {
+        let (channel, balancer) = match address {
             AuthAddress::Urls(urls) => {
                 let endpoints = urls
                     .into_iter()
                     .map(|uri| url_endpoint(uri, tls, config.deadline))
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                let channel = match <[Endpoint; 1]>::try_from(endpoints) {
-                    Ok([endpoint]) => endpoint.connect_lazy(),
-                    Err(endpoints) => Channel::balance_list(endpoints.into_iter()),
-                };
-                (channel, None)
+                match <[Endpoint; 1]>::try_from(endpoints) {
+                    // One URL: nothing to balance or to fail over to.
+                    Ok([endpoint]) => (endpoint.connect_lazy(), None),
+                    Err(endpoints) => balanced(Source::List(endpoints), config.deadline),
+                }
             }
             AuthAddress::Dns { host, port } => {
                 if config.dns_refresh.is_zero() {
                     bail!("the DNS refresh period must be positive");
                 }
-                let (channel, changes) =
-                    Channel::balance_channel::<SocketAddr>(DNS_CHANGES_CAPACITY);
                 let template = EndpointTemplate::new(&host, port, tls.cloned(), config.deadline)?;
                 let resolve_bound = config.dns_refresh.max(Duration::from_secs(1));
                 let name = host.clone();
-                let resolve = move || {
+                let resolve: Resolve = Box::new(move || {
                     let name = name.clone();
-                    async move {
+                    Box::pin(async move {
                         let lookup = tokio::net::lookup_host((name.as_str(), port));
                         match tokio::time::timeout(resolve_bound, lookup).await {
                             Ok(result) => result.map(Iterator::collect),
@@ -346,20 +354,19 @@ impl AuthClient {
                                 "DNS lookup timed out",
                             )),
                         }
-                    }
-                };
-                let task = tokio::spawn(follow_dns(
-                    host,
+                    })
+                });
+                let source = Source::Dns(Box::new(Dns {
+                    name: host,
                     resolve,
                     template,
-                    changes,
-                    config.dns_refresh,
-                ));
-                (channel, Some(Arc::new(AbortOnDrop(task))))
+                    refresh: config.dns_refresh,
+                }));
+                balanced(source, config.deadline)
             }
         };
         let mut client = Self::with_channel(channel, config.deadline, config.service_token);
-        client.dns_task = dns_task;
+        client.balancer = balancer;
         Ok(client)
     }
 
@@ -374,7 +381,7 @@ impl AuthClient {
             health: HealthClient::new(channel),
             deadline,
             service_token,
-            dns_task: None,
+            balancer: None,
             validations: None,
         }
     }
@@ -709,7 +716,7 @@ fn url_endpoint(
 }
 
 /// Builds the endpoint of one resolved address of a `dns:///` name.
-struct EndpointTemplate {
+pub(crate) struct EndpointTemplate {
     scheme: &'static str,
     /// `scheme://name:port`: the `:authority` auth-service sees, whatever address is dialled.
     origin: Uri,
@@ -745,7 +752,7 @@ impl EndpointTemplate {
         Ok(template)
     }
 
-    fn endpoint(&self, addr: SocketAddr) -> anyhow::Result<Endpoint> {
+    pub(crate) fn endpoint(&self, addr: SocketAddr) -> anyhow::Result<Endpoint> {
         // `SocketAddr` prints IPv6 in brackets, as a URI wants; a zone id would not parse.
         let uri: Uri = format!("{}://{addr}", self.scheme)
             .parse()
@@ -760,64 +767,11 @@ impl EndpointTemplate {
     }
 }
 
-/// Keeps the balancer's endpoints equal to what `name` resolves to: resolves at once, then
-/// every `refresh`, inserting new addresses and removing vanished ones. A failed or empty
-/// resolution keeps the current set. Ends when the balancer (the channel) is gone.
-async fn follow_dns<R, F>(
-    name: String,
-    mut resolve: R,
-    template: EndpointTemplate,
-    changes: Sender<Change<SocketAddr, Endpoint>>,
-    refresh: Duration,
-) where
-    R: FnMut() -> F,
-    F: Future<Output = std::io::Result<Vec<SocketAddr>>>,
-{
-    let mut known: HashSet<SocketAddr> = HashSet::new();
-    let mut ticker = tokio::time::interval(refresh);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = changes.closed() => return,
-        }
-        let resolved: HashSet<SocketAddr> = match resolve().await {
-            Ok(addrs) if addrs.is_empty() => {
-                tracing::warn!(%name, "auth-service name resolved to no address; keeping the current ones");
-                continue;
-            }
-            Ok(addrs) => addrs.into_iter().collect(),
-            Err(error) => {
-                tracing::warn!(%name, %error, "cannot resolve auth-service name; retrying");
-                continue;
-            }
-        };
-        for &addr in resolved.difference(&known) {
-            let endpoint = match template.endpoint(addr) {
-                Ok(endpoint) => endpoint,
-                Err(error) => {
-                    tracing::warn!(%name, %addr, error = format!("{error:#}"), "skipping address");
-                    continue;
-                }
-            };
-            if changes.send(Change::Insert(addr, endpoint)).await.is_err() {
-                return;
-            }
-            tracing::info!(%name, %addr, "auth-service endpoint added");
-        }
-        for &addr in known.difference(&resolved) {
-            if changes.send(Change::Remove(addr)).await.is_err() {
-                return;
-            }
-            tracing::info!(%name, %addr, "auth-service endpoint removed");
-        }
-        known = resolved;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use tonic::transport::channel::Change;
 
     use super::*;
 
@@ -944,7 +898,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dns_follower_adds_and_removes_addresses() {
+    async fn dns_members_follow_the_resolved_addresses() {
         let a: SocketAddr = "10.0.0.1:50051".parse().unwrap();
         let b: SocketAddr = "10.0.0.2:50051".parse().unwrap();
         let mut answers = vec![
@@ -955,28 +909,34 @@ mod tests {
             Ok(vec![b]),
         ]
         .into_iter();
-        let resolve = move || {
+        let resolve: Resolve = Box::new(move || {
             let answer = answers.next().unwrap_or_else(|| Ok(vec![b]));
-            async move { answer }
-        };
+            Box::pin(async move { answer })
+        });
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         let template = EndpointTemplate::new("auth", 50051, None, DEFAULT_DEADLINE).unwrap();
-        let task = tokio::spawn(follow_dns(
-            "auth".to_owned(),
+        let source = Source::Dns(Box::new(Dns {
+            name: "auth".to_owned(),
             resolve,
             template,
+            refresh: Duration::from_millis(5),
+        }));
+        // No health check within the test: membership alone.
+        let task = tokio::spawn(balancer::maintain(
+            source,
             tx,
-            Duration::from_millis(5),
+            DEFAULT_DEADLINE,
+            Duration::from_secs(3600),
         ));
 
         let mut seen = Vec::new();
         while seen.len() < 3 {
             match rx.recv().await.unwrap() {
-                Change::Insert(addr, endpoint) => {
-                    assert_eq!(endpoint.uri().to_string(), format!("http://{addr}/"));
-                    seen.push(format!("+{addr}"));
+                Change::Insert(key, endpoint) => {
+                    assert_eq!(endpoint.uri().to_string(), format!("http://{key}/"));
+                    seen.push(format!("+{key}"));
                 }
-                Change::Remove(addr) => seen.push(format!("-{addr}")),
+                Change::Remove(key) => seen.push(format!("-{key}")),
             }
         }
         assert_eq!(
@@ -987,16 +947,16 @@ mod tests {
         drop(rx);
         tokio::time::timeout(Duration::from_secs(1), task)
             .await
-            .expect("the follower stops once the balancer is gone")
+            .expect("the task stops once the balancer is gone")
             .unwrap();
     }
 
     #[tokio::test]
     async fn new_needs_no_network_and_rejects_bad_settings() {
         let client = AuthClient::new(AuthClientConfig::new("http://127.0.0.1:1")).unwrap();
-        assert!(client.dns_task.is_none());
+        assert!(client.balancer.is_none());
         let client = AuthClient::new(AuthClientConfig::new("dns:///auth.invalid:1")).unwrap();
-        assert!(client.dns_task.is_some());
+        assert!(client.balancer.is_some());
 
         let mut zero = AuthClientConfig::new("http://127.0.0.1:1");
         zero.deadline = Duration::ZERO;

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth_client;
 pub mod auth_edge;
+mod balancer;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -27,6 +27,14 @@ struct Auth {
     _handle: JoinHandle<anyhow::Result<()>>,
 }
 
+impl Auth {
+    /// Stops it gracefully and waits until it has.
+    async fn stop(self) {
+        let _ = self._stop.send(());
+        self._handle.await.unwrap().unwrap();
+    }
+}
+
 async fn spawn_auth(dir: &Path, listen_addr: SocketAddr) -> Auth {
     grimos_test_support::init_logs();
     let mut config = Config::with_data_dir(dir, listen_addr);
@@ -243,6 +251,65 @@ async fn a_list_of_two_replicas_serves_every_call() {
         assert_eq!(validated.user_id, user_id);
     }
     client.health_check().await.unwrap();
+}
+
+/// How many of `count` ValidateToken calls fail.
+async fn failures(client: &AuthClient, token: &str, count: usize) -> usize {
+    let mut failed = 0;
+    for _ in 0..count {
+        if let Err(status) = client.validate_token(token, REQUEST_ID).await {
+            eprintln!("call failed: {status:?}");
+            failed += 1;
+        }
+    }
+    failed
+}
+
+/// Longer than a health-check round (1 s) and a refused connection's check.
+const PROBE_ROUND: Duration = Duration::from_millis(2500);
+
+#[tokio::test]
+async fn a_stopped_replica_leaves_the_rotation_and_returns_when_it_serves_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = spawn_auth(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let b = spawn_auth(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let (a_addr, b_addr) = (a.addr, b.addr);
+    let client = client(&format!("http://{a_addr}, http://{b_addr}"));
+    let (_, login) = sign_up(&client, "replicas@grimos.dev").await;
+    assert_eq!(failures(&client, &login.access_token, 20).await, 0);
+
+    // b stops: once a health check has seen it, no call goes there (before this client
+    // checked health, about a third of the calls failed for as long as b was down).
+    b.stop().await;
+    tokio::time::sleep(PROBE_ROUND).await;
+    assert_eq!(failures(&client, &login.access_token, 60).await, 0);
+
+    // b serves again on its address, and a stops: b is back in rotation and takes every call.
+    let b = spawn_auth(dir.path(), b_addr).await;
+    tokio::time::sleep(PROBE_ROUND).await;
+    a.stop().await;
+    tokio::time::sleep(PROBE_ROUND).await;
+    assert_eq!(failures(&client, &login.access_token, 60).await, 0);
+
+    // Both down: every endpoint stays in rotation (none is healthy), so calls fail at once
+    // with UNAVAILABLE instead of waiting out the deadline for an endpoint to appear...
+    b.stop().await;
+    tokio::time::sleep(PROBE_ROUND).await;
+    let start = Instant::now();
+    let status = client
+        .validate_token(&login.access_token, REQUEST_ID)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    // ... and the first replica back takes every call once a check has seen it.
+    let _a = spawn_auth(dir.path(), a_addr).await;
+    tokio::time::sleep(PROBE_ROUND).await;
+    assert_eq!(failures(&client, &login.access_token, 60).await, 0);
 }
 
 #[tokio::test]
