@@ -1,6 +1,6 @@
 //! What both services share and nothing else: tracing set-up, the shutdown signal, the
 //! contract's input rules and the status they produce, and opening a crash-safe SQLite
-//! database from a `sqlite://` URL.
+//! database from a `sqlite://` URL, or a PostgreSQL one from a `postgres://` URL.
 //!
 //! This crate never knows about either service's API or tables; each service owns its own
 //! schema, errors and status mapping.
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sqlx::SqlitePool;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tracing_subscriber::EnvFilter;
 
@@ -163,6 +164,53 @@ pub async fn open_sqlite_migrated(
     Ok(pool)
 }
 
+/// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    let lower = url.get(..13).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+}
+
+/// Opens a pool of at most `max_connections` to the PostgreSQL database at `url` and applies
+/// `migrator`. sqlx holds a PostgreSQL advisory lock while migrating, so replicas starting
+/// together on a new database do not race. Fails within `connect_timeout` when the server
+/// does not answer. The password in `url` never appears in an error.
+pub async fn open_postgres_migrated(
+    url: &str,
+    max_connections: u32,
+    connect_timeout: Duration,
+    migrator: &sqlx::migrate::Migrator,
+) -> anyhow::Result<PgPool> {
+    let shown = redact_password(url);
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)
+        .with_context(|| format!("invalid PostgreSQL URL {shown}"))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(connect_timeout)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot connect to the PostgreSQL database {shown}"))?;
+    migrator
+        .run(&pool)
+        .await
+        .with_context(|| format!("cannot migrate the PostgreSQL database {shown}"))?;
+    Ok(pool)
+}
+
+/// `url` with the password, if any, replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// Creates the folder a database file goes in, if it is missing.
 fn create_parent(path: &Path) -> anyhow::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -179,6 +227,21 @@ fn display(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_urls_are_recognised_and_their_passwords_hidden() {
+        assert!(is_postgres_url("postgres://u:p@h/db"));
+        assert!(is_postgres_url("PostgreSQL://h/db"));
+        assert!(!is_postgres_url("sqlite://data/x.db"));
+        assert!(!is_postgres_url("post"));
+        assert_eq!(
+            redact_password("postgres://u:secret@h:5432/db?sslmode=disable"),
+            "postgres://u:***@h:5432/db?sslmode=disable"
+        );
+        assert_eq!(redact_password("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_password("postgres://h/db"), "postgres://h/db");
+        assert_eq!(redact_password("not a url"), "not a url");
+    }
 
     #[test]
     fn bearer_tokens_are_read_from_any_case_of_the_scheme() {

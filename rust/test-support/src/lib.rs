@@ -4,6 +4,7 @@
 //!   as files in a temporary folder, for the TLS and mutual TLS tests;
 //! - [`grpc`]: small helpers for calls and their statuses (bearer metadata, expected codes,
 //!   `BadRequest` field violations, a bounded health check);
+//! - [`postgres`]: a fresh PostgreSQL database per test, when a server is configured;
 //! - [`start_error`]: the error of a start that must fail;
 //! - [`init_logs`]: the services' logs in test output when `TEST_LOG` is set.
 //!
@@ -15,6 +16,7 @@
 
 pub mod grpc;
 pub mod pki;
+pub mod postgres;
 
 /// The `rcgen` the PKI is made with, for tests that build certificates of their own.
 pub use rcgen;

@@ -1,0 +1,86 @@
+//! A fresh PostgreSQL database per test, on the server named by `GRIMOS_TEST_POSTGRES_URL`
+//! (for example `postgres://grimos:grimos@127.0.0.1:5432/grimos_test`; its role needs
+//! `CREATEDB`). `.ci/run` starts a server and sets it, with `GRIMOS_REQUIRE_POSTGRES=1`, so in
+//! CI these tests always run; elsewhere, without the variable, they say so and pass.
+
+use std::str::FromStr as _;
+
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+
+/// A database made for one test; dropped (with its connections) when this is dropped.
+pub struct PgDatabase {
+    /// Its URL, to give a service as `AUTH_DATABASE_URL` or `USER_DATABASE_URL`.
+    pub url: String,
+    server: PgConnectOptions,
+    name: String,
+}
+
+/// A new, empty database, or `None` when `GRIMOS_TEST_POSTGRES_URL` is unset (panics instead
+/// when `GRIMOS_REQUIRE_POSTGRES` is set, so CI cannot skip these tests by accident).
+pub async fn database() -> Option<PgDatabase> {
+    let Ok(url) = std::env::var("GRIMOS_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("GRIMOS_REQUIRE_POSTGRES").is_none(),
+            "GRIMOS_REQUIRE_POSTGRES is set but GRIMOS_TEST_POSTGRES_URL is not"
+        );
+        eprintln!("skipped: set GRIMOS_TEST_POSTGRES_URL to run the PostgreSQL tests");
+        return None;
+    };
+    let server = PgConnectOptions::from_str(&url).expect("GRIMOS_TEST_POSTGRES_URL parses");
+    let name = format!("grimos_test_{}", uuid_like());
+    let mut admin = PgConnection::connect_with(&server)
+        .await
+        .expect("connect to GRIMOS_TEST_POSTGRES_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("CREATE DATABASE (the role needs CREATEDB)");
+    let _ = admin.close().await;
+    let base = url.split('?').next().unwrap_or(&url);
+    let (prefix, _) = base.rsplit_once('/').expect("the URL names a database");
+    let query = url
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    Some(PgDatabase {
+        url: format!("{prefix}/{name}{query}"),
+        server,
+        name,
+    })
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut random = [0u8; 6];
+    getrandom::fill(&mut random).expect("random bytes");
+    let random: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{nanos:x}_{random}")
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime; do the async work on a thread of its own.
+        let server = self.server.clone();
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                if let Ok(mut admin) = PgConnection::connect_with(&server).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
+}
