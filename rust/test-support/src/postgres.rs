@@ -84,3 +84,32 @@ impl Drop for PgDatabase {
         let _ = dropped.join();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection as _;
+    use sqlx::postgres::PgConnection;
+
+    #[tokio::test]
+    async fn each_database_is_new_usable_and_gone_when_dropped() {
+        let Some(first) = super::database().await else {
+            return;
+        };
+        let second = super::database().await.unwrap();
+        assert_ne!(first.url, second.url);
+        let mut connection = PgConnection::connect(&first.url).await.unwrap();
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+        assert_eq!(tables, 0);
+        connection.close().await.unwrap();
+
+        let url = first.url.clone();
+        drop(first);
+        let error = PgConnection::connect(&url).await.unwrap_err();
+        assert!(error.to_string().contains("does not exist"), "{error}");
+    }
+}
