@@ -22,7 +22,8 @@ pub struct Config {
     #[arg(long, env = "AUTH_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
     pub listen_addr: SocketAddr,
 
-    /// Database URL: `sqlite://PATH` (relative to the working directory) or `sqlite:///ABS`.
+    /// Database URL: `sqlite://PATH` (relative to the working directory), `sqlite:///ABS`, or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` (replicas may share one PostgreSQL database).
     #[arg(
         long,
         env = "AUTH_DATABASE_URL",

@@ -25,6 +25,7 @@ use crate::passwords::Passwords;
 use crate::revocation::Revocations;
 use crate::service::{Auth, AuthParts, Throttle};
 use crate::store::Store;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::tokens::{self, Tokens};
 
@@ -54,11 +55,12 @@ pub struct App {
 impl App {
     /// Prepares everything that can fail before serving.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        if config.database_url.starts_with("postgres") {
-            anyhow::bail!("AUTH_DATABASE_URL: PostgreSQL is not supported yet; use sqlite://PATH");
-        }
         let tls = tls_config(&config)?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_url).await?);
+        let store: Arc<dyn Store> = if grimos_common::is_postgres_url(&config.database_url) {
+            Arc::new(PostgresStore::open(&config.database_url).await?)
+        } else {
+            Arc::new(SqliteStore::open(&config.database_url).await?)
+        };
         let keys = KeyRing::load_or_create(&config.signing_key_file)?;
         let concurrency = config.hash_concurrency.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))

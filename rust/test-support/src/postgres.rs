@@ -50,6 +50,19 @@ pub async fn database() -> Option<PgDatabase> {
     })
 }
 
+impl PgDatabase {
+    /// A connection to this database whose `search_path` is `schema` (a service's own), for
+    /// tests that read or write its tables directly.
+    pub async fn connect_in(&self, schema: &str) -> PgConnection {
+        let mut connection = PgConnection::connect(&self.url).await.unwrap();
+        sqlx::query(&format!("SET search_path TO {schema}"))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        connection
+    }
+}
+
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let nanos = SystemTime::now()

@@ -22,7 +22,9 @@ pub struct Config {
     #[arg(long, env = "USER_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub user_listen_addr: SocketAddr,
 
-    /// Database URL: `sqlite://PATH` (relative to the working directory) or `sqlite:///ABS`.
+    /// Database URL: `sqlite://PATH` (relative to the working directory), `sqlite:///ABS`, or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` (`postgresql://` too; the database must exist,
+    /// its tables are created at start).
     #[arg(
         long,
         env = "USER_DATABASE_URL",

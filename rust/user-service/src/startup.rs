@@ -40,8 +40,11 @@ use crate::config::Config;
 use crate::http::{error, ops, routes};
 use crate::https::{self, TlsListener};
 use crate::service::Users;
-use crate::store::SqliteUserStore;
+use crate::store::{PostgresUserStore, SqliteUserStore, UserStore};
 use crate::tls;
+
+/// How long opening a PostgreSQL database may wait for the server before the start fails.
+const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a sign-up owns its pending row: several auth deadlines.
 const SIGN_UP_LEASE_DEADLINES: u32 = 5;
@@ -62,10 +65,16 @@ impl App {
     /// Prepares everything that can fail before serving.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let tls = https::server_config(&config.auth)?;
-        if config.user_database_url.starts_with("postgres") {
-            anyhow::bail!("USER_DATABASE_URL: PostgreSQL is not supported yet; use sqlite://PATH");
-        }
-        let store = Arc::new(SqliteUserStore::open(&config.user_database_url).await?);
+        let store: Arc<dyn UserStore> = if grimos_common::is_postgres_url(&config.user_database_url)
+        {
+            Arc::new(
+                PostgresUserStore::open(&config.user_database_url, POSTGRES_CONNECT_TIMEOUT)
+                    .await
+                    .context("USER_DATABASE_URL")?,
+            )
+        } else {
+            Arc::new(SqliteUserStore::open(&config.user_database_url).await?)
+        };
 
         let (auth, embedded_auth, auth_addr) = match &config.auth_service_address {
             Some(address) => {

@@ -1,15 +1,17 @@
-//! Storage behind one trait, so the rpc handlers never see SQL and a PostgreSQL backend can
-//! be added beside [`sqlite::SqliteStore`] without touching them.
+//! Storage behind one trait, so the rpc handlers never see SQL: [`sqlite::SqliteStore`] for
+//! `sqlite://` URLs and [`postgres::PostgresStore`] for `postgres://` ones, with the same
+//! observable behaviour.
 //!
 //! Every write runs in a transaction; the operations that read and then write (rotation,
-//! throttling, revocation) take the write lock up front so concurrent requests and replicas
-//! serialize instead of racing.
+//! throttling, revocation) take their locks up front (SQLite: the write lock; PostgreSQL: row
+//! and advisory locks) so concurrent requests and replicas serialize instead of racing.
 
 use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::revocation::Revocation;
 
+pub mod postgres;
 pub mod sqlite;
 
 /// A stored credential.

@@ -8,6 +8,7 @@ mod credentials;
 mod helpers;
 mod login;
 mod operations;
+mod postgres;
 mod restart;
 mod throttling;
 mod tls;

@@ -11,6 +11,7 @@ mod consistency;
 mod helpers;
 mod http;
 mod listing;
+mod postgres;
 mod resilience;
 mod signup;
 mod tls;

@@ -1,9 +1,6 @@
-//! Profile storage behind one trait ([`UserStore`]), so handlers never see SQL and a
-//! PostgreSQL backend can be added beside [`SqliteUserStore`]. Every multi-step write is one
-//! transaction that takes the write lock up front.
-//!
-//! This module never talks to auth-service: keeping the two databases consistent is
-//! `service.rs`'s job, through the `state` and `lease_until` columns.
+//! [`SqliteUserStore`]: writes and lists through a sqlx pool; hot reads inline on rusqlite
+//! read-only connections. Every multi-step write is one transaction that takes the write lock
+//! up front.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,108 +11,11 @@ use async_trait::async_trait;
 use rand::RngCore as _;
 use sqlx::{Row, SqlitePool};
 
+use super::{Profile, Reservation, State, UserStore, columns, split_roles};
 use crate::error::{Error, Result};
 
 /// The embedded migrations of `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Where a profile is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Sign-up in flight: not visible.
-    Pending,
-    /// Visible.
-    Active,
-    /// Deletion in flight: not visible.
-    Deleting,
-}
-
-impl State {
-    fn parse(s: &str) -> Self {
-        match s {
-            "active" => State::Active,
-            "pending" => State::Pending,
-            _ => State::Deleting,
-        }
-    }
-}
-
-/// A stored profile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Profile {
-    /// User id (a UUID).
-    pub id: String,
-    /// Lower-cased email.
-    pub email: String,
-    /// Trimmed display name.
-    pub display_name: String,
-    /// Roles granted by auth-service.
-    pub roles: Vec<String>,
-    /// Life-cycle state.
-    pub state: State,
-    /// Unix microseconds.
-    pub create_time: i64,
-    /// Unix microseconds.
-    pub update_time: i64,
-    /// For pending rows: until when the sign-up that made it owns it (Unix microseconds).
-    pub lease_until: Option<i64>,
-}
-
-/// What trying to reserve an email for a sign-up found.
-#[derive(Debug)]
-pub enum Reservation {
-    /// A pending row was inserted for this sign-up.
-    Reserved,
-    /// An active (or deleting) user has the email.
-    Taken,
-    /// Another sign-up for the email is in flight and owns its row.
-    InFlight,
-    /// An abandoned sign-up holds the email: its credential must be cleaned up first.
-    Abandoned {
-        /// The abandoned row's id.
-        id: String,
-    },
-}
-
-/// The persistence user-service needs.
-#[async_trait]
-pub trait UserStore: Send + Sync + 'static {
-    /// Checks that the database answers.
-    async fn ping(&self) -> Result<()>;
-    /// The page-token key, created on first use and shared by replicas.
-    async fn page_key(&self) -> Result<Vec<u8>>;
-    /// Reserves `profile.email` with a pending row leased until `lease_until`.
-    async fn reserve(&self, profile: &Profile) -> Result<Reservation>;
-    /// Replaces the abandoned pending row `old_id` with `profile`; false if it is no longer
-    /// abandoned (another request got there first).
-    async fn replace_abandoned(&self, old_id: &str, profile: &Profile, now: i64) -> Result<bool>;
-    /// Makes a pending profile active with its roles (its times stay those of the sign-up);
-    /// `None` if it is not pending any more.
-    async fn activate(&self, id: &str, roles: &[String]) -> Result<Option<Profile>>;
-    /// Ends the lease of a pending row, so a retry may clean it up at once.
-    async fn release(&self, id: &str) -> Result<()>;
-    /// Deletes a row if it is pending.
-    async fn delete_pending(&self, id: &str) -> Result<()>;
-    /// A profile in any state.
-    async fn get(&self, id: &str) -> Result<Option<Profile>>;
-    /// Sets the display name of an active profile; `None` if there is none.
-    async fn update_display_name(
-        &self,
-        id: &str,
-        display_name: &str,
-        now: i64,
-    ) -> Result<Option<Profile>>;
-    /// Marks an active profile (or, with `pending_expired_before`, an abandoned pending one)
-    /// as deleting; false if it was neither.
-    async fn mark_deleting(&self, id: &str, pending_expired_before: Option<i64>) -> Result<bool>;
-    /// Deletes a row whatever its state.
-    async fn delete(&self, id: &str) -> Result<()>;
-    /// Active profiles after `after` (create time, id), in that order, at most `limit`.
-    async fn list(&self, after: Option<(i64, String)>, limit: i64) -> Result<Vec<Profile>>;
-    /// Ids of rows the reconciler must finish: deleting rows, and pending rows whose lease
-    /// ended before `now`.
-    async fn unfinished(&self, now: i64) -> Result<Vec<(String, State)>>;
-}
 
 /// [`UserStore`] on SQLite.
 #[derive(Clone)]
@@ -138,11 +38,6 @@ impl SqliteUserStore {
 }
 
 /// A profile's columns, in the order [`profile`] and [`profile_row`] read them.
-macro_rules! columns {
-    () => {
-        "id, email, display_name, roles, state, create_time, update_time, lease_until"
-    };
-}
 const COLUMNS: &str = columns!();
 /// One profile by id.
 const GET_BY_ID: &str = concat!("SELECT ", columns!(), " FROM users WHERE id = ?1");
@@ -255,14 +150,6 @@ fn profile_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Profile> {
     })
 }
 
-fn split_roles(roles: &str) -> Vec<String> {
-    roles
-        .split(',')
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 fn profile(row: &sqlx::sqlite::SqliteRow) -> Profile {
     Profile {
         id: row.get(0),
@@ -327,16 +214,12 @@ impl UserStore for SqliteUserStore {
                 insert(&mut tx, p).await?;
                 Reservation::Reserved
             }
-            Some(row) => {
-                let lease: Option<i64> = row.get(2);
-                match State::parse(row.get::<&str, _>(1)) {
-                    State::Pending if lease.is_some_and(|l| l > p.create_time) => {
-                        Reservation::InFlight
-                    }
-                    State::Pending => Reservation::Abandoned { id: row.get(0) },
-                    State::Active | State::Deleting => Reservation::Taken,
-                }
-            }
+            Some(row) => Reservation::of_existing(
+                row.get(0),
+                State::parse(row.get::<&str, _>(1)),
+                row.get(2),
+                p.create_time,
+            ),
         };
         tx.commit().await?;
         Ok(outcome)
