@@ -14,9 +14,11 @@ use crate::helpers::{PASSWORD, TestApp, bearer, spawn_app_with};
 
 const TOKEN: &str = "consistency-test-token";
 
-/// user-service with a separate auth-service whose service token the test knows.
-async fn app_with_known_auth(
+/// user-service (with its settings as `adjust` changes them) and a separate auth-service
+/// whose service token the test knows, with a client of that auth-service.
+pub async fn app_with_known_auth(
     reconcile: Duration,
+    adjust: impl FnOnce(&mut user_service::Config),
 ) -> (
     TestApp,
     AuthServiceClient<tonic::transport::Channel>,
@@ -34,6 +36,7 @@ async fn app_with_known_auth(
         c.auth_service_address = Some(format!("http://{addr}"));
         c.auth.service_token = Some(SecretString::from(TOKEN.to_owned()));
         c.reconcile_interval = reconcile;
+        adjust(c);
     })
     .await;
     let client = AuthServiceClient::connect(format!("http://{addr}"))
@@ -42,10 +45,9 @@ async fn app_with_known_auth(
     (app, client, auth_dir)
 }
 
-/// Writes what a crash between CreateCredential and activation leaves: a credential, and a
-/// pending profile whose lease has ended.
-async fn interrupted_sign_up(
-    app: &TestApp,
+/// The first half of what a crash between CreateCredential and activation leaves: the
+/// credential, stored at auth-service. The caller writes the pending profile row.
+pub async fn store_credential(
     auth: &mut AuthServiceClient<tonic::transport::Channel>,
     id: &str,
     email: &str,
@@ -60,6 +62,17 @@ async fn interrupted_sign_up(
     ))
     .await
     .unwrap();
+}
+
+/// Writes what a crash between CreateCredential and activation leaves: a credential, and a
+/// pending profile whose lease has ended.
+async fn interrupted_sign_up(
+    app: &TestApp,
+    auth: &mut AuthServiceClient<tonic::transport::Channel>,
+    id: &str,
+    email: &str,
+) {
+    store_credential(auth, id, email).await;
     let url = format!("sqlite://{}", app.dir.path().join("user.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     sqlx::query(
@@ -76,7 +89,7 @@ async fn interrupted_sign_up(
 
 #[tokio::test]
 async fn an_interrupted_sign_up_is_invisible_until_the_user_signs_in_then_complete() {
-    let (app, mut auth, _auth_dir) = app_with_known_auth(Duration::from_secs(3600)).await;
+    let (app, mut auth, _auth_dir) = app_with_known_auth(Duration::from_secs(3600), |_| {}).await;
     let id = "0190d0e0-0000-7000-8000-000000000001";
     interrupted_sign_up(&app, &mut auth, id, "ada@example.com").await;
     let admin = app.admin().await;
@@ -129,7 +142,7 @@ async fn an_interrupted_sign_up_is_invisible_until_the_user_signs_in_then_comple
 
 #[tokio::test]
 async fn retrying_an_interrupted_sign_up_replaces_it_cleanly() {
-    let (app, mut auth, _auth_dir) = app_with_known_auth(Duration::from_secs(3600)).await;
+    let (app, mut auth, _auth_dir) = app_with_known_auth(Duration::from_secs(3600), |_| {}).await;
     let old = "0190d0e0-0000-7000-8000-000000000002";
     interrupted_sign_up(&app, &mut auth, old, "bob@example.com").await;
     let user = app
@@ -146,7 +159,7 @@ async fn retrying_an_interrupted_sign_up_replaces_it_cleanly() {
 
 #[tokio::test]
 async fn the_reconciler_removes_abandoned_sign_ups_and_their_credentials() {
-    let (app, mut auth, _auth_dir) = app_with_known_auth(Duration::from_millis(200)).await;
+    let (app, mut auth, _auth_dir) = app_with_known_auth(Duration::from_millis(200), |_| {}).await;
     let id = "0190d0e0-0000-7000-8000-000000000003";
     interrupted_sign_up(&app, &mut auth, id, "carol@example.com").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -11,14 +11,14 @@ use grimos_proto::user::v1 as pb;
 use grimos_proto::wkt::FieldMask;
 use grimos_test_support::postgres::{PgDatabase, database};
 use reqwest::Method;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::Connection as _;
 use tonic::Code;
 
+use crate::consistency;
 use crate::helpers::{
-    ADMIN_EMAIL, PASSWORD, TestApp, bearer, build_error, expect_code, expect_http_error,
-    spawn_app_with, spawn_in,
+    PASSWORD, TestApp, bearer, build_error, expect_code, expect_http_error, spawn_app_with,
+    spawn_in,
 };
 
 /// user-service on the database `db`.
@@ -476,10 +476,7 @@ async fn a_wrong_password_fails_the_start_without_showing_it() {
     assert!(!error.contains("not-the-pw-123"), "{error}");
 }
 
-const TOKEN: &str = "postgres-consistency-token";
-
-/// user-service on `db` with a separate auth-service whose service token the test knows, and
-/// a client of that auth-service.
+/// user-service on `db`, with a separate auth-service whose service token the test knows.
 async fn app_with_known_auth(
     db: &PgDatabase,
     reconcile: Duration,
@@ -488,25 +485,7 @@ async fn app_with_known_auth(
     AuthServiceClient<tonic::transport::Channel>,
     tempfile::TempDir,
 ) {
-    let auth_dir = tempfile::tempdir().unwrap();
-    let mut config =
-        auth_service::Config::with_data_dir(auth_dir.path(), "127.0.0.1:0".parse().unwrap());
-    config.service_token = Some(SecretString::from(TOKEN.to_owned()));
-    config.admin_emails = vec![ADMIN_EMAIL.to_owned()];
-    let auth = auth_service::App::build(config).await.unwrap();
-    let addr = auth.local_addr();
-    tokio::spawn(auth.run_until_stopped(std::future::pending()));
-    let app = spawn_app_with(|c| {
-        c.user_database_url = db.url.clone();
-        c.auth_service_address = Some(format!("http://{addr}"));
-        c.auth.service_token = Some(SecretString::from(TOKEN.to_owned()));
-        c.reconcile_interval = reconcile;
-    })
-    .await;
-    let client = AuthServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    (app, client, auth_dir)
+    consistency::app_with_known_auth(reconcile, |c| c.user_database_url = db.url.clone()).await
 }
 
 /// What a crash between CreateCredential and activation leaves: a credential, and a pending
@@ -517,16 +496,7 @@ async fn interrupted_sign_up(
     id: &str,
     email: &str,
 ) {
-    auth.create_credential(bearer(
-        auth_pb::CreateCredentialRequest {
-            user_id: id.into(),
-            email: email.into(),
-            password: PASSWORD.into(),
-        },
-        TOKEN,
-    ))
-    .await
-    .unwrap();
+    consistency::store_credential(auth, id, email).await;
     let mut conn = db.connect_in("user_service").await;
     sqlx::query(
         "INSERT INTO users (id, email, display_name, roles, state, create_time, update_time, lease_until)
