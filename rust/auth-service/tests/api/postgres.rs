@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use grimos_proto::auth::v1 as pb;
 use grimos_test_support::postgres::{PgDatabase, database};
 use tonic::Code;
-use tonic_types::StatusExt;
 
 use crate::helpers::{
     PASSWORD, SERVICE_TOKEN, TestApp, bearer, build_error, expect_code, spawn_app_with, spawn_in,
@@ -270,43 +269,7 @@ async fn delete_credential_is_idempotent_and_stops_every_token() {
 #[tokio::test]
 async fn logins_are_throttled() {
     let Some(db) = database().await else { return };
-    let app = spawn_on(&db).await; // 5 attempts per 15 minutes
-    app.sign_up("ada@example.com").await;
-    let attempts = (0..12).map(|_| {
-        let mut client = app.client.clone();
-        tokio::spawn(async move {
-            client
-                .login(pb::LoginRequest {
-                    email: "ada@example.com".into(),
-                    password: "wrong password".into(),
-                })
-                .await
-                .map(|_| ())
-        })
-    });
-    let (mut unauthenticated, mut exhausted) = (0, 0);
-    for attempt in attempts.collect::<Vec<_>>() {
-        match attempt.await.unwrap().unwrap_err().code() {
-            Code::Unauthenticated => unauthenticated += 1,
-            Code::ResourceExhausted => exhausted += 1,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!((unauthenticated, exhausted), (5, 7));
-    let status = expect_code(
-        app.login("ada@example.com", PASSWORD).await,
-        Code::ResourceExhausted,
-    );
-    let retry = status
-        .get_details_retry_info()
-        .and_then(|r| r.retry_delay)
-        .expect("RetryInfo");
-    assert!(
-        retry > Duration::ZERO && retry <= Duration::from_secs(15 * 60),
-        "{retry:?}"
-    );
-    app.sign_up("bob@example.com").await;
-    app.login("bob@example.com", PASSWORD).await.unwrap();
+    crate::throttling::parallel_attempts_cannot_exceed_the_limit_of(&spawn_on(&db).await).await;
 }
 
 #[tokio::test]
