@@ -32,15 +32,15 @@ if [ -n "${GRIMOS_TLS_CERT:-}" ]; then
             "set it (auth-service then requires client certificates too), or unset GRIMOS_TLS_CERT" >&2
         exit 2
     fi
-    auth_scheme=https
+    scheme=https
 elif [ -n "${GRIMOS_TLS_CA:-}" ]; then
     echo "dev: GRIMOS_TLS_CA is set without GRIMOS_TLS_CERT and GRIMOS_TLS_KEY: auth-service" \
         "requires client certificates only when it serves TLS itself" >&2
     exit 2
 else
-    auth_scheme=http
+    scheme=http
 fi
-export AUTH_SERVICE_ADDRESS=${AUTH_SERVICE_ADDRESS:-$auth_scheme://$AUTH_LISTEN_ADDR}
+export AUTH_SERVICE_ADDRESS=${AUTH_SERVICE_ADDRESS:-$scheme://$AUTH_LISTEN_ADDR}
 # Both processes must share the service credential; keep one per data folder.
 if [ -z "${GRIMOS_SERVICE_TOKEN:-}" ]; then
     if [ ! -s "$data/service-token" ]; then
@@ -98,7 +98,7 @@ while True:
         time.sleep(0.05)
 PY
 start user "$u" "$bin/user-service"
-echo "dev: user-service $auth_scheme://$USER_LISTEN_ADDR (HTTP/JSON, gRPC, gRPC-Web), auth-service $auth_scheme://$AUTH_LISTEN_ADDR; data in $data; Ctrl-C stops both"
+echo "dev: user-service $scheme://$USER_LISTEN_ADDR (HTTP/JSON, gRPC, gRPC-Web), auth-service $scheme://$AUTH_LISTEN_ADDR; data in $data; Ctrl-C stops both"
 # The first process to exit stops the whole system, with its status.
 set +e
 wait -n "${pids[@]}"

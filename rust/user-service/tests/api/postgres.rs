@@ -17,13 +17,38 @@ use tonic::Code;
 
 use crate::consistency;
 use crate::helpers::{
-    PASSWORD, TestApp, bearer, build_error, expect_code, expect_http_error, spawn_app_with,
-    spawn_in,
+    PASSWORD, Session, TestApp, bearer, build_error, expect_code, expect_http_error,
+    spawn_app_with, spawn_in,
 };
 
 /// user-service on the database `db`.
 async fn spawn_on(db: &PgDatabase) -> TestApp {
     spawn_app_with(|c| c.user_database_url = db.url.clone()).await
+}
+
+/// `GET /v1/users?pageSize=5&pageToken=…` as `admin`: the ids listed, and the next token
+/// (empty on the last page).
+async fn http_page(app: &TestApp, admin: &Session, token: &str) -> (Vec<String>, String) {
+    let body: Value = app
+        .authed(
+            Method::GET,
+            &format!("/v1/users?pageSize=5&pageToken={token}"),
+            admin,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids = body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .collect();
+    let next = body["nextPageToken"].as_str().unwrap_or("").to_owned();
+    (ids, next)
 }
 
 /// The number of rows in the users table of `db`, read directly.
@@ -270,26 +295,7 @@ async fn walking_every_page_sees_each_user_once_in_creation_order() {
             let ids: Vec<String> = response.users.into_iter().map(|u| u.id).collect();
             (ids, response.next_page_token)
         } else {
-            let body: Value = app
-                .authed(
-                    Method::GET,
-                    &format!("/v1/users?pageSize=5&pageToken={token}"),
-                    &admin,
-                )
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let ids = body["users"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|u| u["id"].as_str().unwrap().to_owned())
-                .collect();
-            let next = body["nextPageToken"].as_str().unwrap_or("").to_owned();
-            (ids, next)
+            http_page(&app, &admin, &token).await
         };
         pages += 1;
         assert!(users.len() <= 5);
@@ -407,25 +413,8 @@ async fn users_and_page_tokens_survive_a_restart_on_the_same_database() {
     assert_eq!(body["user"]["id"], ada.user_id.as_str());
     assert_eq!(body["user"]["email"], "ada@example.com");
     // The page-token key is in the database: a token from before the restart still works.
-    let next: Value = app
-        .authed(
-            Method::GET,
-            &format!("/v1/users?pageSize=5&pageToken={token}"),
-            &admin,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = next["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids.len(), 2, "{next}");
+    let (ids, _) = http_page(&app, &admin, &token).await;
+    assert_eq!(ids.len(), 2, "{ids:?}");
     assert_eq!(ids[0], ada.user_id);
     expect_code(
         app.create_user("ada@example.com", PASSWORD, "Ada").await,
