@@ -27,7 +27,12 @@ pub async fn database() -> Option<PgDatabase> {
         eprintln!("skipped: set GRIMOS_TEST_POSTGRES_URL to run the PostgreSQL tests");
         return None;
     };
-    let server = PgConnectOptions::from_str(&url).expect("GRIMOS_TEST_POSTGRES_URL parses");
+    let server = PgConnectOptions::from_str(&url).unwrap_or_else(|error| {
+        panic!(
+            "GRIMOS_TEST_POSTGRES_URL is not a postgres:// URL ({error}); it starts with {:?}",
+            url.chars().take(24).collect::<String>()
+        )
+    });
     let name = format!("grimos_test_{}", uuid_like());
     let mut admin = PgConnection::connect_with(&server)
         .await
