@@ -57,7 +57,7 @@ freeze-api:
     buf build --exclude-source-info -o {{baseline}}
 
 # Run every test: Rust, the generated clients, the gates, and the examples against a live system.
-test: test-rust test-clients test-gates test-examples
+test: test-rust test-clients test-gates test-examples test-examples-tls
 
 # Run the Rust workspace's tests.
 test-rust:
@@ -103,6 +103,26 @@ examples:
 # Start a private system (two processes, fresh data, free ports), run every example against it, stop it.
 test-examples:
     tools/with-system.sh just examples
+
+# The same over TLS: a throwaway CA and certificate (the guide's openssl recipe), both services
+# serving TLS only, and the Python and Rust examples calling https:// trusting GRIMOS_TLS_CA.
+test-examples-tls:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    tls=$(mktemp -d)
+    trap 'rm -rf "$tls"' EXIT
+    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 1 \
+        -subj /CN=grimos-test-ca -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+        -subj /CN=server -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+        -days 1 -extfile <(printf 'subjectAltName=DNS:localhost,IP:127.0.0.1') \
+        -out "$tls/server.pem" 2>/dev/null
+    export GRIMOS_TLS_CERT=$tls/server.pem GRIMOS_TLS_KEY=$tls/server.key GRIMOS_TLS_CA=$tls/ca.pem
+    tools/with-system.sh bash -c 'case $USER_SERVICE_URL in https://*) ;; *) exit 1;; esac
+        echo "== examples/run-python.sh ($USER_SERVICE_URL)"; examples/run-python.sh
+        echo "== cargo run -p grimos-example-client ($USER_SERVICE_URL)"
+        cargo run -q --locked -p grimos-example-client'
 
 # Benchmark the system on loopback: release build, h2load and wrk; report in target/bench/ (see docs/BENCHMARKS.md).
 bench *ARGS:

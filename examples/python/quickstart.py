@@ -2,7 +2,9 @@
 
 Everything goes through user-service: it serves grimos.user.v1.UserService and the
 end-user rpcs of grimos.auth.v1.AuthService (Login, RefreshToken, RevokeToken,
-ValidateToken, CheckPermission) on one port. Set USER_SERVICE_URL (default http://127.0.0.1:8080).
+ValidateToken, CheckPermission) on one port. Set USER_SERVICE_URL (default http://127.0.0.1:8080);
+with an https:// URL the channel uses TLS, trusting GRIMOS_TLS_CA if it is set (else the
+system's roots).
 
     pip install ./gen/python   # grimos-proto, with grpcio and protobuf
     python examples/python/quickstart.py
@@ -21,12 +23,20 @@ TIMEOUT_SECONDS = 5.0
 PASSWORD = "correct horse battery"  # at least 8 characters
 
 
-def channel_target(url: str) -> str:
-    """Turn http://host:port into the host:port that grpc.insecure_channel expects."""
+def open_channel(url: str) -> grpc.Channel:
+    """A channel to http://host:port (plaintext) or https://host:port (TLS)."""
     scheme, sep, rest = url.partition("://")
-    if sep and scheme != "http":
-        raise SystemExit(f"{url}: this example speaks plaintext gRPC; give an http:// URL")
-    return (rest if sep else url).rstrip("/")
+    target = (rest if sep else url).rstrip("/")
+    if not sep or scheme == "http":
+        return grpc.insecure_channel(target)
+    if scheme != "https":
+        raise SystemExit(f"{url}: give an http:// or https:// URL")
+    ca_file = os.environ.get("GRIMOS_TLS_CA")
+    roots = None
+    if ca_file:
+        with open(ca_file, "rb") as f:
+            roots = f.read()
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=roots))
 
 
 def expect(what: str, got: object, want: object) -> None:
@@ -40,7 +50,7 @@ def main() -> None:
     email = f"ada+{uuid.uuid4().hex}@example.com"  # unique, so the example can run again
     display_name = "Ada Lovelace"
 
-    with grpc.insecure_channel(channel_target(url)) as channel:
+    with open_channel(url) as channel:
         users = user_pb2_grpc.UserServiceStub(channel)
         auth = auth_pb2_grpc.AuthServiceStub(channel)
 
