@@ -36,6 +36,9 @@ pub enum Error {
     /// Too many password hashes waiting: the server sheds load instead of queueing forever.
     #[error("too many logins in progress; try again shortly")]
     Busy,
+    /// The database cannot be reached or is busy: the caller may retry.
+    #[error("the database is unavailable; try again")]
+    Unavailable,
     /// Anything the caller cannot fix: database, key or task failures.
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
@@ -50,6 +53,10 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
+        if grimos_common::database_unavailable(&error) {
+            tracing::warn!(%error, "the database is unavailable");
+            return Self::Unavailable;
+        }
         Self::Internal(anyhow::Error::new(error).context("database"))
     }
 }
@@ -75,6 +82,7 @@ impl From<Error> for Status {
                 ErrorDetails::with_retry_info(Some(retry_after)),
             ),
             Error::Busy => Status::resource_exhausted(error.to_string()),
+            Error::Unavailable => Status::unavailable(error.to_string()),
             Error::Internal(source) => {
                 tracing::error!(error = format!("{source:#}"), "internal error");
                 Status::internal("internal error")

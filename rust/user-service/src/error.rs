@@ -23,8 +23,8 @@ pub enum Error {
     /// A user with that email exists.
     #[error("a user with this email already exists")]
     AlreadyExists,
-    /// A dependency (auth-service) cannot be reached, or a sign-up for the same email is in
-    /// flight: the caller may retry.
+    /// A dependency (auth-service, the database) cannot be reached or is busy, or a sign-up
+    /// for the same email is in flight: the caller may retry.
     #[error("{0}")]
     Unavailable(String),
     /// An error auth-service returned, passed on as it is.
@@ -44,6 +44,10 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
+        if grimos_common::database_unavailable(&error) {
+            tracing::warn!(%error, "the database is unavailable");
+            return Self::Unavailable("the database is unavailable; try again".to_owned());
+        }
         Self::Internal(anyhow::Error::new(error).context("database"))
     }
 }

@@ -1,4 +1,4 @@
-//! Restarts, auth-service outages and gRPC-Web.
+//! Restarts, auth-service and database outages, and gRPC-Web.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use reqwest::Method;
 use secrecy::SecretString;
+use sqlx::Connection as _;
 
 use crate::helpers::{PASSWORD, expect_http_error, spawn_app, spawn_app_with, spawn_in};
 use grimos_proto::user::v1 as pb;
@@ -181,4 +182,63 @@ async fn grpc_calls_to_unknown_methods_are_unimplemented() {
         .unwrap();
     assert_eq!(response.headers().get("grpc-status").unwrap(), "12");
     let _ = app.channel().await;
+}
+
+#[tokio::test]
+async fn a_write_blocked_by_another_writer_is_503_and_then_succeeds() {
+    let app = spawn_app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    let path = format!("/v1/users/{}", ada.user_id);
+
+    // Another process holds user.db's write lock past the 5 s busy timeout.
+    let url = format!("sqlite://{}", app.dir.path().join("user.db").display());
+    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let response = app
+        .authed(Method::PATCH, &path, &ada)
+        .json(&serde_json::json!({"displayName": "Blocked"}))
+        .send()
+        .await
+        .unwrap();
+    let body = expect_http_error(response, 503, 14).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "answered after the busy timeout, not hung"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("database"),
+        "{body}"
+    );
+    // Reads still work meanwhile (WAL readers do not wait for writers).
+    let me: serde_json::Value = app
+        .authed(Method::GET, "/v1/users/me", &ada)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["displayName"], "Test User", "{me}");
+
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    let response = app
+        .authed(Method::PATCH, &path, &ada)
+        .json(&serde_json::json!({"displayName": "Unblocked"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let me: serde_json::Value = app
+        .authed(Method::GET, "/v1/users/me", &ada)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["displayName"], "Unblocked", "{me}");
 }
