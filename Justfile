@@ -132,8 +132,19 @@ bench *ARGS:
 bench-quick *ARGS:
     .venv/bin/python bench/run.py --quick {{ARGS}}
 
+# The smoke run with both services on PostgreSQL, on the server of GRIMOS_TEST_POSTGRES_URL
+# (tools/test-postgres.sh; CI sets it); skipped, saying so, when it is unset.
+bench-quick-postgres *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -z "${GRIMOS_TEST_POSTGRES_URL:-}" ]; then
+        echo "bench-quick-postgres: skipped (set GRIMOS_TEST_POSTGRES_URL to run it)"
+        exit 0
+    fi
+    .venv/bin/python bench/run.py --quick --postgres "$GRIMOS_TEST_POSTGRES_URL" {{ARGS}}
+
 # Everything CI runs, in order.
-ci: setup check-generated lint breaking test bench-quick
+ci: setup check-generated lint breaking test bench-quick bench-quick-postgres
 
 # Run the system: user-service on 127.0.0.1:8080 with an embedded auth-service (data in ./data).
 run:

@@ -3,9 +3,9 @@
 
 Builds release binaries, starts auth-service and user-service as separate processes on free
 loopback ports with a fresh data directory, seeds users (real ones through the HTTP API, bulk
-rows straight into the SQLite files), then loads every workload on loopback with standard
-tools: h2load for gRPC unary calls (pre-encoded request frames) and HTTP/1.1 at a fixed rate,
-wrk for HTTP. Each workload is paired with a floor (a minimal tonic or axum server from the
+rows straight into the databases: SQLite files, or with `--postgres URL` a new PostgreSQL
+database), then loads every workload on loopback with standard tools: h2load for gRPC unary
+calls (pre-encoded request frames) and HTTP/1.1 at a fixed rate, wrk for HTTP. Each workload is paired with a floor (a minimal tonic or axum server from the
 `grimos-bench` crate answering the same shapes and sizes) loaded with the same tool and
 settings, and reported as a ratio to it, with req/s, p50/p99 latency, CPU seconds per 1,000
 requests and the RSS of every process involved.
@@ -25,6 +25,8 @@ grpcio dependency): `.venv/bin/python bench/run.py [--quick] [--out target/bench
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import os
@@ -493,6 +495,95 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class SqliteStore:
+    """The default: each service's SQLite file in the bench's data directory."""
+
+    name = "SQLite"
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir
+
+    def urls(self) -> dict[str, str]:
+        return {
+            "AUTH_DATABASE_URL": f"sqlite://{self.dir}/auth.db",
+            "USER_DATABASE_URL": f"sqlite://{self.dir}/user.db",
+        }
+
+    def scalar(self, service: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        with sqlite3.connect(self.dir / f"{service}.db", timeout=30) as db:
+            return db.execute(sql, params).fetchone()[0]
+
+    def insert(self, service: str, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        db = sqlite3.connect(self.dir / f"{service}.db", timeout=60)
+        try:
+            db.execute("PRAGMA busy_timeout = 60000")
+            marks = ", ".join("?" for _ in columns)
+            with db:
+                db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
+
+    def close(self) -> None:
+        pass
+
+
+class PostgresStore:
+    """`--postgres URL`: a new database on that server for this run (dropped at the end), which
+    both services share, each in its own schema (auth_service, user_service). Direct access goes
+    through `psql`."""
+
+    name = "PostgreSQL"
+
+    def __init__(self, server_url: str):
+        if not re.match(r"^postgres(ql)?://[^/]+/", server_url):
+            raise BenchError("--postgres wants a postgres://user:password@host:port/database URL")
+        self.server_url = server_url
+        base, _, query = server_url.partition("?")
+        self.database = f"grimos_bench_{secrets.token_hex(6)}"
+        self.url = base.rsplit("/", 1)[0] + "/" + self.database + (f"?{query}" if query else "")
+        self.psql(self.server_url, f"CREATE DATABASE {self.database}")
+        self.created = True
+
+    @staticmethod
+    def psql(url: str, sql: str, data: str | None = None) -> str:
+        argv = ["psql", url, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql]
+        try:
+            done = subprocess.run(argv, input=(data or "").encode(), capture_output=True,
+                                  timeout=600, check=False)
+        except FileNotFoundError as e:
+            raise BenchError("psql is not installed (apt-get install postgresql-client)") from e
+        except subprocess.TimeoutExpired as e:
+            raise BenchError(f"psql did not finish within 600 s: {sql[:80]}") from e
+        if done.returncode != 0:
+            raise BenchError(f"psql failed on {sql[:80]!r}: {done.stderr.decode(errors='replace')}")
+        return done.stdout.decode()
+
+    def urls(self) -> dict[str, str]:
+        return {"AUTH_DATABASE_URL": self.url, "USER_DATABASE_URL": self.url}
+
+    def scalar(self, service: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        # Only the bench's own constant strings are substituted here (no quotes in them).
+        for param in params:
+            if "'" in str(param):
+                raise BenchError(f"unexpected quote in {param!r}")
+            sql = sql.replace("?", f"'{param}'", 1)
+        out = self.psql(self.url, f"SET search_path TO {service}_service; {sql}").strip()
+        return out.splitlines()[-1] if out else None
+
+    def insert(self, service: str, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(rows)
+        self.psql(self.url, f"COPY {service}_service.{table} ({', '.join(columns)}) FROM STDIN "
+                  "WITH (FORMAT csv)", buffer.getvalue())
+        self.psql(self.url, f"ANALYZE {service}_service.{table}")
+
+    def close(self) -> None:
+        if self.created:
+            self.created = False
+            self.psql(self.server_url, f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, settings: Settings, workdir: Path, bins: Path):
         self.args = args
@@ -508,6 +599,9 @@ class Bench:
         self.frames: dict[str, Path] = {}
         self.perf: dict[str, str] = {}
         self.perf_procs: list[subprocess.Popen[bytes]] = []
+        self.store: SqliteStore | PostgresStore = (
+            PostgresStore(args.postgres) if args.postgres else SqliteStore(workdir)
+        )
 
     # -- processes ------------------------------------------------------------------------
 
@@ -546,7 +640,6 @@ class Bench:
             {
                 "RUST_LOG": rust_log,
                 "AUTH_LISTEN_ADDR": self.auth_addr,
-                "AUTH_DATABASE_URL": f"sqlite://{self.dir}/auth.db",
                 "AUTH_SIGNING_KEY_FILE": str(self.dir / "auth-signing-key.pem"),
                 # The run takes longer than the default 15 min token lifetime.
                 "AUTH_ACCESS_TOKEN_TTL": "24h",
@@ -557,10 +650,10 @@ class Bench:
                 "GRIMOS_SERVICE_TOKEN": self.service_token,
                 "GRIMOS_ADMIN_EMAILS": ADMIN_EMAIL,
                 "USER_LISTEN_ADDR": f"127.0.0.1:{self.user_port}",
-                "USER_DATABASE_URL": f"sqlite://{self.dir}/user.db",
                 "AUTH_SERVICE_ADDRESS": f"http://{self.auth_addr}",
             }
         )
+        env.update(self.store.urls())
         env.update(extra or {})
         return env
 
@@ -938,8 +1031,7 @@ class Bench:
         log(f"seeded {2 + LOGIN_USERS} users through the API in {time.perf_counter() - t0:.1f} s")
 
     def active_users(self) -> int:
-        with sqlite3.connect(self.dir / "user.db", timeout=30) as db:
-            return int(db.execute("SELECT count(*) FROM users WHERE state = 'active'").fetchone()[0])
+        return int(self.store.scalar("user", "SELECT count(*) FROM users WHERE state = 'active'"))
 
     def bulk_seed(self, total: int) -> None:
         """Inserts rows straight into both databases until `total` active users exist."""
@@ -948,10 +1040,8 @@ class Bench:
         if missing <= 0:
             return
         t0 = time.perf_counter()
-        with sqlite3.connect(self.dir / "auth.db", timeout=30) as db:
-            password_hash = db.execute(
-                "SELECT password_hash FROM credentials WHERE email = ?", (self.login_emails[0],)
-            ).fetchone()[0]
+        password_hash = str(self.store.scalar(
+            "auth", "SELECT password_hash FROM credentials WHERE email = ?", (self.login_emails[0],)))
         # Earlier than the real users, one per millisecond, so the real ones stay at the end.
         start_ms = int(time.time() * 1000) - 30 * 24 * 3600 * 1000
         first = have
@@ -963,28 +1053,10 @@ class Bench:
             email = f"bulk-{i:07d}@example.com"
             users.append((uid, email, f"Bulk User {i}", "user", "active", micros, micros))
             creds.append((uid, email, password_hash, "user", micros // 1_000_000))
-        for name, sql, rows in (
-            (
-                "user.db",
-                "INSERT INTO users (id, email, display_name, roles, state, create_time, "
-                "update_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                users,
-            ),
-            (
-                "auth.db",
-                "INSERT INTO credentials (user_id, email, password_hash, roles, create_time) "
-                "VALUES (?, ?, ?, ?, ?)",
-                creds,
-            ),
-        ):
-            db = sqlite3.connect(self.dir / name, timeout=60)
-            try:
-                db.execute("PRAGMA busy_timeout = 60000")
-                with db:
-                    db.executemany(sql, rows)
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            finally:
-                db.close()
+        self.store.insert("user", "users", ["id", "email", "display_name", "roles", "state",
+                                             "create_time", "update_time"], users)
+        self.store.insert("auth", "credentials", ["user_id", "email", "password_hash", "roles",
+                                                  "create_time"], creds)
         count = self.active_users()
         if count != total:
             raise BenchError(f"bulk seeding left {count} active users, wanted {total}")
@@ -1190,7 +1262,8 @@ def build_report(bench: Bench, phases: dict[str, Any]) -> tuple[str, list[tuple[
         f"{'Quick (smoke) run' if s.quick else 'Full run'}: {s.duration:g} s per workload after "
         f"a {s.warmup:g} s warm-up run; gRPC: h2load -t1 -c{s.grpc_clients} -m{s.grpc_streams}; "
         f"HTTP: wrk -t{s.http_threads} -c{s.http_conns}; Argon2-bound: wrk -t1 -c{s.argon_conns}. "
-        f"Loopback, {os.cpu_count()} CPUs, services with RUST_LOG=warn. "
+        f"Loopback, {os.cpu_count()} CPUs, services with RUST_LOG=warn, "
+        f"databases on {bench.store.name}. "
         f"CPU = utime+stime of the process per 1,000 requests; RSS = VmRSS after the run."
     )
     add("")
@@ -1415,6 +1488,10 @@ def main() -> int:
                         help="self-test: load ValidateToken (grpc) or GET /v1/users/me (http) with "
                         "a garbage token; the run must fail")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="run both services on PostgreSQL: a new database on the server of "
+                        "this postgres:// URL (its role needs CREATEDB), dropped at the end; "
+                        "the report goes to target/bench/report-postgres.md")
     args = parser.parse_args()
 
     quick = args.quick
@@ -1441,7 +1518,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     target_dir = cargo_target_dir()
-    out_md = Path(args.out) if args.out else target_dir / "bench" / "report.md"
+    default_name = "report-postgres.md" if args.postgres else "report.md"
+    out_md = Path(args.out) if args.out else target_dir / "bench" / default_name
     out_md.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="grimos-bench-"))
     bench: Bench | None = None
@@ -1494,6 +1572,10 @@ def main() -> int:
                     p.kill()
             for proc in bench.procs.values():
                 proc.stop()
+            try:
+                bench.store.close()
+            except BenchError as e:
+                print(f"bench: could not drop the benchmark database: {e}", file=sys.stderr)
         if args.keep:
             print(f"data kept in {workdir}", file=sys.stderr)
         else:
