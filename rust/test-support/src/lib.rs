@@ -5,6 +5,7 @@
 //! - [`grpc`]: small helpers for calls and their statuses (bearer metadata, expected codes,
 //!   `BadRequest` field violations, a bounded health check);
 //! - [`postgres`]: a fresh PostgreSQL database per test, when a server is configured;
+//! - [`sqlite`]: another process's write lock on a service's SQLite file;
 //! - [`start_error`]: the error of a start that must fail;
 //! - [`init_logs`]: the services' logs in test output when `TEST_LOG` is set.
 //!
@@ -17,6 +18,7 @@
 pub mod grpc;
 pub mod pki;
 pub mod postgres;
+pub mod sqlite;
 
 /// The `rcgen` the PKI is made with, for tests that build certificates of their own.
 pub use rcgen;

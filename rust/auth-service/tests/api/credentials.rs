@@ -203,22 +203,16 @@ async fn delete_credential_checks_the_user_id() {
 
 #[tokio::test]
 async fn a_write_blocked_by_another_writer_is_unavailable_and_then_succeeds() {
-    use sqlx::Connection as _;
     let app = spawn_app().await;
     // Another process holds auth.db's write lock past the 5 s busy timeout.
-    let url = format!("sqlite://{}", app.dir.path().join("auth.db").display());
-    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let lock = grimos_test_support::sqlite::write_lock(&app.dir.path().join("auth.db")).await;
     let status = expect_code(
         app.create_credential("u-1", "ada@example.com", PASSWORD)
             .await,
         Code::Unavailable,
     );
     assert!(status.message().contains("database"), "{status:?}");
-    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    lock.release().await;
     app.create_credential("u-1", "ada@example.com", PASSWORD)
         .await
         .unwrap();

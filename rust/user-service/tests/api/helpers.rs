@@ -255,6 +255,17 @@ impl TestApp {
             .bearer_auth(&session.access_token)
     }
 
+    /// `GET path` with `session`'s token, expecting 200; its JSON body.
+    pub async fn get_json(&self, path: &str, session: &Session) -> Value {
+        let response = self
+            .authed(reqwest::Method::GET, path, session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
     /// An AuthService client of the embedded auth-service.
     pub async fn auth_client(&self) -> AuthServiceClient<Channel> {
         let addr = self.auth_addr.expect("embedded auth-service");

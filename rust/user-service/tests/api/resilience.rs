@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use reqwest::Method;
 use secrecy::SecretString;
-use sqlx::Connection as _;
 
 use crate::helpers::{PASSWORD, expect_http_error, spawn_app, spawn_app_with, spawn_in};
 use grimos_proto::user::v1 as pb;
@@ -191,12 +190,7 @@ async fn a_write_blocked_by_another_writer_is_503_and_then_succeeds() {
     let path = format!("/v1/users/{}", ada.user_id);
 
     // Another process holds user.db's write lock past the 5 s busy timeout.
-    let url = format!("sqlite://{}", app.dir.path().join("user.db").display());
-    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let lock = grimos_test_support::sqlite::write_lock(&app.dir.path().join("user.db")).await;
     let started = Instant::now();
     let response = app
         .authed(Method::PATCH, &path, &ada)
@@ -214,17 +208,10 @@ async fn a_write_blocked_by_another_writer_is_503_and_then_succeeds() {
         "{body}"
     );
     // Reads still work meanwhile (WAL readers do not wait for writers).
-    let me: serde_json::Value = app
-        .authed(Method::GET, "/v1/users/me", &ada)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = app.get_json("/v1/users/me", &ada).await;
     assert_eq!(me["user"]["displayName"], "Test User", "{me}");
 
-    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    lock.release().await;
     let response = app
         .authed(Method::PATCH, &path, &ada)
         .json(&serde_json::json!({"displayName": "Unblocked"}))
@@ -232,13 +219,6 @@ async fn a_write_blocked_by_another_writer_is_503_and_then_succeeds() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let me: serde_json::Value = app
-        .authed(Method::GET, "/v1/users/me", &ada)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = app.get_json("/v1/users/me", &ada).await;
     assert_eq!(me["user"]["displayName"], "Unblocked", "{me}");
 }
