@@ -93,14 +93,7 @@ async fn an_interrupted_sign_up_is_invisible_until_the_user_signs_in_then_comple
     let id = "0190d0e0-0000-7000-8000-000000000001";
     interrupted_sign_up(&app, &mut auth, id, "ada@example.com").await;
     let admin = app.admin().await;
-    let listed: Value = app
-        .authed(Method::GET, "/v1/users", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_json("/v1/users", &admin).await;
     assert_eq!(
         listed["users"].as_array().unwrap().len(),
         1,

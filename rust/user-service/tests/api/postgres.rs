@@ -30,17 +30,8 @@ async fn spawn_on(db: &PgDatabase) -> TestApp {
 /// (empty on the last page).
 async fn http_page(app: &TestApp, admin: &Session, token: &str) -> (Vec<String>, String) {
     let body: Value = app
-        .authed(
-            Method::GET,
-            &format!("/v1/users?pageSize=5&pageToken={token}"),
-            admin,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/users?pageSize=5&pageToken={token}"), admin)
+        .await;
     let ids = body["users"]
         .as_array()
         .unwrap()
@@ -114,14 +105,7 @@ async fn sign_up_read_update_and_delete_are_stored_in_postgres() {
     assert_eq!(me.id, ada.user_id);
     assert_eq!(me.email, "ada@example.com");
     assert_eq!(me.roles, ["user"]);
-    let body: Value = app
-        .authed(Method::GET, "/v1/users/me", &ada)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.get_json("/v1/users/me", &ada).await;
     assert_eq!(body["user"]["id"], ada.user_id.as_str());
 
     // GetUser: an admin may, another user may not.
@@ -208,14 +192,7 @@ async fn sign_up_read_update_and_delete_are_stored_in_postgres() {
         .await
         .unwrap();
     expect_http_error(response, 403, 7).await;
-    let body: Value = app
-        .authed(Method::GET, "/v1/users/me", &ada)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.get_json("/v1/users/me", &ada).await;
     assert_eq!(body["user"]["displayName"], "Countess");
     assert_ne!(body["user"]["updateTime"], body["user"]["createTime"]);
 
@@ -371,14 +348,7 @@ async fn concurrent_sign_ups_have_one_winner_per_email() {
     assert_eq!(rows_in(&db, "active").await, 15);
     assert_eq!(rows_in(&db, "pending").await, 0);
     let admin = app.admin().await;
-    let body: Value = app
-        .authed(Method::GET, "/v1/users?pageSize=100", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.get_json("/v1/users?pageSize=100", &admin).await;
     assert_eq!(body["users"].as_array().unwrap().len(), 16);
 }
 
@@ -390,26 +360,12 @@ async fn users_and_page_tokens_survive_a_restart_on_the_same_database() {
     let admin = app.admin().await;
     let ada = app.sign_up("ada@example.com").await;
     app.sign_up("bob@example.com").await;
-    let first: Value = app
-        .authed(Method::GET, "/v1/users?pageSize=1", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first: Value = app.get_json("/v1/users?pageSize=1", &admin).await;
     let token = first["nextPageToken"].as_str().unwrap().to_owned();
     let dir = app.stop().await;
 
     let app = spawn_in(dir, |c| c.user_database_url = url).await;
-    let body: Value = app
-        .authed(Method::GET, "/v1/users/me", &ada)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.get_json("/v1/users/me", &ada).await;
     assert_eq!(body["user"]["id"], ada.user_id.as_str());
     assert_eq!(body["user"]["email"], "ada@example.com");
     // The page-token key is in the database: a token from before the restart still works.

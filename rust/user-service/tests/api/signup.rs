@@ -1,7 +1,6 @@
 //! CreateUser over gRPC and HTTP: validation, duplicates, concurrency, and consistency of
 //! the two databases.
 
-use reqwest::Method;
 use serde_json::{Value, json};
 use tonic::Code;
 
@@ -172,13 +171,6 @@ async fn concurrent_sign_ups_with_distinct_emails_all_win() {
         attempt.await.unwrap().unwrap();
     }
     let admin = app.admin().await;
-    let body: Value = app
-        .authed(Method::GET, "/v1/users?pageSize=100", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.get_json("/v1/users?pageSize=100", &admin).await;
     assert_eq!(body["users"].as_array().unwrap().len(), 9);
 }

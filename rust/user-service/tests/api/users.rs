@@ -145,14 +145,7 @@ async fn authorization_matrix_for_get_update_delete_and_list() {
 async fn update_changes_only_the_display_name_and_update_time() {
     let app = spawn_app().await;
     let ada = app.sign_up("ada@example.com").await;
-    let before: Value = app
-        .authed(Method::GET, "/v1/users/me", &ada)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before: Value = app.get_json("/v1/users/me", &ada).await;
     let path = format!("/v1/users/{}", ada.user_id);
     let response = app
         .authed(
@@ -175,14 +168,7 @@ async fn update_changes_only_the_display_name_and_update_time() {
     }
     assert_ne!(after["user"]["updateTime"], before["user"]["updateTime"]);
     // Stored: a fresh read agrees.
-    let again: Value = app
-        .authed(Method::GET, "/v1/users/me", &ada)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again: Value = app.get_json("/v1/users/me", &ada).await;
     assert_eq!(again["user"], after["user"]);
 }
 
