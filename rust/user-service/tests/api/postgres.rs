@@ -594,3 +594,44 @@ async fn both_services_can_share_one_database_each_in_its_own_schema() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn connections_the_server_ends_are_replaced_without_a_failed_request() {
+    let Some(db) = database().await else { return };
+    let app = spawn_on(&db).await;
+    let ada = app.sign_up("ada@example.com").await;
+    let admin = app.admin().await;
+    // Both pools hold connections: the one reads use, and the one writes use.
+    app.get_json("/v1/users/me", &ada).await;
+    app.get_json("/v1/users", &admin).await;
+
+    // The server ends every connection to the database, as a restart or a failover does.
+    let mut connection = db.connect_in("user_service").await;
+    let ended: i64 = sqlx::query_scalar(
+        "WITH theirs AS MATERIALIZED (
+             SELECT pid FROM pg_stat_activity
+             WHERE datname = current_database() AND usename = current_user
+               AND pid <> pg_backend_pid())
+         SELECT count(*) FROM theirs WHERE pg_terminate_backend(pid)",
+    )
+    .fetch_one(&mut connection)
+    .await
+    .unwrap();
+    assert!(ended >= 2, "ended {ended} connections");
+
+    // Reads and writes carry on, on new connections, without an error reaching the caller.
+    let me = app.get_json("/v1/users/me", &ada).await;
+    assert_eq!(me["user"]["id"], ada.user_id.as_str());
+    let page = app.get_json("/v1/users?pageSize=10", &admin).await;
+    assert_eq!(page["users"].as_array().unwrap().len(), 2, "{page}");
+    let path = format!("/v1/users/{}", ada.user_id);
+    let response = app
+        .authed(Method::PATCH, &path, &ada)
+        .json(&json!({"displayName": "Still Here"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let me = app.get_json("/v1/users/me", &ada).await;
+    assert_eq!(me["user"]["displayName"], "Still Here");
+}
