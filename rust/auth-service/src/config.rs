@@ -103,6 +103,11 @@ pub struct Config {
     /// How often each replica loads revocations made by the others.
     #[arg(long, env = "AUTH_REVOCATION_SYNC_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub revocation_sync_interval: Duration,
+
+    /// Bounds on what clients can hold of the port (connections, streams, headers, time);
+    /// user-service's port reads the same settings.
+    #[command(flatten)]
+    pub limits: grimos_server::Limits,
 }
 
 fn parse_secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
@@ -129,6 +134,7 @@ impl Config {
             login_slowdown: Duration::from_millis(500),
             hash_concurrency: None,
             revocation_sync_interval: Duration::from_secs(2),
+            limits: grimos_server::Limits::default(),
         }
     }
 }

@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use grimos_proto::auth::v1::auth_service_server::AuthServiceServer;
+use grimos_server::tls::{ClientCertificates, TlsFiles};
+use grimos_server::{DeadlineLayer, Limits};
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tokio_rustls::rustls::ServerConfig;
 use tonic_health::ServingStatus;
+use tower_http::trace::TraceLayer;
 
 use crate::api::AuthApi;
 use crate::config::Config;
@@ -31,12 +33,8 @@ use crate::tokens::{self, Tokens};
 
 /// Requests are small; this caps what a client can make the server buffer.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
-/// The longest any call may run, whatever deadline the client sets.
-const MAX_CALL_TIME: Duration = Duration::from_secs(30);
 /// Expired revocations, sessions and login windows are purged this often.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
-/// A connection that has not finished its TLS handshake by then is dropped.
-const TLS_HANDSHAKE_TIME: Duration = Duration::from_secs(10);
 
 /// A built auth-service, bound to its address and ready to serve.
 pub struct App {
@@ -47,9 +45,10 @@ pub struct App {
     revocations: Arc<Revocations>,
     sync_interval: Duration,
     login_window: Duration,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<Arc<ServerConfig>>,
     /// Whether clients must present a certificate (`GRIMOS_TLS_CA` with TLS on).
     mutual_tls: bool,
+    limits: Limits,
 }
 
 impl App {
@@ -103,6 +102,7 @@ impl App {
             login_window: config.login_lockout,
             mutual_tls: tls.is_some() && config.tls_ca.is_some(),
             tls,
+            limits: config.limits,
         })
     }
 
@@ -139,30 +139,33 @@ impl App {
 
         let api = AuthServiceServer::new(AuthApi::new(self.auth.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
-        let mut server = Server::builder()
-            .timeout(MAX_CALL_TIME)
+        let router = tonic::service::Routes::new(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(api)
+            .prepare()
+            .into_axum_router()
+            // Every call ends by the caller's grpc-timeout, and by GRIMOS_REQUEST_TIMEOUT
+            // whatever the caller asked: DEADLINE_EXCEEDED.
+            .layer(DeadlineLayer::grpc(self.limits.request_timeout))
             // The caller's request id (user-service sends its own) on every log line of the
             // call, so one request can be followed across both services' logs.
-            .trace_fn(|request| {
-                let request_id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|id| id.len() <= 128)
-                    .unwrap_or_default();
-                tracing::info_span!("grpc", path = %request.uri().path(), request_id)
-            });
+            .layer(
+                TraceLayer::new_for_grpc().make_span_with(|request: &http::Request<_>| {
+                    let request_id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .filter(|id| id.len() <= 128)
+                        .unwrap_or_default();
+                    tracing::info_span!("grpc", path = %request.uri().path(), request_id)
+                }),
+            );
         let transport = match (&self.tls, self.mutual_tls) {
             (None, _) => "plaintext",
             (Some(_), false) => "TLS",
             (Some(_), true) => "mutual TLS",
         };
-        if let Some(tls) = self.tls {
-            server = server
-                .tls_config(tls)
-                .context("invalid TLS configuration")?;
-        }
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         tracing::info!(addr = %self.local_addr, transport, "auth-service listening (gRPC)");
 
         let stopping = async move {
@@ -173,12 +176,10 @@ impl App {
             health.set_not_serving::<AuthServiceServer<AuthApi>>().await;
             tracing::info!("auth-service stopping; finishing in-flight calls");
         };
-        let served = server
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(api)
-            .serve_with_incoming_shutdown(incoming, stopping)
+        let served = grimos_server::Server::new("auth", self.limits)
+            .tls(self.tls)
+            .http2_only()
+            .serve(self.listener, router, stopping)
             .await;
         sync.abort();
         served.context("auth-service server failed")?;
@@ -188,8 +189,9 @@ impl App {
 }
 
 /// The server's TLS settings, checked now so that a bad certificate, key or CA fails the
-/// start rather than the first connection.
-fn tls_config(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
+/// start rather than the first connection. With a CA, clients must present a certificate it
+/// signed (mutual TLS).
+fn tls_config(config: &Config) -> anyhow::Result<Option<Arc<ServerConfig>>> {
     let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
         // clap lets GRIMOS_TLS_CA stand alone because user-service, as a client, needs only
         // the CA; a server cannot ask for client certificates without a certificate of its own.
@@ -201,37 +203,13 @@ fn tls_config(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
         }
         return Ok(None);
     };
-    let read = |setting: &str, path: &std::path::Path| {
-        std::fs::read(path).with_context(|| format!("{setting}: cannot read {}", path.display()))
+    let files = TlsFiles {
+        cert,
+        key,
+        ca: config.tls_ca.as_deref(),
     };
-    let mut tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(
-            read("GRIMOS_TLS_CERT", cert)?,
-            read("GRIMOS_TLS_KEY", key)?,
-        ))
-        .timeout(TLS_HANDSHAKE_TIME);
-    if let Some(ca) = &config.tls_ca {
-        tls = tls.client_ca_root(Certificate::from_pem(read("GRIMOS_TLS_CA", ca)?));
-    }
-    Server::builder().tls_config(tls.clone()).map_err(|error| {
-        anyhow::anyhow!(
-            "invalid TLS settings (GRIMOS_TLS_CERT, GRIMOS_TLS_KEY, GRIMOS_TLS_CA): {}",
-            error_chain(&error)
-        )
-    })?;
-    Ok(Some(tls))
-}
-
-/// `error` and its sources, `: `-separated (tonic's transport error hides the cause).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    // gRPC only: HTTP/2.
+    grimos_server::tls::server_config(files, ClientCertificates::Required, &[b"h2"]).map(Some)
 }
 
 async fn load_revocations(store: &dyn Store, revocations: &Revocations) -> anyhow::Result<()> {

@@ -11,7 +11,6 @@ mod balancer;
 pub mod config;
 pub mod error;
 pub mod http;
-mod https;
 pub mod metrics;
 pub mod service;
 pub mod startup;

@@ -18,10 +18,11 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt as _;
 use base64::Engine as _;
 use grimos_proto::auth::v1::auth_service_server::AuthServiceServer;
 use grimos_proto::user::v1::user_service_server::UserServiceServer;
+use grimos_server::tls::{ClientCertificates, TlsFiles};
+use grimos_server::{DeadlineLayer, Limits};
 use http::{HeaderName, HeaderValue, Method};
 use rand::RngCore as _;
 use secrecy::SecretString;
@@ -38,7 +39,6 @@ use crate::auth_client::{AuthClient, AuthClientConfig};
 use crate::auth_edge::AuthEdge;
 use crate::config::Config;
 use crate::http::{error, ops, routes};
-use crate::https::{self, TlsListener};
 use crate::service::Users;
 use crate::store::{PostgresUserStore, SqliteUserStore, UserStore};
 use crate::tls;
@@ -59,12 +59,13 @@ pub struct App {
     embedded_auth: Option<auth_service::App>,
     auth_addr: Option<SocketAddr>,
     reconcile_interval: Duration,
+    limits: Limits,
 }
 
 impl App {
     /// Prepares everything that can fail before serving.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let tls = https::server_config(&config.auth)?;
+        let tls = server_tls(&config.auth)?;
         let store: Arc<dyn UserStore> = if grimos_common::is_postgres_url(&config.user_database_url)
         {
             Arc::new(
@@ -120,7 +121,8 @@ impl App {
         let auth = auth.with_validation_cache(config.validation_cache_ttl);
         let lease = config.auth_deadline.saturating_mul(SIGN_UP_LEASE_DEADLINES);
         let users = Arc::new(Users::new(store, auth, lease).await?);
-        let router = router(users.clone(), &config.cors_allowed_origins).await?;
+        let limits = config.auth.limits.clone();
+        let router = router(users.clone(), &config.cors_allowed_origins, &limits).await?;
         let listener = TcpListener::bind(config.user_listen_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.user_listen_addr))?;
@@ -134,6 +136,7 @@ impl App {
             embedded_auth,
             auth_addr,
             reconcile_interval: config.reconcile_interval,
+            limits,
         })
     }
 
@@ -184,19 +187,10 @@ impl App {
             shutdown.await;
             tracing::info!("user-service stopping; finishing in-flight requests");
         };
-        let served = match self.tls {
-            Some(tls) => {
-                let listener = TlsListener::new(self.listener, tls, no_delay)?;
-                axum::serve(listener, self.router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-            None => {
-                axum::serve(self.listener.tap_io(|tcp| no_delay(tcp)), self.router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-        };
+        let served = grimos_server::Server::new("user", self.limits)
+            .tls(self.tls)
+            .serve(self.listener, self.router, shutdown)
+            .await;
         reconciler.abort();
         let _ = stopped.send(true);
         if let Some(task) = auth_task {
@@ -208,12 +202,24 @@ impl App {
     }
 }
 
-/// Small responses must leave at once: without TCP_NODELAY, Nagle's algorithm held some back
-/// for the peer's delayed ACK, about 40 ms (gRPC p99 45 ms under load).
-fn no_delay(tcp: &tokio::net::TcpStream) {
-    if let Err(error) = tcp.set_nodelay(true) {
-        tracing::debug!(%error, "cannot set TCP_NODELAY");
-    }
+/// HTTPS on the one port with `GRIMOS_TLS_CERT` and `GRIMOS_TLS_KEY` (ALPN `h2` and
+/// `http/1.1`), nothing in plaintext. With `GRIMOS_TLS_CA` too, a client certificate is
+/// verified against that CA when one is presented, but none is required: user-service is the
+/// edge that browsers and end-user programs call, and they have none. (Mutual TLS between
+/// the services is user-service's client certificate at auth-service, which requires it.)
+fn server_tls(
+    auth: &auth_service::Config,
+) -> anyhow::Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>> {
+    let (Some(cert), Some(key)) = (&auth.tls_cert, &auth.tls_key) else {
+        return Ok(None);
+    };
+    let files = TlsFiles {
+        cert,
+        key,
+        ca: auth.tls_ca.as_deref(),
+    };
+    grimos_server::tls::server_config(files, ClientCertificates::Optional, &[b"h2", b"http/1.1"])
+        .map(Some)
 }
 
 fn random_token() -> String {
@@ -223,8 +229,9 @@ fn random_token() -> String {
 }
 
 /// Mounts a tonic service at `/<package.Service>/*`, behind `tonic-web` so the same path also
-/// answers gRPC-Web (it passes plain gRPC through untouched).
-fn grpc_service<S>(router: Router, service: S) -> Router
+/// answers gRPC-Web (it passes plain gRPC through untouched), each call bounded by its
+/// `grpc-timeout` and `GRIMOS_REQUEST_TIMEOUT`.
+fn grpc_service<S>(router: Router, service: S, max_time: Duration) -> Router
 where
     S: Service<
             http::Request<tonic::body::Body>,
@@ -239,12 +246,17 @@ where
 {
     router.route_service(
         &format!("/{}/{{*rest}}", S::NAME),
-        tonic_web::GrpcWebLayer::new().layer(service),
+        tonic_web::GrpcWebLayer::new().layer(DeadlineLayer::grpc(max_time).layer(service)),
     )
 }
 
 /// The whole one-port router.
-async fn router(users: Arc<Users>, cors_origins: &[String]) -> anyhow::Result<Router> {
+async fn router(
+    users: Arc<Users>,
+    cors_origins: &[String],
+    limits: &Limits,
+) -> anyhow::Result<Router> {
+    let max_time = limits.request_timeout;
     let api = UserApi::new(users.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<UserServiceServer<UserApi>>().await;
@@ -264,18 +276,20 @@ async fn router(users: Arc<Users>, cors_origins: &[String]) -> anyhow::Result<Ro
     grpc = grpc_service(
         grpc,
         UserServiceServer::new(api.clone()).max_decoding_message_size(error::MAX_BODY_BYTES),
+        max_time,
     );
     grpc = grpc_service(
         grpc,
         AuthServiceServer::new(AuthEdge::new(api.clone()))
             .max_decoding_message_size(error::MAX_BODY_BYTES),
+        max_time,
     );
-    grpc = grpc_service(grpc, health_service);
-    grpc = grpc_service(grpc, reflection_v1);
-    grpc = grpc_service(grpc, reflection_v1alpha);
+    grpc = grpc_service(grpc, health_service, max_time);
+    grpc = grpc_service(grpc, reflection_v1, max_time);
+    grpc = grpc_service(grpc, reflection_v1alpha, max_time);
 
     let router = Router::new()
-        .merge(routes::routes(api))
+        .merge(routes::routes(api).layer(DeadlineLayer::http(max_time, error::deadline_exceeded)))
         .merge(ops::routes(users, crate::metrics::handle()))
         .merge(grpc)
         .route_layer(axum::middleware::from_fn(crate::metrics::track))

@@ -357,6 +357,11 @@ impl<T: Serialize> IntoResponse for ProtoJson<T> {
     }
 }
 
+/// The answer to an HTTP/JSON request that ran past `GRIMOS_REQUEST_TIMEOUT`: 504 (code 4).
+pub fn deadline_exceeded() -> Response {
+    HttpError::from(Status::deadline_exceeded("the request took too long")).into_response()
+}
+
 /// The router's fallback for unknown paths: 404 with code 5 (`NOT_FOUND`).
 pub async fn not_found() -> HttpError {
     HttpError::not_found("no route for this path")
