@@ -14,9 +14,10 @@ use std::time::Duration;
 use anyhow::Context;
 use grimos_proto::auth::v1::auth_service_server::AuthServiceServer;
 use grimos_server::tls::{ClientCertificates, TlsFiles};
-use grimos_server::{DeadlineLayer, Limits};
+use grimos_server::{DeadlineLayer, Limits, health};
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
+use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tower_http::trace::TraceLayer;
 
@@ -116,9 +117,21 @@ impl App {
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        // Health follows the database: NOT_SERVING while it does not answer, so balancers
+        // and probes stop sending work here until it does.
         let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<AuthServiceServer<AuthApi>>().await;
-        health.set_service_status("", ServingStatus::Serving).await;
+        let names = vec![<AuthServiceServer<AuthApi> as NamedService>::NAME];
+        let store = self.store.clone();
+        let health_watch = health::keep_health(health.clone(), "auth", names.clone(), move || {
+            let store = store.clone();
+            async move {
+                store
+                    .ping()
+                    .await
+                    .map_err(|error| format!("the database does not answer: {error}"))
+            }
+        })
+        .await;
 
         let api_descriptors = grimos_proto::descriptor_set_for("grimos.auth.v1")?;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -170,10 +183,8 @@ impl App {
 
         let stopping = async move {
             shutdown.await;
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            health.set_not_serving::<AuthServiceServer<AuthApi>>().await;
+            health_watch.abort();
+            health::set(&health, &names, ServingStatus::NotServing).await;
             tracing::info!("auth-service stopping; finishing in-flight calls");
         };
         let served = grimos_server::Server::new("auth", self.limits)

@@ -17,6 +17,11 @@ use tracing_subscriber::EnvFilter;
 
 pub mod validate;
 
+/// The longest token either service accepts, in bytes. Access tokens (Ed25519 JWTs with a
+/// user id, roles and a session id) are about 400 bytes and refresh tokens 47; anything much
+/// longer is refused as invalid without further work.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
 /// The token of an `authorization: Bearer <token>` header value: the scheme matched without
 /// regard to case (RFC 7235), the token trimmed; `None` for another scheme or no token.
 pub fn bearer_token(authorization: &str) -> Option<&str> {

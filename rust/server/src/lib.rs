@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 mod body;
 mod connection;
 mod deadline;
+pub mod health;
 mod limits;
 mod linger;
 mod overload;

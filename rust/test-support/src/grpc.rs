@@ -6,6 +6,7 @@ use std::time::Duration;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 use tonic_health::pb::HealthCheckRequest;
+pub use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 /// `message` with `authorization: Bearer <token>` metadata.
@@ -57,6 +58,34 @@ pub async fn health(url: String, tls: Option<ClientTlsConfig>) -> Result<(), Str
         // The debug form carries the cause (the TLS alert or certificate error).
         Ok(Err(status)) => Err(format!("{status:?}")),
         Err(_) => panic!("the call hung"),
+    }
+}
+
+/// Waits until the gRPC health of `service` (`""` for the overall status) on `channel` is
+/// `expected`; panics, with the last status seen, if it is not within `within`.
+pub async fn wait_for_health(
+    channel: tonic::transport::Channel,
+    service: &str,
+    expected: ServingStatus,
+    within: Duration,
+) {
+    let mut health = HealthClient::new(channel);
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let request = HealthCheckRequest {
+            service: service.to_owned(),
+        };
+        let seen = match tokio::time::timeout(Duration::from_secs(1), health.check(request)).await {
+            Ok(Ok(response)) if response.get_ref().status() == expected => return,
+            Ok(Ok(response)) => format!("{:?}", response.into_inner().status()),
+            Ok(Err(status)) => format!("{status:?}"),
+            Err(_) => "no answer within 1 s".to_owned(),
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health of {service:?} is {seen}, not {expected:?}, after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

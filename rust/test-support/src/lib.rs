@@ -6,6 +6,8 @@
 //!   `BadRequest` field violations, a bounded health check);
 //! - [`postgres`]: a fresh PostgreSQL database per test, when a server is configured;
 //! - [`sqlite`]: another process's write lock on a service's SQLite file;
+//! - [`wire`]: raw HTTP/1.1 and HTTP/2 clients that stall, trickle or starve the server, for
+//!   the tests of its limits;
 //! - [`start_error`]: the error of a start that must fail;
 //! - [`init_logs`]: the services' logs in test output when `TEST_LOG` is set.
 //!
@@ -19,6 +21,7 @@ pub mod grpc;
 pub mod pki;
 pub mod postgres;
 pub mod sqlite;
+pub mod wire;
 
 /// The `rcgen` the PKI is made with, for tests that build certificates of their own.
 pub use rcgen;

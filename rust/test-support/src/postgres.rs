@@ -68,6 +68,41 @@ impl PgDatabase {
     }
 }
 
+impl PgDatabase {
+    /// Takes the database down for the services using it, as a server outage does: new
+    /// connections are refused and the open ones are ended.
+    pub async fn refuse_connections(&self) {
+        self.alter(false).await;
+        let mut admin = PgConnection::connect_with(&self.server).await.unwrap();
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        let _ = admin.close().await;
+    }
+
+    /// Brings the database back after [`PgDatabase::refuse_connections`].
+    pub async fn allow_connections(&self) {
+        self.alter(true).await;
+    }
+
+    async fn alter(&self, allow: bool) {
+        let mut admin = PgConnection::connect_with(&self.server).await.unwrap();
+        sqlx::query(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {allow}",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        let _ = admin.close().await;
+    }
+}
+
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let nanos = SystemTime::now()

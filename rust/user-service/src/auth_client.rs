@@ -404,6 +404,7 @@ impl AuthClient {
         access_token: &str,
         request_id: &str,
     ) -> Result<pb::ValidateTokenResponse, Status> {
+        plausible(access_token)?;
         if let Some(answer) = self.validations.as_ref().and_then(|v| v.get(access_token)) {
             return Ok(answer);
         }
@@ -443,6 +444,7 @@ impl AuthClient {
         req: pb::RefreshTokenRequest,
         request_id: &str,
     ) -> Result<pb::RefreshTokenResponse, Status> {
+        plausible(&req.refresh_token)?;
         let request = self.request(req, request_id);
         let mut auth = self.auth.clone();
         self.call(
@@ -458,6 +460,7 @@ impl AuthClient {
         req: pb::RevokeTokenRequest,
         request_id: &str,
     ) -> Result<pb::RevokeTokenResponse, Status> {
+        plausible(&req.token)?;
         if let Some(validations) = &self.validations {
             validations.answers.remove(req.token.as_str());
         }
@@ -476,6 +479,7 @@ impl AuthClient {
         req: pb::CheckPermissionRequest,
         request_id: &str,
     ) -> Result<pb::CheckPermissionResponse, Status> {
+        plausible(&req.access_token)?;
         let request = self.request(req, request_id);
         let mut auth = self.auth.clone();
         self.call("CheckPermission", async move {
@@ -552,11 +556,28 @@ impl AuthClient {
         }
     }
 
+    /// The time a call may take: `AUTH_CLIENT_DEADLINE`, or less when the request being
+    /// served has less left (its caller's `grpc-timeout`, or `GRIMOS_REQUEST_TIMEOUT`), and
+    /// whether the caller's deadline is what bounds it.
+    fn budget(&self) -> (Duration, bool) {
+        match grimos_server::call_deadline() {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left < self.deadline {
+                    (left, true)
+                } else {
+                    (self.deadline, false)
+                }
+            }
+            None => (self.deadline, false),
+        }
+    }
+
     /// A request carrying the deadline (`grpc-timeout`) and the request id, if it is valid
     /// metadata.
     fn request<T>(&self, message: T, request_id: &str) -> Request<T> {
         let mut request = Request::new(message);
-        request.set_timeout(self.deadline);
+        request.set_timeout(self.budget().0);
         if !request_id.is_empty() {
             match AsciiMetadataValue::try_from(request_id) {
                 Ok(value) => {
@@ -594,7 +615,13 @@ impl AuthClient {
     ) -> Result<R, Status> {
         let start = Instant::now();
         let mut cause = None;
-        let result = match tokio::time::timeout(self.deadline + HARD_TIMEOUT_MARGIN, call).await {
+        let (budget, callers) = self.budget();
+        let result = match tokio::time::timeout(budget + HARD_TIMEOUT_MARGIN, call).await {
+            // The caller's deadline passed first: that is what the caller is told, whatever
+            // the call ended with meanwhile.
+            Ok(Err(_)) | Err(_) if callers && start.elapsed() >= budget => Err(
+                Status::deadline_exceeded("the deadline passed while waiting for auth-service"),
+            ),
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => {
                 cause = transport_cause(&status);
@@ -621,6 +648,15 @@ impl AuthClient {
         }
         result
     }
+}
+
+/// Refuses, without calling auth-service, a token longer than any it issues: it cannot be
+/// valid, and sending it would only cost auth-service a message it must refuse.
+fn plausible(token: &str) -> Result<(), Status> {
+    if token.len() > grimos_common::MAX_TOKEN_BYTES {
+        return Err(Status::unauthenticated("invalid token"));
+    }
+    Ok(())
 }
 
 /// The one mapping of call failures: what auth-service said passes through; failing to reach

@@ -54,10 +54,10 @@ impl From<sqlx::Error> for Error {
 
 impl From<Status> for Error {
     fn from(status: Status) -> Self {
+        // The auth client already turns auth-service's silence into UNAVAILABLE; a
+        // DEADLINE_EXCEEDED from it is the caller's own deadline passing, and says so.
         match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded => {
-                Self::Unavailable(status.message().to_owned())
-            }
+            Code::Unavailable => Self::Unavailable(status.message().to_owned()),
             _ => Self::Upstream(status),
         }
     }

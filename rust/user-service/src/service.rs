@@ -125,6 +125,19 @@ impl Users {
         &self.store
     }
 
+    /// Whether this user-service can do its job: its database answers and auth-service is
+    /// SERVING. The reason when not. `/readyz` and gRPC health both follow it.
+    pub async fn readiness(&self) -> std::result::Result<(), String> {
+        self.store
+            .ping()
+            .await
+            .map_err(|_| "database unavailable".to_owned())?;
+        self.auth
+            .health_check()
+            .await
+            .map_err(|status| format!("auth-service not ready: {}", status.message()))
+    }
+
     /// Checks a bearer token with auth-service (`ValidateToken`).
     pub async fn authenticate(
         &self,

@@ -22,13 +22,14 @@ use base64::Engine as _;
 use grimos_proto::auth::v1::auth_service_server::AuthServiceServer;
 use grimos_proto::user::v1::user_service_server::UserServiceServer;
 use grimos_server::tls::{ClientCertificates, TlsFiles};
-use grimos_server::{DeadlineLayer, Limits};
+use grimos_server::{DeadlineLayer, Limits, health};
 use http::{HeaderName, HeaderValue, Method};
 use rand::RngCore as _;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 use tower::{Layer as _, Service};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -60,6 +61,7 @@ pub struct App {
     auth_addr: Option<SocketAddr>,
     reconcile_interval: Duration,
     limits: Limits,
+    health: HealthReporter,
 }
 
 impl App {
@@ -122,7 +124,7 @@ impl App {
         let lease = config.auth_deadline.saturating_mul(SIGN_UP_LEASE_DEADLINES);
         let users = Arc::new(Users::new(store, auth, lease).await?);
         let limits = config.auth.limits.clone();
-        let router = router(users.clone(), &config.cors_allowed_origins, &limits).await?;
+        let (router, health) = router(users.clone(), &config.cors_allowed_origins, &limits).await?;
         let listener = TcpListener::bind(config.user_listen_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.user_listen_addr))?;
@@ -137,6 +139,7 @@ impl App {
             auth_addr,
             reconcile_interval: config.reconcile_interval,
             limits,
+            health,
         })
     }
 
@@ -183,8 +186,19 @@ impl App {
                 tracing::info!(addr = %self.local_addr, scheme, "user-service listening (HTTP/JSON, gRPC, gRPC-Web)")
             }
         }
+        // Health follows readiness (the database and auth-service answer), as /readyz does.
+        let ready = self.users.clone();
+        let health_watch =
+            health::keep_health(self.health.clone(), "user", health_names(), move || {
+                let ready = ready.clone();
+                async move { ready.readiness().await }
+            })
+            .await;
+        let reporter = self.health;
         let shutdown = async move {
             shutdown.await;
+            health_watch.abort();
+            health::set(&reporter, &health_names(), ServingStatus::NotServing).await;
             tracing::info!("user-service stopping; finishing in-flight requests");
         };
         let served = grimos_server::Server::new("user", self.limits)
@@ -255,13 +269,10 @@ async fn router(
     users: Arc<Users>,
     cors_origins: &[String],
     limits: &Limits,
-) -> anyhow::Result<Router> {
+) -> anyhow::Result<(Router, HealthReporter)> {
     let max_time = limits.request_timeout;
     let api = UserApi::new(users.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<UserServiceServer<UserApi>>().await;
-    health.set_serving::<AuthServiceServer<AuthEdge>>().await;
-    health.set_service_status("", ServingStatus::Serving).await;
     // Both APIs are served here (AuthService at the edge), so reflection describes both.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(grimos_proto::FILE_DESCRIPTOR_SET)
@@ -307,10 +318,19 @@ async fn router(
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
-    Ok(match cors(cors_origins)? {
+    let router = match cors(cors_origins)? {
         Some(cors) => router.layer(cors),
         None => router,
-    })
+    };
+    Ok((router, health))
+}
+
+/// The names gRPC health reports, besides the overall `""`.
+fn health_names() -> Vec<&'static str> {
+    vec![
+        <UserServiceServer<UserApi> as NamedService>::NAME,
+        <AuthServiceServer<AuthEdge> as NamedService>::NAME,
+    ]
 }
 
 /// Unknown paths: gRPC callers get UNIMPLEMENTED, everyone else the JSON 404.

@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod credentials;
+mod health;
 mod helpers;
+mod limits;
 mod login;
 mod operations;
 mod postgres;

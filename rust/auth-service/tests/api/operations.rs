@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use grimos_proto::auth::v1 as pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
+use grimos_test_support::grpc::{ServingStatus, wait_for_health};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::{PASSWORD, SERVICE_TOKEN, bearer, expect_code, spawn_app, spawn_app_with};
@@ -18,17 +18,18 @@ use crate::helpers::{PASSWORD, SERVICE_TOKEN, bearer, expect_code, spawn_app, sp
 #[tokio::test]
 async fn health_reports_serving_overall_and_for_the_service() {
     let app = spawn_app().await;
-    let mut health = HealthClient::new(app.channel().await);
+    // SERVING once the first readiness check (the database answers) has passed.
     for service in ["", "grimos.auth.v1.AuthService"] {
-        let response = health
-            .check(HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
+        let channel = app.channel().await;
+        wait_for_health(
+            channel,
+            service,
+            ServingStatus::Serving,
+            Duration::from_secs(5),
+        )
+        .await;
     }
+    let mut health = HealthClient::new(app.channel().await);
     let unknown = health
         .check(HealthCheckRequest {
             service: "nope.Service".into(),

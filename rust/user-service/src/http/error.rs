@@ -84,6 +84,16 @@ impl HttpError {
         }
     }
 
+    /// A 408 for a request body that did not arrive within `GRIMOS_BODY_READ_TIMEOUT`
+    /// (code 4, `DEADLINE_EXCEEDED`): the client was too slow, so not the 504 of a server
+    /// that was.
+    pub fn request_timeout() -> Self {
+        Self {
+            status: Status::deadline_exceeded("the request body was not received in time"),
+            http: Some(StatusCode::REQUEST_TIMEOUT),
+        }
+    }
+
     /// A 500 that says nothing about its cause; the caller logs the cause first.
     fn internal() -> Self {
         Self::from(Status::internal("internal error"))
@@ -317,9 +327,72 @@ where
         {
             return Ok(Self(T::default()));
         }
+        // One rule for every body: a key given twice is an error, at any depth. serde_json
+        // would keep the last value where a map is built first (the PATCH body) and refuse
+        // it where a generated message is (pbjson), so the rule is checked here, once.
+        serde_json::from_slice::<NoDuplicateKeys>(&bytes).map_err(HttpError::invalid_json)?;
         serde_json::from_slice(&bytes)
             .map(Self)
             .map_err(HttpError::invalid_json)
+    }
+}
+
+/// Deserializes any JSON value, failing on an object that has the same key twice.
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NoDuplicateKeysVisitor)
+    }
+}
+
+struct NoDuplicateKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeysVisitor {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut keys = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<NoDuplicateKeys>()?;
+            if !keys.insert(key) {
+                return Err(serde::de::Error::custom("an object has the same key twice"));
+            }
+        }
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys)
     }
 }
 
@@ -336,9 +409,13 @@ async fn read_body(mut body: Body) -> Result<Bytes, HttpError> {
     let mut collected = Vec::new();
     while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         let frame = frame.map_err(|error| {
-            HttpError::from(Status::invalid_argument(format!(
-                "cannot read request body: {error}"
-            )))
+            if grimos_server::is_body_timeout(&error) {
+                HttpError::request_timeout()
+            } else {
+                HttpError::from(Status::invalid_argument(format!(
+                    "cannot read request body: {error}"
+                )))
+            }
         })?;
         // Trailers carry no JSON; only data frames count.
         if let Ok(data) = frame.into_data() {

@@ -39,16 +39,9 @@ async fn healthz() -> Response {
 
 async fn readyz(State(ops): State<Ops>) -> Result<Response, HttpError> {
     ops.users
-        .store()
-        .ping()
+        .readiness()
         .await
-        .map_err(|_| HttpError::from(Status::unavailable("database unavailable")))?;
-    ops.users.auth().health_check().await.map_err(|status| {
-        HttpError::from(Status::unavailable(format!(
-            "auth-service not ready: {}",
-            status.message()
-        )))
-    })?;
+        .map_err(|reason| HttpError::from(Status::unavailable(reason)))?;
     Ok((
         StatusCode::OK,
         axum::Json(serde_json::json!({"status": "ready"})),

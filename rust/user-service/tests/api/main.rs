@@ -8,8 +8,10 @@
 mod auth_edge;
 mod binary;
 mod consistency;
+mod health;
 mod helpers;
 mod http;
+mod limits;
 mod listing;
 mod postgres;
 mod resilience;
