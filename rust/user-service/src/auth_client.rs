@@ -259,21 +259,30 @@ impl Validations {
     }
 
     fn insert(&self, token: &str, answer: &pb::ValidateTokenResponse) {
-        let mut until = Instant::now() + self.ttl;
-        if let Some(expiry) = answer
-            .expire_time
-            .as_ref()
-            .and_then(|t| u64::try_from(t.seconds).ok())
-        {
-            let left = UNIX_EPOCH + Duration::from_secs(expiry);
-            match left.duration_since(SystemTime::now()) {
-                Ok(left) => until = until.min(Instant::now() + left),
+        let now = Instant::now();
+        let mut until = now + self.ttl;
+        // Never past the token's expiry: inside the leeway after it, only auth-service says
+        // whether the token is still accepted.
+        if let Some(expiry) = answer.expire_time.as_ref() {
+            let Some(expiry) = system_time(expiry) else {
+                return;
+            };
+            match expiry.duration_since(SystemTime::now()) {
+                Ok(left) => until = until.min(now + left),
                 Err(_) => return,
             }
         }
         self.answers
             .insert(token.to_owned(), (until, answer.clone()));
     }
+}
+
+/// A protobuf timestamp as a `SystemTime`, to the nanosecond; `None` if it is before the
+/// Unix epoch or malformed.
+fn system_time(timestamp: &grimos_proto::wkt::Timestamp) -> Option<SystemTime> {
+    let seconds = u64::try_from(timestamp.seconds).ok()?;
+    let nanos = u32::try_from(timestamp.nanos).ok()?;
+    UNIX_EPOCH.checked_add(Duration::new(seconds, nanos))
 }
 
 impl fmt::Debug for AuthClient {
@@ -966,6 +975,38 @@ mod tests {
         let mut plain_with_tls = AuthClientConfig::new("http://auth:50051");
         plain_with_tls.tls = Some(ClientTlsConfig::new());
         assert!(format!("{:#}", AuthClient::new(plain_with_tls).unwrap_err()).contains("https://"));
+    }
+
+    fn answer_expiring_at(expiry: SystemTime) -> pb::ValidateTokenResponse {
+        let since_epoch = expiry.duration_since(UNIX_EPOCH).unwrap();
+        pb::ValidateTokenResponse {
+            user_id: "u1".to_owned(),
+            expire_time: Some(grimos_proto::wkt::Timestamp {
+                seconds: i64::try_from(since_epoch.as_secs()).unwrap(),
+                nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cached_answer_is_never_used_past_the_token_expiry() {
+        let validations = Validations {
+            ttl: Duration::from_secs(60),
+            answers: quick_cache::sync::Cache::new(16),
+        };
+        let expired = SystemTime::now() - Duration::from_millis(1);
+        validations.insert("expired", &answer_expiring_at(expired));
+        assert!(validations.get("expired").is_none(), "not even stored");
+
+        let expiry = SystemTime::now() + Duration::from_millis(300);
+        validations.insert("soon", &answer_expiring_at(expiry));
+        assert!(
+            validations.get("soon").is_some(),
+            "reused before its expiry"
+        );
+        grimos_test_support::clock::wait_until(expiry).await;
+        assert!(validations.get("soon").is_none(), "not after it");
     }
 
     #[test]

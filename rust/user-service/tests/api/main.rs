@@ -8,6 +8,7 @@
 mod auth_edge;
 mod binary;
 mod consistency;
+mod expiry;
 mod helpers;
 mod http;
 mod listing;
