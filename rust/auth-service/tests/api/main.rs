@@ -7,6 +7,7 @@
 mod credentials;
 mod expiry;
 mod helpers;
+mod keyfile;
 mod login;
 mod operations;
 mod postgres;
