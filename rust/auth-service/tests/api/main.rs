@@ -12,6 +12,7 @@ mod login;
 mod operations;
 mod postgres;
 mod restart;
+mod sessions;
 mod throttling;
 mod tls;
 mod tokens;

@@ -12,6 +12,7 @@ mod expiry;
 mod helpers;
 mod http;
 mod listing;
+mod logout;
 mod postgres;
 mod resilience;
 mod signup;
