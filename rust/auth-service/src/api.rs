@@ -88,8 +88,8 @@ impl pb::auth_service_server::AuthService for AuthApi {
         &self,
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        self.auth.revoke(&request.into_inner().token).await?;
-        Ok(Response::new(pb::RevokeTokenResponse {}))
+        let session_id = self.auth.revoke(&request.into_inner().token).await?;
+        Ok(Response::new(pb::RevokeTokenResponse { session_id }))
     }
 
     #[tracing::instrument(name = "ValidateToken", skip_all)]
@@ -110,6 +110,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
             }),
             roles: claims.roles.clone(),
             permissions,
+            session_id: claims.sid.clone(),
         }))
     }
 

@@ -1,7 +1,11 @@
 //! The JWT signing keys: an Ed25519 key ring read from one PEM file.
 //!
 //! The file holds PKCS#8 private keys (`BEGIN PRIVATE KEY`) and, optionally, SPKI public keys
-//! (`BEGIN PUBLIC KEY`). The first private key signs; every key verifies, which is how keys
+//! (`BEGIN PUBLIC KEY`). A new key is written in the RFC 8410 `PrivateKeyInfo` form (PKCS#8
+//! v1, the private key only), which is what `openssl genpkey -algorithm ed25519` writes and
+//! what every tool reads (OpenSSL 3.0 and Python's `cryptography` refuse the RFC 5958 v2
+//! form with the public key attached). Both forms are read, so files written by earlier
+//! versions keep working. The first private key signs; every key verifies, which is how keys
 //! rotate: put a new key first and keep the old one below it until the tokens it signed have
 //! expired. Each key is named by its `kid`, a digest of the public key.
 //!
@@ -15,7 +19,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, KeypairBytes};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use sha2::{Digest, Sha256};
@@ -76,10 +80,16 @@ impl KeyRing {
     }
 }
 
-/// A new Ed25519 private key in PKCS#8 PEM, as written to a new key file.
+/// A new Ed25519 private key in PKCS#8 v1 PEM (RFC 8410 `PrivateKeyInfo`, no public key), as
+/// written to a new key file.
 pub fn generate_pem() -> anyhow::Result<String> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let pem = key
+    // `SigningKey::to_pkcs8_pem` would attach the public key, making it v2.
+    let private_only = KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    let pem = private_only
         .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .map_err(|e| anyhow::anyhow!("cannot encode a new key: {e}"))?;
     Ok(pem.to_string())
@@ -159,6 +169,26 @@ mod tests {
         assert_ne!(rotated.signing_kid, first.signing_kid);
         assert!(rotated.verifying.contains_key(&first.signing_kid));
         assert_eq!(rotated.verifying.len(), 2);
+    }
+
+    #[test]
+    fn a_new_key_is_pkcs8_v1_and_a_v2_key_still_loads() {
+        let pem = generate_pem().unwrap();
+        let (label, der) =
+            ed25519_dalek::pkcs8::spki::der::pem::decode_vec(pem.as_bytes()).unwrap();
+        assert_eq!(label, "PRIVATE KEY");
+        // SEQUENCE { INTEGER 0, id-Ed25519, OCTET STRING { OCTET STRING (32 bytes) } }.
+        assert_eq!(der.len(), 48);
+        assert_eq!(der[..5], [0x30, 0x2e, 0x02, 0x01, 0x00]);
+
+        let v1 = KeyRing::from_pem(&pem).unwrap();
+        let key = SigningKey::from_pkcs8_pem(&pem).unwrap();
+        let v2 = key
+            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .unwrap();
+        let (_, v2_der) = ed25519_dalek::pkcs8::spki::der::pem::decode_vec(v2.as_bytes()).unwrap();
+        assert_eq!(v2_der[4], 1, "the sample is v2");
+        assert_eq!(KeyRing::from_pem(&v2).unwrap().signing_kid, v1.signing_kid);
     }
 
     #[test]

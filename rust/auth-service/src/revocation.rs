@@ -18,7 +18,8 @@ use crate::tokens::AccessClaims;
 /// What a revocation applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
-    /// One access token, by `jti`.
+    /// One access token, by `jti`. No longer written (revoking a token ends its session),
+    /// but rows written by earlier versions are honoured until they expire.
     Token,
     /// Every access token of one session, by `sid`.
     Session,

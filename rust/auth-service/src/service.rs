@@ -221,43 +221,36 @@ impl Auth {
         }
     }
 
-    /// Revokes an access token, or the session of a refresh token.
-    pub async fn revoke(&self, token: &str) -> Result<()> {
-        if tokens::looks_like_refresh_token(token) {
-            let outcome = self
-                .store
-                .end_session(
-                    &tokens::refresh_token_digest(token),
-                    now_secs(),
-                    self.revocation_ttl(),
-                )
-                .await?;
-            return match outcome {
-                RefreshOutcome::Ended { revocation, reused } => {
-                    self.revocations.apply(&[revocation], None);
-                    if reused {
-                        tracing::warn!("rotated refresh token presented; session revoked");
-                        Err(Error::Unauthenticated)
-                    } else {
-                        Ok(())
-                    }
-                }
-                RefreshOutcome::Rotated { .. } | RefreshOutcome::Invalid => {
-                    Err(Error::Unauthenticated)
-                }
-            };
-        }
-        let claims = self.validate(token)?;
-        let revocation = Revocation {
-            kind: Kind::Token,
-            subject: claims.jti.clone(),
-            revoke_time: now_secs(),
-            expire_time: i64::try_from(claims.exp + LEEWAY_SECS + 1).unwrap_or(i64::MAX),
+    /// Revokes a token, access or refresh, and so ends the session it belongs to: every
+    /// refresh token and every access token of the session (its `sid`) stop working, here at
+    /// once and on other replicas at their next revocation sync. Returns the session's id.
+    ///
+    /// One rule for both kinds of token, and for reuse detection: the store marks the session
+    /// ended and writes a `session` revocation in one transaction.
+    pub async fn revoke(&self, token: &str) -> Result<String> {
+        let (now, ttl) = (now_secs(), self.revocation_ttl());
+        let outcome = if tokens::looks_like_refresh_token(token) {
+            self.store
+                .end_session(&tokens::refresh_token_digest(token), now, ttl)
+                .await?
+        } else {
+            let claims = self.validate(token)?;
+            self.store.end_session_by_id(&claims.sid, now, ttl).await?
         };
-        self.store.insert_revocation(&revocation).await?;
-        self.revocations.apply(&[revocation], None);
-        tracing::info!(user_id = %claims.sub, "access token revoked");
-        Ok(())
+        match outcome {
+            RefreshOutcome::Ended { revocation, reused } => {
+                self.revocations
+                    .apply(std::slice::from_ref(&revocation), None);
+                if reused {
+                    tracing::warn!("rotated refresh token presented; session revoked");
+                    Err(Error::Unauthenticated)
+                } else {
+                    tracing::info!("token revoked; session ended");
+                    Ok(revocation.subject)
+                }
+            }
+            RefreshOutcome::Rotated { .. } | RefreshOutcome::Invalid => Err(Error::Unauthenticated),
+        }
     }
 
     /// The claims of a valid, unrevoked access token. No database read.

@@ -3,7 +3,9 @@
 //! Access tokens carry `iss`, `aud`, `sub`, `exp`, `nbf`, `iat`, `jti`, `sid` (the session)
 //! and `roles`, with the signing key's `kid` in the header. Verification accepts EdDSA only,
 //! a known `kid`, the configured issuer and audience, and `exp`/`nbf` with 5 s of leeway; so
-//! `alg: none`, HMAC-confusion and tampered tokens all fail. Refresh tokens are 256 bits from
+//! `alg: none`, HMAC-confusion and tampered tokens all fail. Expiry is compared to the clock
+//! with sub-second precision: a token is refused as soon as `exp` + 5 s has passed, not at
+//! the end of that second. Refresh tokens are 256 bits from
 //! the OS CSPRNG; only their SHA-256 digest is stored. No token is ever logged.
 
 use std::sync::Arc;
@@ -19,8 +21,10 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::keys::KeyRing;
 
-/// Clock skew tolerated on `exp` and `nbf`, in seconds.
-pub const LEEWAY_SECS: u64 = 5;
+/// Clock skew tolerated on `exp` and `nbf`: the contract's 5 s, at most.
+pub const LEEWAY: Duration = Duration::from_secs(5);
+/// [`LEEWAY`] in whole seconds (it is a whole number of them), for revocation lifetimes.
+pub const LEEWAY_SECS: u64 = LEEWAY.as_secs();
 /// The `iss` of every token this service signs.
 pub const ISSUER: &str = "grimos-auth";
 /// The `aud` of every access token: the grimOS services.
@@ -119,15 +123,16 @@ impl Tokens {
     /// is most of the cost of a `ValidateToken` call, and services validate the same token on
     /// every request its holder makes.
     pub fn verify_access(&self, token: &str) -> Result<Arc<AccessClaims>> {
-        self.verify_access_at(token, unix_now())
+        self.verify_access_at(token, since_epoch())
     }
 
-    fn verify_access_at(&self, token: &str, now: u64) -> Result<Arc<AccessClaims>> {
+    /// [`Tokens::verify_access`] with the clock at `now` (since the Unix epoch).
+    fn verify_access_at(&self, token: &str, now: Duration) -> Result<Arc<AccessClaims>> {
         if token.is_empty() || token.len() > MAX_ACCESS_TOKEN_BYTES {
             return Err(Error::Unauthenticated);
         }
         if let Some(claims) = self.verified.get(token) {
-            if claims.exp.saturating_add(LEEWAY_SECS) < now {
+            if expired(claims.exp, now) {
                 self.verified.remove(token);
                 return Err(Error::Unauthenticated);
             }
@@ -145,6 +150,11 @@ impl Tokens {
         let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
             .map(|data| Arc::new(data.claims))
             .map_err(|_| Error::Unauthenticated)?;
+        // jsonwebtoken compares `exp` with the clock in whole seconds, which lets a token live
+        // up to a second past its leeway; this is the check that decides.
+        if expired(claims.exp, now) {
+            return Err(Error::Unauthenticated);
+        }
         self.verified.insert(token.to_owned(), claims.clone());
         Ok(claims)
     }
@@ -184,11 +194,22 @@ pub fn random_token_id() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
+/// Whether a token whose `exp` is `exp` (Unix seconds) is refused at `now` (since the Unix
+/// epoch, to the nanosecond): once `exp` + [`LEEWAY`] has passed.
+pub fn expired(exp: u64, now: Duration) -> bool {
+    Duration::from_secs(exp).saturating_add(LEEWAY) < now
+}
+
+/// The time since the Unix epoch, with the clock's full precision.
+pub fn since_epoch() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    since_epoch().as_secs()
 }
 
 #[cfg(test)]
@@ -238,7 +259,7 @@ mod tests {
             Arc::ptr_eq(&first, &again),
             "the second check is served from the cache"
         );
-        let after_expiry = first.exp + LEEWAY_SECS + 1;
+        let after_expiry = Duration::from_secs(first.exp) + LEEWAY + Duration::from_millis(1);
         assert!(tokens.verify_access_at(&jwt, after_expiry).is_err());
         let reverified = tokens.verify_access(&jwt).unwrap();
         assert!(
@@ -248,6 +269,31 @@ mod tests {
         let mut tampered = jwt.clone();
         tampered.push('A');
         assert!(tokens.verify_access(&tampered).is_err());
+    }
+
+    #[test]
+    fn the_leeway_past_exp_is_5_seconds_to_the_millisecond() {
+        let pem = generate_pem().unwrap();
+        let verifier = || Tokens::new(KeyRing::from_pem(&pem).unwrap(), Duration::from_secs(900));
+        let (jwt, _) = verifier().issue_access("u1", "s1", &[]).unwrap();
+        let exp = Duration::from_secs(verifier().verify_access(&jwt).unwrap().exp);
+        // The contract's bound, written out rather than taken from the constant under test.
+        for (past_exp, accepted) in [(4_999, true), (5_000, true), (5_001, false), (5_999, false)] {
+            let now = exp + Duration::from_millis(past_exp);
+            let fresh = verifier();
+            assert_eq!(
+                fresh.verify_access_at(&jwt, now).is_ok(),
+                accepted,
+                "a token seen for the first time {past_exp} ms after its exp"
+            );
+            let remembered = verifier();
+            remembered.verify_access(&jwt).unwrap();
+            assert_eq!(
+                remembered.verify_access_at(&jwt, now).is_ok(),
+                accepted,
+                "a remembered token {past_exp} ms after its exp"
+            );
+        }
     }
 
     #[test]

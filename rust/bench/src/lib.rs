@@ -22,6 +22,8 @@ pub const EMAIL: &str = "bench-user@example.com";
 pub const DISPLAY_NAME: &str = "Bench User";
 /// The roles of an ordinary user.
 pub const ROLES: &[&str] = &["user"];
+/// A session id's shape: 128 random bits, base64url (22 characters), as auth-service makes.
+pub const SESSION_ID: &str = "q0W2xEVUh4bo7iJjnDkXlA";
 /// The permissions the `user` role grants (auth-service's role table).
 pub const PERMISSIONS: &[&str] = &["users.delete.self", "users.read.self", "users.update.self"];
 
@@ -40,6 +42,7 @@ pub fn validate_token_response() -> auth_pb::ValidateTokenResponse {
         roles: ROLES.iter().map(|r| (*r).to_owned()).collect(),
         expire_time: Some(timestamp(1_893_456_000, 0)),
         permissions: PERMISSIONS.iter().map(|p| (*p).to_owned()).collect(),
+        session_id: SESSION_ID.to_owned(),
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! A balancer (user-service's, Kubernetes' `grpc:` probe) then stops sending work to a
 //! replica that cannot do it, for instance one whose database is down, and sends it again
-//! once it recovers. Until the first check has passed the service is NOT_SERVING.
+//! once it recovers. The first check runs before the port serves.
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,8 +16,9 @@ use tonic_health::server::HealthReporter;
 /// failed.
 pub const HEALTH_EVERY: Duration = Duration::from_secs(1);
 
-/// Sets every name in `services` (and `""`) NOT_SERVING now, then keeps them true to `check`
-/// until the returned task is aborted (do that before setting NOT_SERVING for a stop).
+/// Runs `check` once and sets every name in `services` (and `""`) by its result, then keeps
+/// them true to it in a task, until that task is aborted (do that before setting NOT_SERVING
+/// for a stop). Call it before serving, so that the first answer is already a checked one.
 pub async fn keep_health<F, Fut>(
     reporter: HealthReporter,
     server: &'static str,
@@ -25,46 +26,72 @@ pub async fn keep_health<F, Fut>(
     check: F,
 ) -> tokio::task::JoinHandle<()>
 where
-    F: Fn() -> Fut + Send + 'static,
+    F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send,
 {
-    set(&reporter, &services, ServingStatus::NotServing).await;
+    let mut watch = Watch {
+        reporter,
+        server,
+        services,
+        ready: None,
+    };
+    watch.update(bounded(&check).await).await;
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(HEALTH_EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ready = None;
+        ticker.tick().await;
         loop {
             ticker.tick().await;
-            let result = match tokio::time::timeout(HEALTH_EVERY, check()).await {
-                Ok(result) => result,
-                Err(_) => Err(format!(
-                    "the readiness check took over {}",
-                    humantime::format_duration(HEALTH_EVERY)
-                )),
-            };
-            let now_ready = result.is_ok();
-            if ready == Some(now_ready) {
-                continue;
-            }
-            match &result {
-                Ok(()) if ready.is_some() => tracing::info!(server, "ready again: SERVING"),
-                Ok(()) => tracing::debug!(server, "ready: SERVING"),
-                Err(reason) => tracing::warn!(server, reason, "not ready: NOT_SERVING"),
-            }
-            metrics::gauge!("server_ready", "server" => server).set(if now_ready {
-                1.0
-            } else {
-                0.0
-            });
-            let status = if now_ready {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            set(&reporter, &services, status).await;
-            ready = Some(now_ready);
+            watch.update(bounded(&check).await).await;
         }
     })
+}
+
+/// One check, failed if it takes longer than [`HEALTH_EVERY`].
+async fn bounded<F, Fut>(check: &F) -> Result<(), String>
+where
+    F: Fn() -> Fut + Sync,
+    Fut: Future<Output = Result<(), String>>,
+{
+    tokio::time::timeout(HEALTH_EVERY, check())
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "the readiness check took over {}",
+                humantime::format_duration(HEALTH_EVERY)
+            ))
+        })
+}
+
+struct Watch {
+    reporter: HealthReporter,
+    server: &'static str,
+    services: Vec<&'static str>,
+    ready: Option<bool>,
+}
+
+impl Watch {
+    /// Sets the status from one check's `result`, logging changes.
+    async fn update(&mut self, result: Result<(), String>) {
+        let ready = result.is_ok();
+        if self.ready == Some(ready) {
+            return;
+        }
+        let server = self.server;
+        match &result {
+            Ok(()) if self.ready.is_some() => tracing::info!(server, "ready again: SERVING"),
+            Ok(()) => tracing::debug!(server, "ready: SERVING"),
+            Err(reason) => tracing::warn!(server, reason, "not ready: NOT_SERVING"),
+        }
+        metrics::gauge!("server_ready", "server" => server).set(if ready { 1.0 } else { 0.0 });
+        let status = if ready {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        set(&self.reporter, &self.services, status).await;
+        self.ready = Some(ready);
+    }
 }
 
 /// Sets `""` and every name in `services` to `status`.

@@ -2,6 +2,7 @@
 //!
 //! - [`pki`]: a throwaway certificate authority, and the certificates it signs, as PEM text and
 //!   as files in a temporary folder, for the TLS and mutual TLS tests;
+//! - [`clock`]: waiting until the wall clock reads a given moment;
 //! - [`grpc`]: small helpers for calls and their statuses (bearer metadata, expected codes,
 //!   `BadRequest` field violations, a bounded health check);
 //! - [`postgres`]: a fresh PostgreSQL database per test, when a server is configured;
@@ -17,6 +18,7 @@
 // A panic in test support is a failed test, which is what a test wants.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod clock;
 pub mod grpc;
 pub mod pki;
 pub mod postgres;

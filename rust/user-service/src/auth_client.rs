@@ -23,6 +23,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -242,12 +243,38 @@ const VALIDATION_CACHE_CAPACITY: usize = 10_000;
 /// never past the token's expiry. Every authenticated request validates its token, and the
 /// round trip to auth-service costs several times what the rest of a read does; a client
 /// usually sends many requests with one token, so most of them skip it.
+///
+/// Revocations that go through this client apply at once: revoking a token ends its session,
+/// so every answer of that session is forgotten (and every answer of a user whose credential
+/// is deleted). An answer fetched before such a revocation but stored after it is caught by
+/// `generation`: [`Validations::forget`] bumps it, and [`Validations::insert`] drops its own
+/// entry if it changed while the answer was on its way.
 struct Validations {
     ttl: Duration,
     answers: quick_cache::sync::Cache<String, (Instant, pb::ValidateTokenResponse)>,
+    generation: AtomicU64,
 }
 
 impl Validations {
+    fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            ttl,
+            answers: quick_cache::sync::Cache::new(capacity),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The generation to pass to [`Validations::insert`]: read before asking auth-service.
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Forgets every answer `matches` selects, and any answer in flight.
+    fn forget(&self, matches: impl Fn(&pb::ValidateTokenResponse) -> bool) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.answers.retain(|_, (_, answer)| !matches(answer));
+    }
+
     fn get(&self, token: &str) -> Option<pb::ValidateTokenResponse> {
         let (until, answer) = self.answers.get(token)?;
         if Instant::now() < until {
@@ -258,22 +285,35 @@ impl Validations {
         }
     }
 
-    fn insert(&self, token: &str, answer: &pb::ValidateTokenResponse) {
-        let mut until = Instant::now() + self.ttl;
-        if let Some(expiry) = answer
-            .expire_time
-            .as_ref()
-            .and_then(|t| u64::try_from(t.seconds).ok())
-        {
-            let left = UNIX_EPOCH + Duration::from_secs(expiry);
-            match left.duration_since(SystemTime::now()) {
-                Ok(left) => until = until.min(Instant::now() + left),
+    fn insert(&self, token: &str, answer: &pb::ValidateTokenResponse, generation: u64) {
+        let now = Instant::now();
+        let mut until = now + self.ttl;
+        // Never past the token's expiry: inside the leeway after it, only auth-service says
+        // whether the token is still accepted.
+        if let Some(expiry) = answer.expire_time.as_ref() {
+            let Some(expiry) = system_time(expiry) else {
+                return;
+            };
+            match expiry.duration_since(SystemTime::now()) {
+                Ok(left) => until = until.min(now + left),
                 Err(_) => return,
             }
         }
         self.answers
             .insert(token.to_owned(), (until, answer.clone()));
+        if self.generation() != generation {
+            // A revocation went through meanwhile; it may have ended this token.
+            self.answers.remove(token);
+        }
     }
+}
+
+/// A protobuf timestamp as a `SystemTime`, to the nanosecond; `None` if it is before the
+/// Unix epoch or malformed.
+fn system_time(timestamp: &grimos_proto::wkt::Timestamp) -> Option<SystemTime> {
+    let seconds = u64::try_from(timestamp.seconds).ok()?;
+    let nanos = u32::try_from(timestamp.nanos).ok()?;
+    UNIX_EPOCH.checked_add(Duration::new(seconds, nanos))
 }
 
 impl fmt::Debug for AuthClient {
@@ -389,12 +429,8 @@ impl AuthClient {
     /// Reuses each successful `ValidateToken` answer for up to `ttl` (zero: never).
     #[must_use]
     pub fn with_validation_cache(mut self, ttl: Duration) -> Self {
-        self.validations = (!ttl.is_zero()).then(|| {
-            Arc::new(Validations {
-                ttl,
-                answers: quick_cache::sync::Cache::new(VALIDATION_CACHE_CAPACITY),
-            })
-        });
+        self.validations =
+            (!ttl.is_zero()).then(|| Arc::new(Validations::new(ttl, VALIDATION_CACHE_CAPACITY)));
         self
     }
 
@@ -408,6 +444,7 @@ impl AuthClient {
         if let Some(answer) = self.validations.as_ref().and_then(|v| v.get(access_token)) {
             return Ok(answer);
         }
+        let generation = self.validations.as_ref().map(|v| v.generation());
         let request = self.request(
             pb::ValidateTokenRequest {
                 access_token: access_token.to_owned(),
@@ -420,8 +457,8 @@ impl AuthClient {
                 auth.validate_token(request).await
             })
             .await?;
-        if let Some(validations) = &self.validations {
-            validations.insert(access_token, &answer);
+        if let (Some(validations), Some(generation)) = (&self.validations, generation) {
+            validations.insert(access_token, &answer, generation);
         }
         Ok(answer)
     }
@@ -454,23 +491,31 @@ impl AuthClient {
         .await
     }
 
-    /// `RevokeToken`: revokes an access or refresh token.
+    /// `RevokeToken`: revokes an access or refresh token, ending its session; every cached
+    /// answer of that session is forgotten.
     pub async fn revoke_token(
         &self,
         req: pb::RevokeTokenRequest,
         request_id: &str,
     ) -> Result<pb::RevokeTokenResponse, Status> {
         plausible(&req.token)?;
-        if let Some(validations) = &self.validations {
-            validations.answers.remove(req.token.as_str());
-        }
+        let token = req.token.clone();
         let request = self.request(req, request_id);
         let mut auth = self.auth.clone();
-        self.call(
-            "RevokeToken",
-            async move { auth.revoke_token(request).await },
-        )
-        .await
+        let result = self
+            .call(
+                "RevokeToken",
+                async move { auth.revoke_token(request).await },
+            )
+            .await;
+        if let Some(validations) = &self.validations {
+            // Whatever the outcome, this token is not vouched for from memory again.
+            validations.answers.remove(token.as_str());
+            if let Ok(response) = &result {
+                validations.forget(|answer| answer.session_id == response.session_id);
+            }
+        }
+        result
     }
 
     /// `CheckPermission`: whether the holder of an access token has a permission.
@@ -524,14 +569,14 @@ impl AuthClient {
             record(RPC, Instant::now(), status.code());
             return Err(status);
         }
-        if let Some(validations) = &self.validations {
-            validations
-                .answers
-                .retain(|_, (_, answer)| answer.user_id != user_id);
-        }
         let mut auth = self.auth.clone();
-        self.call(RPC, async move { auth.delete_credential(request).await })
-            .await
+        let result = self
+            .call(RPC, async move { auth.delete_credential(request).await })
+            .await;
+        if let Some(validations) = &self.validations {
+            validations.forget(|answer| answer.user_id == user_id);
+        }
+        result
     }
 
     /// `grpc.health.v1.Health/Check` for the overall status (`""`) on the same channel: `Ok`
@@ -1002,6 +1047,60 @@ mod tests {
         let mut plain_with_tls = AuthClientConfig::new("http://auth:50051");
         plain_with_tls.tls = Some(ClientTlsConfig::new());
         assert!(format!("{:#}", AuthClient::new(plain_with_tls).unwrap_err()).contains("https://"));
+    }
+
+    fn answer_expiring_at(expiry: SystemTime) -> pb::ValidateTokenResponse {
+        let since_epoch = expiry.duration_since(UNIX_EPOCH).unwrap();
+        pb::ValidateTokenResponse {
+            user_id: "u1".to_owned(),
+            expire_time: Some(grimos_proto::wkt::Timestamp {
+                seconds: i64::try_from(since_epoch.as_secs()).unwrap(),
+                nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cached_answer_is_never_used_past_the_token_expiry() {
+        let validations = Validations::new(Duration::from_secs(60), 16);
+        let expired = SystemTime::now() - Duration::from_millis(1);
+        validations.insert("expired", &answer_expiring_at(expired), 0);
+        assert!(validations.get("expired").is_none(), "not even stored");
+
+        let expiry = SystemTime::now() + Duration::from_millis(300);
+        validations.insert("soon", &answer_expiring_at(expiry), 0);
+        assert!(
+            validations.get("soon").is_some(),
+            "reused before its expiry"
+        );
+        grimos_test_support::clock::wait_until(expiry).await;
+        assert!(validations.get("soon").is_none(), "not after it");
+    }
+
+    #[test]
+    fn forgetting_a_session_forgets_its_answers_and_the_ones_in_flight() {
+        let validations = Validations::new(Duration::from_secs(60), 16);
+        let expiry = SystemTime::now() + Duration::from_secs(600);
+        let answer = |session: &str| pb::ValidateTokenResponse {
+            session_id: session.to_owned(),
+            ..answer_expiring_at(expiry)
+        };
+        let before = validations.generation();
+        validations.insert("a1", &answer("a"), before);
+        validations.insert("a2", &answer("a"), before);
+        validations.insert("b1", &answer("b"), before);
+
+        validations.forget(|answer| answer.session_id == "a");
+
+        assert!(validations.get("a1").is_none());
+        assert!(validations.get("a2").is_none());
+        assert!(validations.get("b1").is_some(), "another session is kept");
+        // An answer asked for before the revocation and arriving after it is not kept.
+        validations.insert("a3", &answer("a"), before);
+        assert!(validations.get("a3").is_none());
+        validations.insert("b2", &answer("b"), validations.generation());
+        assert!(validations.get("b2").is_some());
     }
 
     #[test]

@@ -64,9 +64,14 @@ pub struct RevokeTokenRequest {
     #[prost(string, tag = "1")]
     pub token: ::prost::alloc::string::String,
 }
-/// RevokeTokenResponse is empty: the token is revoked.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct RevokeTokenResponse {}
+/// RevokeTokenResponse names the session that was ended.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeTokenResponse {
+    /// The id of the ended session, as in ValidateTokenResponse.session_id: services that
+    /// remember validated tokens forget every token of it.
+    #[prost(string, tag = "1")]
+    pub session_id: ::prost::alloc::string::String,
+}
 /// ValidateTokenRequest carries the access token to check.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ValidateTokenRequest {
@@ -90,6 +95,10 @@ pub struct ValidateTokenResponse {
     /// authorize without a CheckPermission round trip.
     #[prost(string, repeated, tag = "4")]
     pub permissions: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The session (login) the token belongs to. Revoking any token of the session ends
+    /// it, this token included.
+    #[prost(string, tag = "5")]
+    pub session_id: ::prost::alloc::string::String,
 }
 /// CheckPermissionRequest asks whether a token's holder holds one permission.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -285,8 +294,12 @@ pub mod auth_service_client {
                 .insert(GrpcMethod::new("grimos.auth.v1.AuthService", "RefreshToken"));
             self.inner.unary(req, path, codec).await
         }
-        /// RevokeToken revokes an access token (until it expires) or a refresh token (with
-        /// every token descended from the same login). Callers must hold the token.
+        /// RevokeToken ends the session the token belongs to, whether it is an access token
+        /// or a refresh token: every refresh token and every access token descended from the
+        /// same login stops working (logout). The user's other sessions are untouched. The
+        /// revocation applies at once on the replica that served the call and within 5 s on
+        /// the others. Callers must hold the token; an invalid, expired or already revoked
+        /// token is UNAUTHENTICATED.
         pub async fn revoke_token(
             &mut self,
             request: impl tonic::IntoRequest<super::RevokeTokenRequest>,
@@ -452,8 +465,12 @@ pub mod auth_service_server {
             tonic::Response<super::RefreshTokenResponse>,
             tonic::Status,
         >;
-        /// RevokeToken revokes an access token (until it expires) or a refresh token (with
-        /// every token descended from the same login). Callers must hold the token.
+        /// RevokeToken ends the session the token belongs to, whether it is an access token
+        /// or a refresh token: every refresh token and every access token descended from the
+        /// same login stops working (logout). The user's other sessions are untouched. The
+        /// revocation applies at once on the replica that served the call and within 5 s on
+        /// the others. Callers must hold the token; an invalid, expired or already revoked
+        /// token is UNAUTHENTICATED.
         async fn revoke_token(
             &self,
             request: tonic::Request<super::RevokeTokenRequest>,

@@ -1221,8 +1221,14 @@ impl serde::Serialize for RevokeTokenResponse {
         S: serde::Serializer,
     {
         use serde::ser::SerializeStruct;
-        let len = 0;
-        let struct_ser = serializer.serialize_struct("grimos.auth.v1.RevokeTokenResponse", len)?;
+        let mut len = 0;
+        if !self.session_id.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("grimos.auth.v1.RevokeTokenResponse", len)?;
+        if !self.session_id.is_empty() {
+            struct_ser.serialize_field("sessionId", &self.session_id)?;
+        }
         struct_ser.end()
     }
 }
@@ -1233,10 +1239,13 @@ impl<'de> serde::Deserialize<'de> for RevokeTokenResponse {
         D: serde::Deserializer<'de>,
     {
         const FIELDS: &[&str] = &[
+            "session_id",
+            "sessionId",
         ];
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
+            SessionId,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1257,7 +1266,10 @@ impl<'de> serde::Deserialize<'de> for RevokeTokenResponse {
                     where
                         E: serde::de::Error,
                     {
-                            Err(serde::de::Error::unknown_field(value, FIELDS))
+                        match value {
+                            "sessionId" | "session_id" => Ok(GeneratedField::SessionId),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
                     }
                 }
                 deserializer.deserialize_identifier(GeneratedVisitor)
@@ -1275,10 +1287,19 @@ impl<'de> serde::Deserialize<'de> for RevokeTokenResponse {
                 where
                     V: serde::de::MapAccess<'de>,
             {
-                while map_.next_key::<GeneratedField>()?.is_some() {
-                    let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                let mut session_id__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::SessionId => {
+                            if session_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("sessionId"));
+                            }
+                            session_id__ = Some(map_.next_value()?);
+                        }
+                    }
                 }
                 Ok(RevokeTokenResponse {
+                    session_id: session_id__.unwrap_or_default(),
                 })
             }
         }
@@ -1397,6 +1418,9 @@ impl serde::Serialize for ValidateTokenResponse {
         if !self.permissions.is_empty() {
             len += 1;
         }
+        if !self.session_id.is_empty() {
+            len += 1;
+        }
         let mut struct_ser = serializer.serialize_struct("grimos.auth.v1.ValidateTokenResponse", len)?;
         if !self.user_id.is_empty() {
             struct_ser.serialize_field("userId", &self.user_id)?;
@@ -1409,6 +1433,9 @@ impl serde::Serialize for ValidateTokenResponse {
         }
         if !self.permissions.is_empty() {
             struct_ser.serialize_field("permissions", &self.permissions)?;
+        }
+        if !self.session_id.is_empty() {
+            struct_ser.serialize_field("sessionId", &self.session_id)?;
         }
         struct_ser.end()
     }
@@ -1426,6 +1453,8 @@ impl<'de> serde::Deserialize<'de> for ValidateTokenResponse {
             "expire_time",
             "expireTime",
             "permissions",
+            "session_id",
+            "sessionId",
         ];
 
         #[allow(clippy::enum_variant_names)]
@@ -1434,6 +1463,7 @@ impl<'de> serde::Deserialize<'de> for ValidateTokenResponse {
             Roles,
             ExpireTime,
             Permissions,
+            SessionId,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1459,6 +1489,7 @@ impl<'de> serde::Deserialize<'de> for ValidateTokenResponse {
                             "roles" => Ok(GeneratedField::Roles),
                             "expireTime" | "expire_time" => Ok(GeneratedField::ExpireTime),
                             "permissions" => Ok(GeneratedField::Permissions),
+                            "sessionId" | "session_id" => Ok(GeneratedField::SessionId),
                             _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
                         }
                     }
@@ -1482,6 +1513,7 @@ impl<'de> serde::Deserialize<'de> for ValidateTokenResponse {
                 let mut roles__ = None;
                 let mut expire_time__ = None;
                 let mut permissions__ = None;
+                let mut session_id__ = None;
                 while let Some(k) = map_.next_key()? {
                     match k {
                         GeneratedField::UserId => {
@@ -1508,6 +1540,12 @@ impl<'de> serde::Deserialize<'de> for ValidateTokenResponse {
                             }
                             permissions__ = Some(map_.next_value()?);
                         }
+                        GeneratedField::SessionId => {
+                            if session_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("sessionId"));
+                            }
+                            session_id__ = Some(map_.next_value()?);
+                        }
                     }
                 }
                 Ok(ValidateTokenResponse {
@@ -1515,6 +1553,7 @@ impl<'de> serde::Deserialize<'de> for ValidateTokenResponse {
                     roles: roles__.unwrap_or_default(),
                     expire_time: expire_time__,
                     permissions: permissions__.unwrap_or_default(),
+                    session_id: session_id__.unwrap_or_default(),
                 })
             }
         }

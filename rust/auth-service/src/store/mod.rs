@@ -116,6 +116,17 @@ pub trait Store: Send + Sync + 'static {
         revocation_ttl: i64,
     ) -> Result<RefreshOutcome>;
 
+    /// Ends session `session_id` (logout with one of its access tokens), writing a session
+    /// revocation that expires at `now + revocation_ttl`: `Ended` (never `reused`), or
+    /// `Invalid` if the session was already ended. A session that is gone (expired and
+    /// purged, while an access token of it still lives) is ended all the same.
+    async fn end_session_by_id(
+        &self,
+        session_id: &str,
+        now: i64,
+        revocation_ttl: i64,
+    ) -> Result<RefreshOutcome>;
+
     /// Records a revocation.
     async fn insert_revocation(&self, revocation: &Revocation) -> Result<()>;
 

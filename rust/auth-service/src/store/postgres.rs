@@ -359,6 +359,30 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn end_session_by_id(
+        &self,
+        session_id: &str,
+        now: i64,
+        revocation_ttl: i64,
+    ) -> Result<RefreshOutcome> {
+        let mut tx = self.pool.begin().await?;
+        // The session's row lock, as for every change to a session.
+        let revoke_time: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT revoke_time FROM sessions WHERE id = $1 FOR UPDATE")
+                .bind(session_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if matches!(revoke_time, Some(Some(_))) {
+            return Ok(RefreshOutcome::Invalid);
+        }
+        let revocation = revoke_session_in(&mut tx, session_id, now, revocation_ttl).await?;
+        tx.commit().await?;
+        Ok(RefreshOutcome::Ended {
+            revocation,
+            reused: false,
+        })
+    }
+
     async fn insert_revocation(&self, revocation: &Revocation) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         insert_revocation_in(&mut tx, revocation).await?;

@@ -298,6 +298,29 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn end_session_by_id(
+        &self,
+        session_id: &str,
+        now: i64,
+        revocation_ttl: i64,
+    ) -> Result<RefreshOutcome> {
+        let mut tx = self.write_tx().await?;
+        let revoke_time: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT revoke_time FROM sessions WHERE id = ?1")
+                .bind(session_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if matches!(revoke_time, Some(Some(_))) {
+            return Ok(RefreshOutcome::Invalid);
+        }
+        let revocation = revoke_session_in(&mut tx, session_id, now, revocation_ttl).await?;
+        tx.commit().await?;
+        Ok(RefreshOutcome::Ended {
+            revocation,
+            reused: false,
+        })
+    }
+
     async fn insert_revocation(&self, revocation: &Revocation) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         insert_revocation_in(&mut conn, revocation).await

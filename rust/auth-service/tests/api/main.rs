@@ -5,13 +5,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod credentials;
+mod expiry;
 mod health;
 mod helpers;
+mod keyfile;
 mod limits;
 mod login;
 mod operations;
 mod postgres;
 mod restart;
+mod sessions;
 mod throttling;
 mod tls;
 mod tokens;

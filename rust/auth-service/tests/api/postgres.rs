@@ -187,20 +187,22 @@ async fn parallel_refreshes_of_one_token_rotate_it_once() {
 }
 
 #[tokio::test]
-async fn revoke_token_revokes_an_access_token_or_ends_a_session() {
+async fn revoke_token_of_an_access_or_refresh_token_ends_its_session() {
     let Some(db) = database().await else { return };
     let app = spawn_on(&db).await;
     let login = app.signed_in("ada@example.com").await;
     let ended = app.login("ada@example.com", PASSWORD).await.unwrap();
+    let refreshed = app.refresh(&login.refresh_token).await.unwrap();
 
-    app.revoke(&login.access_token).await.unwrap();
+    app.revoke(&refreshed.access_token).await.unwrap();
+    // The whole session: its other access token and its refresh token too.
+    for token in [&refreshed.access_token, &login.access_token] {
+        expect_code(app.validate(token).await, Code::Unauthenticated);
+    }
     expect_code(
-        app.validate(&login.access_token).await,
+        app.refresh(&refreshed.refresh_token).await,
         Code::Unauthenticated,
     );
-    // Only that access token: its session can still refresh.
-    let refreshed = app.refresh(&login.refresh_token).await.unwrap();
-    app.validate(&refreshed.access_token).await.unwrap();
 
     app.revoke(&ended.refresh_token).await.unwrap();
     expect_code(
@@ -216,12 +218,14 @@ async fn revoke_token_revokes_an_access_token_or_ends_a_session() {
         Code::Unauthenticated,
     );
     // Logging out with a rotated refresh token is reuse: refused, and the session ends.
+    let reused = app.login("ada@example.com", PASSWORD).await.unwrap();
+    let rotated = app.refresh(&reused.refresh_token).await.unwrap();
     expect_code(
-        app.revoke(&login.refresh_token).await,
+        app.revoke(&reused.refresh_token).await,
         Code::Unauthenticated,
     );
     expect_code(
-        app.refresh(&refreshed.refresh_token).await,
+        app.refresh(&rotated.refresh_token).await,
         Code::Unauthenticated,
     );
 }

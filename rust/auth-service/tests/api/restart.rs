@@ -10,11 +10,15 @@ use tonic::Code;
 use crate::helpers::{PASSWORD, SERVICE_TOKEN, TestApp, bearer, expect_code, spawn_app, spawn_in};
 
 /// The contract: replicas agree on revocations within 5 s.
-const REPLICA_AGREEMENT: Duration = Duration::from_secs(5);
+pub(crate) const REPLICA_AGREEMENT: Duration = Duration::from_secs(5);
 
 /// Polls `app`'s ValidateToken every 100 ms until it rejects `token` with UNAUTHENTICATED;
 /// returns how long that took, or `None` if it still validated after `within`.
-async fn rejected_within(app: &TestApp, token: &str, within: Duration) -> Option<Duration> {
+pub(crate) async fn rejected_within(
+    app: &TestApp,
+    token: &str,
+    within: Duration,
+) -> Option<Duration> {
     let start = Instant::now();
     loop {
         match app.validate(token).await {

@@ -8,11 +8,13 @@
 mod auth_edge;
 mod binary;
 mod consistency;
+mod expiry;
 mod health;
 mod helpers;
 mod http;
 mod limits;
 mod listing;
+mod logout;
 mod postgres;
 mod resilience;
 mod signup;

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grimos/auth/v1/auth.proto\x12\x0egrimos.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"@\n\x0cLoginRequest\x12\x14\n\x05\x65mail\x18\x01 \x01(\tR\x05\x65mail\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\"\x9a\x02\n\rLoginResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12#\n\rrefresh_token\x18\x02 \x01(\tR\x0crefreshToken\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12;\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12U\n\x19refresh_token_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x16refreshTokenExpireTime\x12\x14\n\x05roles\x18\x06 \x03(\tR\x05roles\":\n\x13RefreshTokenRequest\x12#\n\rrefresh_token\x18\x01 \x01(\tR\x0crefreshToken\"\x8b\x02\n\x14RefreshTokenResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12#\n\rrefresh_token\x18\x02 \x01(\tR\x0crefreshToken\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12U\n\x19refresh_token_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x16refreshTokenExpireTime\x12\x17\n\x07user_id\x18\x05 \x01(\tR\x06userId\"*\n\x12RevokeTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\"\x15\n\x13RevokeTokenResponse\"9\n\x14ValidateTokenRequest\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\"\xa5\x01\n\x15ValidateTokenResponse\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x14\n\x05roles\x18\x02 \x03(\tR\x05roles\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions\"[\n\x16\x43heckPermissionRequest\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12\x1e\n\npermission\x18\x02 \x01(\tR\npermission\"3\n\x17\x43heckPermissionResponse\x12\x18\n\x07\x61llowed\x18\x01 \x01(\x08R\x07\x61llowed\"d\n\x17\x43reateCredentialRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password\"0\n\x18\x43reateCredentialResponse\x12\x14\n\x05roles\x18\x01 \x03(\tR\x05roles\"2\n\x17\x44\x65leteCredentialRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\"\x1a\n\x18\x44\x65leteCredentialResponse2\x96\x05\n\x0b\x41uthService\x12\x44\n\x05Login\x12\x1c.grimos.auth.v1.LoginRequest\x1a\x1d.grimos.auth.v1.LoginResponse\x12Y\n\x0cRefreshToken\x12#.grimos.auth.v1.RefreshTokenRequest\x1a$.grimos.auth.v1.RefreshTokenResponse\x12V\n\x0bRevokeToken\x12\".grimos.auth.v1.RevokeTokenRequest\x1a#.grimos.auth.v1.RevokeTokenResponse\x12\\\n\rValidateToken\x12$.grimos.auth.v1.ValidateTokenRequest\x1a%.grimos.auth.v1.ValidateTokenResponse\x12\x62\n\x0f\x43heckPermission\x12&.grimos.auth.v1.CheckPermissionRequest\x1a\'.grimos.auth.v1.CheckPermissionResponse\x12\x65\n\x10\x43reateCredential\x12\'.grimos.auth.v1.CreateCredentialRequest\x1a(.grimos.auth.v1.CreateCredentialResponse\x12\x65\n\x10\x44\x65leteCredential\x12\'.grimos.auth.v1.DeleteCredentialRequest\x1a(.grimos.auth.v1.DeleteCredentialResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grimos/auth/v1/auth.proto\x12\x0egrimos.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"@\n\x0cLoginRequest\x12\x14\n\x05\x65mail\x18\x01 \x01(\tR\x05\x65mail\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\"\x9a\x02\n\rLoginResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12#\n\rrefresh_token\x18\x02 \x01(\tR\x0crefreshToken\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12;\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12U\n\x19refresh_token_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x16refreshTokenExpireTime\x12\x14\n\x05roles\x18\x06 \x03(\tR\x05roles\":\n\x13RefreshTokenRequest\x12#\n\rrefresh_token\x18\x01 \x01(\tR\x0crefreshToken\"\x8b\x02\n\x14RefreshTokenResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12#\n\rrefresh_token\x18\x02 \x01(\tR\x0crefreshToken\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12U\n\x19refresh_token_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x16refreshTokenExpireTime\x12\x17\n\x07user_id\x18\x05 \x01(\tR\x06userId\"*\n\x12RevokeTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\"4\n\x13RevokeTokenResponse\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\"9\n\x14ValidateTokenRequest\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\"\xc4\x01\n\x15ValidateTokenResponse\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x14\n\x05roles\x18\x02 \x03(\tR\x05roles\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions\x12\x1d\n\nsession_id\x18\x05 \x01(\tR\tsessionId\"[\n\x16\x43heckPermissionRequest\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12\x1e\n\npermission\x18\x02 \x01(\tR\npermission\"3\n\x17\x43heckPermissionResponse\x12\x18\n\x07\x61llowed\x18\x01 \x01(\x08R\x07\x61llowed\"d\n\x17\x43reateCredentialRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password\"0\n\x18\x43reateCredentialResponse\x12\x14\n\x05roles\x18\x01 \x03(\tR\x05roles\"2\n\x17\x44\x65leteCredentialRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\"\x1a\n\x18\x44\x65leteCredentialResponse2\x96\x05\n\x0b\x41uthService\x12\x44\n\x05Login\x12\x1c.grimos.auth.v1.LoginRequest\x1a\x1d.grimos.auth.v1.LoginResponse\x12Y\n\x0cRefreshToken\x12#.grimos.auth.v1.RefreshTokenRequest\x1a$.grimos.auth.v1.RefreshTokenResponse\x12V\n\x0bRevokeToken\x12\".grimos.auth.v1.RevokeTokenRequest\x1a#.grimos.auth.v1.RevokeTokenResponse\x12\\\n\rValidateToken\x12$.grimos.auth.v1.ValidateTokenRequest\x1a%.grimos.auth.v1.ValidateTokenResponse\x12\x62\n\x0f\x43heckPermission\x12&.grimos.auth.v1.CheckPermissionRequest\x1a\'.grimos.auth.v1.CheckPermissionResponse\x12\x65\n\x10\x43reateCredential\x12\'.grimos.auth.v1.CreateCredentialRequest\x1a(.grimos.auth.v1.CreateCredentialResponse\x12\x65\n\x10\x44\x65leteCredential\x12\'.grimos.auth.v1.DeleteCredentialRequest\x1a(.grimos.auth.v1.DeleteCredentialResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,23 +43,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REVOKETOKENREQUEST']._serialized_start=759
   _globals['_REVOKETOKENREQUEST']._serialized_end=801
   _globals['_REVOKETOKENRESPONSE']._serialized_start=803
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=824
-  _globals['_VALIDATETOKENREQUEST']._serialized_start=826
-  _globals['_VALIDATETOKENREQUEST']._serialized_end=883
-  _globals['_VALIDATETOKENRESPONSE']._serialized_start=886
-  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1051
-  _globals['_CHECKPERMISSIONREQUEST']._serialized_start=1053
-  _globals['_CHECKPERMISSIONREQUEST']._serialized_end=1144
-  _globals['_CHECKPERMISSIONRESPONSE']._serialized_start=1146
-  _globals['_CHECKPERMISSIONRESPONSE']._serialized_end=1197
-  _globals['_CREATECREDENTIALREQUEST']._serialized_start=1199
-  _globals['_CREATECREDENTIALREQUEST']._serialized_end=1299
-  _globals['_CREATECREDENTIALRESPONSE']._serialized_start=1301
-  _globals['_CREATECREDENTIALRESPONSE']._serialized_end=1349
-  _globals['_DELETECREDENTIALREQUEST']._serialized_start=1351
-  _globals['_DELETECREDENTIALREQUEST']._serialized_end=1401
-  _globals['_DELETECREDENTIALRESPONSE']._serialized_start=1403
-  _globals['_DELETECREDENTIALRESPONSE']._serialized_end=1429
-  _globals['_AUTHSERVICE']._serialized_start=1432
-  _globals['_AUTHSERVICE']._serialized_end=2094
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=855
+  _globals['_VALIDATETOKENREQUEST']._serialized_start=857
+  _globals['_VALIDATETOKENREQUEST']._serialized_end=914
+  _globals['_VALIDATETOKENRESPONSE']._serialized_start=917
+  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1113
+  _globals['_CHECKPERMISSIONREQUEST']._serialized_start=1115
+  _globals['_CHECKPERMISSIONREQUEST']._serialized_end=1206
+  _globals['_CHECKPERMISSIONRESPONSE']._serialized_start=1208
+  _globals['_CHECKPERMISSIONRESPONSE']._serialized_end=1259
+  _globals['_CREATECREDENTIALREQUEST']._serialized_start=1261
+  _globals['_CREATECREDENTIALREQUEST']._serialized_end=1361
+  _globals['_CREATECREDENTIALRESPONSE']._serialized_start=1363
+  _globals['_CREATECREDENTIALRESPONSE']._serialized_end=1411
+  _globals['_DELETECREDENTIALREQUEST']._serialized_start=1413
+  _globals['_DELETECREDENTIALREQUEST']._serialized_end=1463
+  _globals['_DELETECREDENTIALRESPONSE']._serialized_start=1465
+  _globals['_DELETECREDENTIALRESPONSE']._serialized_end=1491
+  _globals['_AUTHSERVICE']._serialized_start=1494
+  _globals['_AUTHSERVICE']._serialized_end=2156
 # @@protoc_insertion_point(module_scope)

@@ -103,8 +103,12 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RevokeToken(self, request, context):
-        """RevokeToken revokes an access token (until it expires) or a refresh token (with
-        every token descended from the same login). Callers must hold the token.
+        """RevokeToken ends the session the token belongs to, whether it is an access token
+        or a refresh token: every refresh token and every access token descended from the
+        same login stops working (logout). The user's other sessions are untouched. The
+        revocation applies at once on the replica that served the call and within 5 s on
+        the others. Callers must hold the token; an invalid, expired or already revoked
+        token is UNAUTHENTICATED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

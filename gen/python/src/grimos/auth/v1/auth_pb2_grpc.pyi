@@ -49,8 +49,12 @@ class AuthServiceStub:
     every refresh token descended from the same login (reuse detection).
     """
     RevokeToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RevokeTokenRequest, _auth_pb2.RevokeTokenResponse]
-    """RevokeToken revokes an access token (until it expires) or a refresh token (with
-    every token descended from the same login). Callers must hold the token.
+    """RevokeToken ends the session the token belongs to, whether it is an access token
+    or a refresh token: every refresh token and every access token descended from the
+    same login stops working (logout). The user's other sessions are untouched. The
+    revocation applies at once on the replica that served the call and within 5 s on
+    the others. Callers must hold the token; an invalid, expired or already revoked
+    token is UNAUTHENTICATED.
     """
     ValidateToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ValidateTokenRequest, _auth_pb2.ValidateTokenResponse]
     """ValidateToken checks an access token and returns who holds it and what they may do.
@@ -88,8 +92,12 @@ class AuthServiceAsyncStub(AuthServiceStub):
     every refresh token descended from the same login (reuse detection).
     """
     RevokeToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeTokenRequest, _auth_pb2.RevokeTokenResponse]  # type: ignore[assignment]
-    """RevokeToken revokes an access token (until it expires) or a refresh token (with
-    every token descended from the same login). Callers must hold the token.
+    """RevokeToken ends the session the token belongs to, whether it is an access token
+    or a refresh token: every refresh token and every access token descended from the
+    same login stops working (logout). The user's other sessions are untouched. The
+    revocation applies at once on the replica that served the call and within 5 s on
+    the others. Callers must hold the token; an invalid, expired or already revoked
+    token is UNAUTHENTICATED.
     """
     ValidateToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.ValidateTokenRequest, _auth_pb2.ValidateTokenResponse]  # type: ignore[assignment]
     """ValidateToken checks an access token and returns who holds it and what they may do.
@@ -142,8 +150,12 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.RevokeTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.RevokeTokenResponse, _abc.Awaitable[_auth_pb2.RevokeTokenResponse]]:
-        """RevokeToken revokes an access token (until it expires) or a refresh token (with
-        every token descended from the same login). Callers must hold the token.
+        """RevokeToken ends the session the token belongs to, whether it is an access token
+        or a refresh token: every refresh token and every access token descended from the
+        same login stops working (logout). The user's other sessions are untouched. The
+        revocation applies at once on the replica that served the call and within 5 s on
+        the others. Callers must hold the token; an invalid, expired or already revoked
+        token is UNAUTHENTICATED.
         """
 
     @_abc_1.abstractmethod
