@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use grimos_proto::auth::v1 as pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
@@ -13,7 +13,9 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::{PASSWORD, SERVICE_TOKEN, bearer, expect_code, spawn_app, spawn_app_with};
+use crate::helpers::{
+    PASSWORD, SERVICE_TOKEN, bearer, build_error, expect_code, spawn_app, spawn_app_with,
+};
 
 #[tokio::test]
 async fn health_reports_serving_overall_and_for_the_service() {
@@ -350,5 +352,23 @@ async fn the_callers_request_id_is_on_the_log_lines_of_its_call() {
         found,
         "no log line carries the request id:\n{}",
         log.lock().unwrap().join("\n")
+    );
+}
+
+/// `AUTH_DATABASE_URL` naming a PostgreSQL server that does not answer (needs no server).
+#[tokio::test]
+async fn an_unreachable_server_fails_the_start_quickly_without_the_password() {
+    let start = Instant::now();
+    let error = build_error(|c| {
+        c.database_url = "postgres://grimos:pg-s3cret-pw@127.0.0.1:1/grimos".into();
+    })
+    .await;
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}: {error}");
+    assert!(error.contains("PostgreSQL"), "{error}");
+    assert!(error.contains("127.0.0.1:1"), "{error}");
+    assert!(
+        !error.contains("pg-s3cret-pw"),
+        "the password leaked: {error}"
     );
 }

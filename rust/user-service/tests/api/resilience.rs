@@ -7,7 +7,9 @@ use prost::Message as _;
 use reqwest::Method;
 use secrecy::SecretString;
 
-use crate::helpers::{PASSWORD, expect_http_error, spawn_app, spawn_app_with, spawn_in};
+use crate::helpers::{
+    PASSWORD, build_error, expect_http_error, spawn_app, spawn_app_with, spawn_in,
+};
 use grimos_proto::user::v1 as pb;
 
 #[tokio::test]
@@ -221,4 +223,28 @@ async fn a_write_blocked_by_another_writer_is_503_and_then_succeeds() {
     assert_eq!(response.status(), 200);
     let me = app.get_json("/v1/users/me", &ada).await;
     assert_eq!(me["user"]["displayName"], "Unblocked", "{me}");
+}
+
+/// `USER_DATABASE_URL` naming a PostgreSQL server that does not answer (needs no server).
+#[tokio::test]
+async fn an_unreachable_server_fails_the_start_quickly_without_the_password() {
+    let start = Instant::now();
+    let (postgres, postgresql) = tokio::join!(
+        build_error(|c| {
+            c.user_database_url = "postgres://grimos:s3cret-pw@127.0.0.1:1/grimos".into();
+        }),
+        build_error(|c| {
+            c.user_database_url = "postgresql://grimos:s3cret-pw@127.0.0.1:1/grimos".into();
+        })
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    for error in [postgres, postgresql] {
+        assert!(error.contains("USER_DATABASE_URL"), "{error}");
+        assert!(error.contains("grimos:***@127.0.0.1:1/grimos"), "{error}");
+        assert!(!error.contains("s3cret-pw"), "{error}");
+    }
 }
