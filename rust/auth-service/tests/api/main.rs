@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod credentials;
+mod expiry;
 mod helpers;
 mod login;
 mod operations;

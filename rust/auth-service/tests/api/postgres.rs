@@ -465,3 +465,15 @@ async fn a_wrong_password_fails_the_start_without_showing_it() {
         "the password leaked: {error}"
     );
 }
+
+#[tokio::test]
+async fn sessions_end_with_their_lifetime() {
+    let db = database().await;
+    let url = db.url.clone();
+    let app = spawn_app_with(move |c| {
+        c.database_url = url;
+        c.refresh_token_ttl = Duration::from_secs(2);
+    })
+    .await;
+    crate::expiry::a_session_ends_with_its_lifetime_on(&app).await;
+}
