@@ -287,7 +287,10 @@ async fn no_password_hash_or_token_reaches_the_logs_even_at_debug() {
         .await
         .unwrap()
         .into_inner();
-    let _ = client.login(login_request("log-canary-wrong")).await;
+    expect_code(
+        client.login(login_request("log-canary-wrong")).await,
+        Code::Unauthenticated,
+    );
     let refreshed = client
         .refresh_token(pb::RefreshTokenRequest {
             refresh_token: login.refresh_token.clone(),
@@ -333,7 +336,7 @@ async fn the_callers_request_id_is_on_the_log_lines_of_its_call() {
     request
         .metadata_mut()
         .insert("x-request-id", "req-canary-4242".parse().unwrap());
-    let _ = client.validate_token(request).await;
+    expect_code(client.validate_token(request).await, Code::Unauthenticated);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let found = loop {
         let found = log

@@ -190,7 +190,19 @@ async fn grpc_calls_to_unknown_methods_are_unimplemented() {
         .await
         .unwrap();
     assert_eq!(response.headers().get("grpc-status").unwrap(), "12");
-    let _ = app.channel().await;
+
+    // The same over plain gRPC (HTTP/2), with a real client.
+    let mut grpc = tonic::client::Grpc::new(app.channel().await);
+    grpc.ready().await.unwrap();
+    let result: Result<tonic::Response<()>, _> = grpc
+        .unary(
+            tonic::Request::new(()),
+            http::uri::PathAndQuery::from_static("/grimos.user.v1.NoSuchService/Nope"),
+            tonic_prost::ProstCodec::<(), ()>::default(),
+        )
+        .await;
+    let status = result.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
 }
 
 #[tokio::test]
