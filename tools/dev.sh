@@ -4,7 +4,8 @@
 # Ctrl-C (or SIGTERM) stops both gracefully; if either exits, the other is stopped too.
 #
 # Settings (environment): DEV_DATA_DIR (data/dev), AUTH_LISTEN_ADDR (127.0.0.1:50051),
-# USER_LISTEN_ADDR (127.0.0.1:8080), USER_CORS_ALLOWED_ORIGINS (the web example's origin,
+# USER_LISTEN_ADDR (127.0.0.1:8080; port 0 in either picks a free port, and the address each
+# service listens on is written to DEV_DATA_DIR/auth-service.addr and user-service.addr), USER_CORS_ALLOWED_ORIGINS (the web example's origin,
 # http://127.0.0.1:5173), GRIMOS_ADMIN_EMAILS, RUST_LOG, DEV_PROFILE (debug or release),
 # DEV_SKIP_BUILD (set: use the binaries already built), DEV_BUILD_ONLY (set: build, then exit),
 # and any other service setting, which both processes inherit.
@@ -40,7 +41,6 @@ elif [ -n "${GRIMOS_TLS_CA:-}" ]; then
 else
     scheme=http
 fi
-export AUTH_SERVICE_ADDRESS=${AUTH_SERVICE_ADDRESS:-$scheme://$AUTH_LISTEN_ADDR}
 # Both processes must share the service credential; keep one per data folder.
 if [ -z "${GRIMOS_SERVICE_TOKEN:-}" ]; then
     if [ ! -s "$data/service-token" ]; then
@@ -75,30 +75,47 @@ stop() {
 trap 'stop; exit 130' INT TERM
 trap stop EXIT
 
+# Each service's address as it logs it (`... listening ... addr=HOST:PORT`), written to
+# $data/NAME.addr: with port 0 only the service knows its port, and it keeps the socket it
+# bound (nothing picks a free port and binds it again later, which another process can race).
+rm -f "$data/auth-service.addr" "$data/user-service.addr"
 start() { # name prefix binary
-    local prefix=$2 binary=$3
-    # exec inside the process substitution keeps the service's pid in $! for the signal.
-    "$binary" > >(sed -u "s/^/$prefix/") 2>&1 &
+    local name=$1 prefix=$2 binary=$3
+    # The service's pid is $! (the process substitution only prefixes its lines).
+    "$binary" > >(
+        while IFS= read -r line; do
+            printf '%s%s\n' "$prefix" "$line"
+            if [[ ! -e $data/$name.addr && $line == *listening* && $line =~ addr=([^[:space:]]+) ]]; then
+                printf '%s\n' "${BASH_REMATCH[1]}" >"$data/$name.addr.tmp"
+                mv "$data/$name.addr.tmp" "$data/$name.addr"
+            fi
+        done
+    ) 2>&1 &
     pids+=("$!")
 }
+# The address service NAME (pid PID) listens on, once it does (it logs it after binding).
+address_of() { # name pid
+    local name=$1 pid=$2
+    for _ in $(seq 600); do
+        if [ -s "$data/$name.addr" ]; then
+            cat "$data/$name.addr"
+            return
+        fi
+        kill -0 "$pid" 2>/dev/null || { echo "dev: $name exited before it listened" >&2; return 1; }
+        sleep 0.05
+    done
+    echo "dev: $name did not listen within 30 s" >&2
+    return 1
+}
 
-start auth "$a" "$bin/auth-service"
-# user-service reaches auth-service lazily, but wait for its port so the first requests succeed.
-python3 - "$AUTH_LISTEN_ADDR" <<'PY'
-import socket, sys, time
-host, port = sys.argv[1].rsplit(":", 1)
-deadline = time.monotonic() + 30
-while True:
-    try:
-        socket.create_connection((host, int(port)), timeout=1).close()
-        break
-    except OSError:
-        if time.monotonic() > deadline:
-            sys.exit(f"auth-service did not listen on {sys.argv[1]} within 30 s")
-        time.sleep(0.05)
-PY
-start user "$u" "$bin/user-service"
-echo "dev: user-service $scheme://$USER_LISTEN_ADDR (HTTP/JSON, gRPC, gRPC-Web), auth-service $scheme://$AUTH_LISTEN_ADDR; data in $data; Ctrl-C stops both"
+start auth-service "$a" "$bin/auth-service"
+# user-service reaches auth-service lazily, but wait until it listens so the first requests
+# succeed (and, with port 0, to learn its address).
+auth_addr=$(address_of auth-service "${pids[0]}")
+export AUTH_SERVICE_ADDRESS=${AUTH_SERVICE_ADDRESS:-$scheme://$auth_addr}
+start user-service "$u" "$bin/user-service"
+user_addr=$(address_of user-service "${pids[1]}")
+echo "dev: user-service $scheme://$user_addr (HTTP/JSON, gRPC, gRPC-Web), auth-service $scheme://$auth_addr; data in $data; Ctrl-C stops both"
 # The first process to exit stops the whole system, with its status.
 set +e
 wait -n "${pids[@]}"

@@ -66,8 +66,16 @@ async function handle(request, response) {
 }
 
 // Starts serving on the origin's host and port; resolves to the http.Server once listening.
+// For the origin WEB_ORIGIN with WEB_LISTEN_FD set (tools/with-system.sh), on that descriptor:
+// a socket already listening on the origin's port, kept bound since before user-service
+// started, so no other process can take the port meanwhile.
 export function startServer(origin = process.env.WEB_ORIGIN || "http://127.0.0.1:5173") {
   const { hostname, port } = new URL(origin);
+  const fd = process.env.WEB_LISTEN_FD;
+  const inherited = fd && origin === process.env.WEB_ORIGIN;
+  const where = inherited
+    ? { fd: Number(fd) }
+    : { port: Number(port || 80), host: hostname.replace(/^\[|\]$/g, "") };
   const server = createServer((request, response) => {
     handle(request, response).catch((err) => {
       console.error(`serve: ${request.url}: ${err}`);
@@ -77,7 +85,7 @@ export function startServer(origin = process.env.WEB_ORIGIN || "http://127.0.0.1
   });
   return new Promise((resolvePromise, reject) => {
     server.once("error", reject);
-    server.listen(Number(port || 80), hostname.replace(/^\[|\]$/g, ""), () => {
+    server.listen(where, () => {
       server.off("error", reject);
       resolvePromise(server);
     });

@@ -83,10 +83,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_fixed_user_looks_like_a_real_one() {
-        assert_eq!(USER_ID.len(), 36);
-        let user = user();
-        assert_eq!(user.email, EMAIL);
-        assert_eq!(validate_token_response().permissions.len(), 3);
+    fn the_fixed_user_is_the_services_and_the_harness_bench_user() {
+        // The permissions auth-service's role table grants an ordinary user.
+        assert_eq!(PERMISSIONS, auth_service::roles::permissions(ROLES));
+        assert_eq!(ROLES, [auth_service::roles::USER]);
+        // The user bench/run.py signs up, with the same email and display name.
+        let harness = include_str!("../../../bench/run.py");
+        for line in [
+            format!("BENCH_EMAIL = \"{EMAIL}\""),
+            format!("BENCH_NAME = \"{DISPLAY_NAME}\""),
+        ] {
+            assert!(harness.contains(&line), "bench/run.py lacks {line:?}");
+        }
+        // A UUID v7 in its text form, like user-service's ids.
+        let parts: Vec<usize> = USER_ID.split('-').map(str::len).collect();
+        assert_eq!(parts, [8, 4, 4, 4, 12]);
+        assert!(USER_ID.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+        assert_eq!(USER_ID.as_bytes()[14], b'7', "version 7");
     }
 }

@@ -345,7 +345,9 @@ mod tests {
     }
 
     #[test]
-    fn postgres_urls_are_recognised_and_their_passwords_hidden() {
+    fn server_urls_are_recognised_and_their_passwords_hidden() {
+        // (No `postgres` in the name: that marks the tests that need a server, see
+        // .config/nextest.toml.)
         assert!(is_postgres_url("postgres://u:p@h/db"));
         assert!(is_postgres_url("PostgreSQL://h/db"));
         assert!(!is_postgres_url("sqlite://data/x.db"));

@@ -10,6 +10,8 @@
 //! - [`wire`]: raw HTTP/1.1 and HTTP/2 clients that stall, trickle or starve the server, for
 //!   the tests of its limits;
 //! - [`start_error`]: the error of a start that must fail;
+//! - [`shipped_duration`]: a service's default for a setting, for the tests of the contract's
+//!   bounds at the defaults;
 //! - [`init_logs`]: the services' logs in test output when `TEST_LOG` is set.
 //!
 //! What touches a service's own `Config` or starts its `App` stays in that service's tests.
@@ -38,6 +40,23 @@ pub fn start_error<T, E: std::fmt::Display>(result: Result<T, E>, what: &str) ->
     }
 }
 
+/// The default a service ships for the duration setting `--long` (`"revocation-sync-interval"`),
+/// read from its command line's definition (`<Config as clap::CommandFactory>::command()`), so
+/// that neither the environment nor a test's settings change it.
+#[track_caller]
+pub fn shipped_duration(command: &clap::Command, long: &str) -> std::time::Duration {
+    let arg = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))
+        .unwrap_or_else(|| panic!("no setting --{long}"));
+    let default = arg.get_default_values();
+    let text = default
+        .first()
+        .and_then(|value| value.to_str())
+        .unwrap_or_else(|| panic!("--{long} has no default"));
+    humantime::parse_duration(text).unwrap()
+}
+
 /// Sets up the services' log output when `TEST_LOG` is set (`TEST_LOG=1 cargo test …`).
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
@@ -47,7 +66,24 @@ pub fn init_logs() {
 
 #[cfg(test)]
 mod tests {
-    use super::start_error;
+    use std::time::Duration;
+
+    use super::{shipped_duration, start_error};
+
+    #[test]
+    fn shipped_duration_reads_the_default_of_the_command_line() {
+        let command = clap::Command::new("x")
+            .arg(clap::Arg::new("every").long("every").default_value("2s"))
+            .arg(clap::Arg::new("name").long("name"));
+        assert_eq!(shipped_duration(&command, "every"), Duration::from_secs(2));
+    }
+
+    #[test]
+    #[should_panic(expected = "--name has no default")]
+    fn shipped_duration_panics_without_a_default() {
+        let command = clap::Command::new("x").arg(clap::Arg::new("name").long("name"));
+        shipped_duration(&command, "name");
+    }
 
     #[test]
     fn start_error_is_the_error_text() {

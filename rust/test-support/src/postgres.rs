@@ -1,7 +1,11 @@
 //! A fresh PostgreSQL database per test, on the server named by `GRIMOS_TEST_POSTGRES_URL`
 //! (for example `postgres://grimos:grimos@127.0.0.1:5432/grimos_test`; its role needs
-//! `CREATEDB`). `.ci/run` starts a server and sets it, with `GRIMOS_REQUIRE_POSTGRES=1`, so in
-//! CI these tests always run; elsewhere, without the variable, they say so and pass.
+//! `CREATEDB`).
+//!
+//! A test that needs a server has `postgres` in its path (a `postgres` module, or the word in
+//! its name) and fails without one: it never passes having tested nothing. `just test-rust`
+//! leaves those tests out when the variable is unset, so nextest's summary counts them as
+//! skipped (`.config/nextest.toml`, profile `no-postgres`); `.ci/run` always sets it.
 
 use std::str::FromStr as _;
 
@@ -16,17 +20,14 @@ pub struct PgDatabase {
     name: String,
 }
 
-/// A new, empty database, or `None` when `GRIMOS_TEST_POSTGRES_URL` is unset (panics instead
-/// when `GRIMOS_REQUIRE_POSTGRES` is set, so CI cannot skip these tests by accident).
-pub async fn database() -> Option<PgDatabase> {
-    let Ok(url) = std::env::var("GRIMOS_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("GRIMOS_REQUIRE_POSTGRES").is_none(),
-            "GRIMOS_REQUIRE_POSTGRES is set but GRIMOS_TEST_POSTGRES_URL is not"
-        );
-        eprintln!("skipped: set GRIMOS_TEST_POSTGRES_URL to run the PostgreSQL tests");
-        return None;
-    };
+/// What a test without a server says.
+const NO_SERVER: &str = "GRIMOS_TEST_POSTGRES_URL is unset: this test needs a PostgreSQL server \
+     (export GRIMOS_TEST_POSTGRES_URL=$(tools/test-postgres.sh)); `just test-rust` skips the \
+     PostgreSQL tests without one";
+
+/// A new, empty database; panics when `GRIMOS_TEST_POSTGRES_URL` is unset.
+pub async fn database() -> PgDatabase {
+    let url = std::env::var("GRIMOS_TEST_POSTGRES_URL").expect(NO_SERVER);
     let server = PgConnectOptions::from_str(&url).unwrap_or_else(|error| {
         panic!(
             "GRIMOS_TEST_POSTGRES_URL is not a postgres:// URL ({error}); it starts with {:?}",
@@ -48,11 +49,11 @@ pub async fn database() -> Option<PgDatabase> {
         .split_once('?')
         .map(|(_, q)| format!("?{q}"))
         .unwrap_or_default();
-    Some(PgDatabase {
+    PgDatabase {
         url: format!("{prefix}/{name}{query}"),
         server,
         name,
-    })
+    }
 }
 
 impl PgDatabase {
@@ -145,10 +146,8 @@ mod tests {
 
     #[tokio::test]
     async fn each_database_is_new_usable_and_gone_when_dropped() {
-        let Some(first) = super::database().await else {
-            return;
-        };
-        let second = super::database().await.unwrap();
+        let first = super::database().await;
+        let second = super::database().await;
         assert_ne!(first.url, second.url);
         let mut connection = PgConnection::connect(&first.url).await.unwrap();
         let tables: i64 = sqlx::query_scalar(

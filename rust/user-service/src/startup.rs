@@ -169,7 +169,10 @@ impl App {
         let users = self.users.clone();
         let interval = self.reconcile_interval.max(Duration::from_millis(100));
         let reconciler = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
+            // The first pass one interval after the start, not at it, where it would race
+            // the first requests (and the tests that write unfinished rows themselves).
+            let mut ticker =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;

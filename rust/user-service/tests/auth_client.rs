@@ -265,8 +265,17 @@ async fn failures(client: &AuthClient, token: &str, count: usize) -> usize {
     failed
 }
 
-/// Longer than a health-check round (1 s) and a refused connection's check.
-const PROBE_ROUND: Duration = Duration::from_millis(2500);
+/// Waits until 20 calls in a row succeed: the balancer's health checks (every second) have
+/// caught up with a replica stopping or starting. Fails after 10 s.
+async fn until_calls_succeed(client: &AuthClient, token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while failures(client, token, 20).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "calls still fail 10 s after the change"
+        );
+    }
+}
 
 #[tokio::test]
 async fn a_stopped_replica_leaves_the_rotation_and_returns_when_it_serves_again() {
@@ -281,34 +290,49 @@ async fn a_stopped_replica_leaves_the_rotation_and_returns_when_it_serves_again(
     // b stops: once a health check has seen it, no call goes there (before this client
     // checked health, about a third of the calls failed for as long as b was down).
     b.stop().await;
-    tokio::time::sleep(PROBE_ROUND).await;
+    until_calls_succeed(&client, &login.access_token).await;
     assert_eq!(failures(&client, &login.access_token, 60).await, 0);
 
     // b serves again on its address, and a stops: b is back in rotation and takes every call.
     let b = spawn_auth(dir.path(), b_addr).await;
-    tokio::time::sleep(PROBE_ROUND).await;
     a.stop().await;
-    tokio::time::sleep(PROBE_ROUND).await;
+    until_calls_succeed(&client, &login.access_token).await;
     assert_eq!(failures(&client, &login.access_token, 60).await, 0);
 
     // Both down: every endpoint stays in rotation (none is healthy), so calls fail at once
     // with UNAVAILABLE instead of waiting out the deadline for an endpoint to appear...
     b.stop().await;
-    tokio::time::sleep(PROBE_ROUND).await;
-    let start = Instant::now();
-    let status = client
+    // Once a call has failed, both are down; across the next health-check rounds (every
+    // second) every call keeps failing at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client
         .validate_token(&login.access_token, REQUEST_ID)
         .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert!(
-        start.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        start.elapsed()
-    );
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "calls still succeed with both down"
+        );
+    }
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(2500) {
+        let start = Instant::now();
+        let status = client
+            .validate_token(&login.access_token, REQUEST_ID)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // ... and the first replica back takes every call once a check has seen it.
     let _a = spawn_auth(dir.path(), a_addr).await;
-    tokio::time::sleep(PROBE_ROUND).await;
+    until_calls_succeed(&client, &login.access_token).await;
     assert_eq!(failures(&client, &login.access_token, 60).await, 0);
 }
 

@@ -204,17 +204,22 @@ async fn delete_credential_checks_the_user_id() {
 #[tokio::test]
 async fn a_write_blocked_by_another_writer_is_unavailable_and_then_succeeds() {
     let app = spawn_app().await;
-    // Another process holds auth.db's write lock past the 5 s busy timeout.
+    app.sign_up("bob@example.com").await;
+    // Another process holds auth.db's write lock past the 5 s busy timeout. A sign-up writes
+    // the credential; a login writes its attempt count before it checks the password.
     let lock = grimos_test_support::sqlite::write_lock(&app.dir.path().join("auth.db")).await;
-    let status = expect_code(
-        app.create_credential("u-1", "ada@example.com", PASSWORD)
-            .await,
-        Code::Unavailable,
+    let (created, logged_in) = tokio::join!(
+        app.create_credential("u-1", "ada@example.com", PASSWORD),
+        app.login("bob@example.com", PASSWORD)
     );
+    let status = expect_code(created, Code::Unavailable);
+    assert!(status.message().contains("database"), "{status:?}");
+    let status = expect_code(logged_in, Code::Unavailable);
     assert!(status.message().contains("database"), "{status:?}");
     lock.release().await;
     app.create_credential("u-1", "ada@example.com", PASSWORD)
         .await
         .unwrap();
-    assert!(app.login("ada@example.com", PASSWORD).await.is_ok());
+    app.login("ada@example.com", PASSWORD).await.unwrap();
+    app.login("bob@example.com", PASSWORD).await.unwrap();
 }

@@ -9,6 +9,7 @@ mod expiry;
 mod health;
 mod helpers;
 mod keyfile;
+mod lifetimes;
 mod limits;
 mod login;
 mod operations;

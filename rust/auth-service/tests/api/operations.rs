@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use grimos_proto::auth::v1 as pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
@@ -13,7 +13,9 @@ use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::{PASSWORD, SERVICE_TOKEN, bearer, expect_code, spawn_app, spawn_app_with};
+use crate::helpers::{
+    PASSWORD, SERVICE_TOKEN, bearer, build_error, expect_code, spawn_app, spawn_app_with,
+};
 
 #[tokio::test]
 async fn health_reports_serving_overall_and_for_the_service() {
@@ -113,7 +115,25 @@ async fn in_flight_calls_finish_during_graceful_shutdown() {
             })
             .await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // In flight once its attempt is counted (a login counts before it waits out the slowdown).
+    let url = format!("sqlite://{}", app.dir.path().join("auth.db").display());
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let attempts: Option<i64> =
+            sqlx::query_scalar("SELECT attempts FROM login_attempts WHERE email = ?1")
+                .bind("ada@example.com")
+                .fetch_optional(&db)
+                .await
+                .unwrap();
+        if attempts == Some(3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the third login never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    db.close().await;
+    assert!(!slow.is_finished(), "the login is slowed by 600 ms");
     let addr = app.addr;
     app.stop().await;
     let finished = slow.await.unwrap();
@@ -159,15 +179,21 @@ async fn client_deadlines_are_honoured() {
 
 /// The real binary on a free port, with its data in `dir`, logging at `info`.
 fn start_binary(dir: &std::path::Path) -> (Child, String) {
-    let (child, url, _) = start_binary_logging(dir, "info");
+    let (child, url, _, _) = start_binary_logging(dir, "info");
     (child, url)
 }
 
-/// The real binary, logging at `level`; every stderr line is collected.
+/// The real binary, logging at `level`; every stderr line is collected, by a thread that ends
+/// when the binary's stderr does.
 fn start_binary_logging(
     dir: &std::path::Path,
     level: &str,
-) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+) -> (
+    Child,
+    String,
+    Arc<Mutex<Vec<String>>>,
+    std::thread::JoinHandle<()>,
+) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_auth-service"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -199,16 +225,16 @@ fn start_binary_logging(
     };
     // Keep draining stderr so the child never blocks on a full pipe.
     let sink = log.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
             sink.lock().unwrap().push(line);
         }
     });
-    (child, format!("http://{addr}"), log)
+    (child, format!("http://{addr}"), log, reader)
 }
 
 #[tokio::test]
-async fn the_binary_keeps_committed_writes_across_kill_9_and_stops_on_sigterm() {
+async fn the_binary_keeps_committed_writes_across_kill_9_and_stops_on_sigterm_and_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, url) = start_binary(dir.path());
     let mut client = AuthServiceClient::connect(url).await.unwrap();
@@ -260,12 +286,26 @@ async fn the_binary_keeps_committed_writes_across_kill_9_and_stops_on_sigterm() 
         .unwrap()
         .unwrap();
     assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+
+    // Ctrl-C (SIGINT) is a graceful stop too.
+    let (mut child, url) = start_binary(dir.path());
+    AuthServiceClient::connect(url).await.unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "clean exit on SIGINT: {exit:?}");
 }
 
 #[tokio::test]
 async fn no_password_hash_or_token_reaches_the_logs_even_at_debug() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url, log) = start_binary_logging(dir.path(), "debug");
+    let (mut child, url, log, reader) = start_binary_logging(dir.path(), "debug");
     let mut client = AuthServiceClient::connect(url).await.unwrap();
     let password = "log-canary-password-1";
     let create = pb::CreateCredentialRequest {
@@ -286,7 +326,10 @@ async fn no_password_hash_or_token_reaches_the_logs_even_at_debug() {
         .await
         .unwrap()
         .into_inner();
-    let _ = client.login(login_request("log-canary-wrong")).await;
+    expect_code(
+        client.login(login_request("log-canary-wrong")).await,
+        Code::Unauthenticated,
+    );
     let refreshed = client
         .refresh_token(pb::RefreshTokenRequest {
             refresh_token: login.refresh_token.clone(),
@@ -302,7 +345,10 @@ async fn no_password_hash_or_token_reaches_the_logs_even_at_debug() {
         .unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Every line the binary wrote, up to the end of its stderr, before the scan.
+    tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
 
     let log = log.lock().unwrap().join("\n");
     assert!(log.contains("login"), "the log has content: {log}");
@@ -324,7 +370,7 @@ async fn no_password_hash_or_token_reaches_the_logs_even_at_debug() {
 #[tokio::test]
 async fn the_callers_request_id_is_on_the_log_lines_of_its_call() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url, log) = start_binary_logging(dir.path(), "debug");
+    let (mut child, url, log, _) = start_binary_logging(dir.path(), "debug");
     let mut client = AuthServiceClient::connect(url).await.unwrap();
     let mut request = tonic::Request::new(pb::ValidateTokenRequest {
         access_token: "not-a-token".into(),
@@ -332,7 +378,7 @@ async fn the_callers_request_id_is_on_the_log_lines_of_its_call() {
     request
         .metadata_mut()
         .insert("x-request-id", "req-canary-4242".parse().unwrap());
-    let _ = client.validate_token(request).await;
+    expect_code(client.validate_token(request).await, Code::Unauthenticated);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let found = loop {
         let found = log
@@ -351,5 +397,23 @@ async fn the_callers_request_id_is_on_the_log_lines_of_its_call() {
         found,
         "no log line carries the request id:\n{}",
         log.lock().unwrap().join("\n")
+    );
+}
+
+/// `AUTH_DATABASE_URL` naming a PostgreSQL server that does not answer (needs no server).
+#[tokio::test]
+async fn an_unreachable_server_fails_the_start_quickly_without_the_password() {
+    let start = Instant::now();
+    let error = build_error(|c| {
+        c.database_url = "postgres://grimos:pg-s3cret-pw@127.0.0.1:1/grimos".into();
+    })
+    .await;
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}: {error}");
+    assert!(error.contains("PostgreSQL"), "{error}");
+    assert!(error.contains("127.0.0.1:1"), "{error}");
+    assert!(
+        !error.contains("pg-s3cret-pw"),
+        "the password leaked: {error}"
     );
 }

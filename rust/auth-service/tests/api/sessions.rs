@@ -10,11 +10,11 @@ use tonic::Code;
 use crate::helpers::{PASSWORD, TestApp, expect_code, spawn_app_with, spawn_in};
 use crate::restart::{REPLICA_AGREEMENT, rejected_within};
 
-/// Two replicas sharing one database and key file: SQLite, or PostgreSQL if `postgres` (then
-/// `None` when no server is configured). The database handle must outlive the replicas.
-async fn two_replicas(postgres: bool) -> Option<(TestApp, TestApp, Option<PgDatabase>)> {
+/// Two replicas sharing one database and key file: SQLite, or PostgreSQL if `postgres`. The
+/// database handle must outlive the replicas.
+async fn two_replicas(postgres: bool) -> (TestApp, TestApp, Option<PgDatabase>) {
     let db = if postgres {
-        Some(database().await?)
+        Some(database().await)
     } else {
         None
     };
@@ -28,7 +28,7 @@ async fn two_replicas(postgres: bool) -> Option<(TestApp, TestApp, Option<PgData
     };
     let a = spawn_app_with(on_db(url.clone())).await;
     let b = spawn_in(a.dir.clone(), on_db(url)).await;
-    Some((a, b, db))
+    (a, b, db)
 }
 
 async fn assert_rejected_within_agreement(app: &TestApp, token: &str, what: &str) {
@@ -112,28 +112,24 @@ async fn revoking_a_refresh_token_ends_every_access_token_of_its_session(a: &Tes
 
 #[tokio::test]
 async fn logout_with_an_access_token_ends_its_session_on_sqlite() {
-    let (a, b, _db) = two_replicas(false).await.unwrap();
+    let (a, b, _db) = two_replicas(false).await;
     logout_with_an_access_token_ends_its_session(&a, &b).await;
 }
 
 #[tokio::test]
 async fn logout_with_an_access_token_ends_its_session_on_postgres() {
-    let Some((a, b, _db)) = two_replicas(true).await else {
-        return;
-    };
+    let (a, b, _db) = two_replicas(true).await;
     logout_with_an_access_token_ends_its_session(&a, &b).await;
 }
 
 #[tokio::test]
 async fn revoking_a_refresh_token_ends_every_access_token_of_its_session_on_sqlite() {
-    let (a, b, _db) = two_replicas(false).await.unwrap();
+    let (a, b, _db) = two_replicas(false).await;
     revoking_a_refresh_token_ends_every_access_token_of_its_session(&a, &b).await;
 }
 
 #[tokio::test]
 async fn revoking_a_refresh_token_ends_every_access_token_of_its_session_on_postgres() {
-    let Some((a, b, _db)) = two_replicas(true).await else {
-        return;
-    };
+    let (a, b, _db) = two_replicas(true).await;
     revoking_a_refresh_token_ends_every_access_token_of_its_session(&a, &b).await;
 }

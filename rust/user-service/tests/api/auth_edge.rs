@@ -113,3 +113,114 @@ async fn service_only_rpcs_are_not_exposed() {
     expect_code(delete, Code::Unimplemented);
     assert!(!app.can_log_in("sneaky@example.com").await);
 }
+
+#[tokio::test]
+async fn check_permission_through_user_service_answers_from_the_roles() {
+    let app = spawn_app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    let admin = app.admin().await;
+    let edge = AuthServiceClient::new(app.channel().await);
+    let allowed = |token: &str, permission: &str| {
+        let request = auth_pb::CheckPermissionRequest {
+            access_token: token.into(),
+            permission: permission.into(),
+        };
+        let mut edge = edge.clone();
+        async move {
+            edge.check_permission(request)
+                .await
+                .map(|r| r.into_inner().allowed)
+        }
+    };
+    assert!(allowed(&ada.access_token, "users.read.self").await.unwrap());
+    assert!(!allowed(&ada.access_token, "users.list").await.unwrap());
+    assert!(allowed(&admin.access_token, "users.list").await.unwrap());
+    expect_code(
+        allowed("garbage", "users.read.self").await,
+        Code::Unauthenticated,
+    );
+    expect_code(allowed(&ada.access_token, "").await, Code::InvalidArgument);
+    edge.clone()
+        .revoke_token(auth_pb::RevokeTokenRequest {
+            token: ada.access_token.clone(),
+        })
+        .await
+        .unwrap();
+    expect_code(
+        allowed(&ada.access_token, "users.read.self").await,
+        Code::Unauthenticated,
+    );
+}
+
+#[tokio::test]
+async fn health_answers_per_service_name_and_reflection_speaks_v1alpha() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1alpha;
+
+    let app = spawn_app().await;
+    let mut health = HealthClient::new(app.channel().await);
+    for service in [
+        "",
+        "grimos.user.v1.UserService",
+        "grimos.auth.v1.AuthService",
+    ] {
+        let response = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "nope.Service".into(),
+        })
+        .await;
+    expect_code(unknown, Code::NotFound);
+
+    // grpcurl still speaks v1alpha: list the services, then fetch one's file.
+    let mut alpha =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(app.channel().await);
+    let list = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let file = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "grimos.user.v1.UserService".into(),
+            ),
+        ),
+    };
+    let mut stream = alpha
+        .server_reflection_info(tokio_stream::iter([list, file]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(listed)) =
+        stream.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("not a service list");
+    };
+    let names: Vec<String> = listed.service.into_iter().map(|s| s.name).collect();
+    for name in [
+        "grimos.user.v1.UserService",
+        "grimos.auth.v1.AuthService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    let Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+        stream.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("not a file descriptor");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+}

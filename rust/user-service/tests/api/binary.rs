@@ -3,6 +3,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -10,28 +13,60 @@ use crate::helpers::PASSWORD;
 
 /// Starts `user-service` (with its embedded auth-service) on free ports, data in `dir`.
 fn start(dir: &std::path::Path) -> (Child, String) {
+    let (child, base, _, _) = start_logging(dir, &[("RUST_LOG", "info")]);
+    (child, base)
+}
+
+/// [`start`] with `env` added; every stderr line is collected, by a thread that ends when the
+/// binary's stderr does.
+fn start_logging(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (Child, String, Arc<Mutex<Vec<String>>>, JoinHandle<()>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_user-service"))
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("USER_LISTEN_ADDR", "127.0.0.1:0")
         .env("AUTH_LISTEN_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("the binary logs its address").unwrap();
+        log.lock().unwrap().push(line.clone());
         if line.contains("user-service listening")
             && let Some(rest) = line.split(" addr=").nth(1)
         {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    (child, format!("http://{addr}"))
+    let sink = log.clone();
+    let reader = std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, format!("http://{addr}"), log, reader)
+}
+
+/// Sends `signal` (`"-TERM"`, `"-INT"`) to `child` and waits for it to exit; whether it exited
+/// cleanly.
+async fn stop_with(child: Child, signal: &str) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = child;
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -51,7 +86,7 @@ async fn a_signed_up_user_survives_kill_9_of_the_whole_system() {
     // The default relative sqlite:// URLs put everything under ./data.
     assert!(dir.path().join("data/user.db").exists() && dir.path().join("data/auth.db").exists());
 
-    let (mut child, base) = start(dir.path());
+    let (child, base) = start(dir.path());
     let login: Value = http
         .post(format!("{base}/v1/auth/login"))
         .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
@@ -75,14 +110,139 @@ async fn a_signed_up_user_survives_kill_9_of_the_whole_system() {
         .unwrap();
     assert_eq!(me["user"]["displayName"], "Ada");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = stop_with(child, "-TERM").await;
     assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+}
+
+#[tokio::test]
+async fn an_in_flight_request_finishes_on_sigterm_and_sigint_stops_cleanly_too() {
+    let dir = tempfile::tempdir().unwrap();
+    // Logins slowed by 1 s from the third attempt on; request starts logged (tower-http).
+    let (child, base, log, _) = start_logging(
+        dir.path(),
+        &[
+            ("RUST_LOG", "info,tower_http=debug"),
+            ("AUTH_LOGIN_SLOWDOWN", "1s"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{base}/v1/users"))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD, "displayName": "Ada"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let login = |password: &str, request_id: &str| {
+        http.post(format!("{base}/v1/auth/login"))
+            .header("x-request-id", request_id)
+            .json(&json!({"email": "ada@example.com", "password": password}))
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(login("wrong password", "warm").await.unwrap().status(), 401);
+    }
+    let slow = tokio::spawn(login(PASSWORD, "in-flight-canary"));
+    // In flight once user-service has logged its start.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("in-flight-canary") && l.contains("started processing request"))
+    {
+        assert!(Instant::now() < deadline, "the login never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!slow.is_finished(), "the login is slowed by 1 s");
+    let exit = stop_with(child, "-TERM").await;
+    let finished = slow.await.unwrap().unwrap();
+    assert_eq!(finished.status(), 200, "the in-flight login completed");
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+
+    // Ctrl-C (SIGINT) is a graceful stop too.
+    let (child, base) = start(dir.path());
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let exit = stop_with(child, "-INT").await;
+    assert!(exit.success(), "clean exit on SIGINT: {exit:?}");
+}
+
+#[tokio::test]
+async fn no_password_hash_or_token_reaches_user_services_logs_even_at_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base, log, reader) = start_logging(dir.path(), &[("RUST_LOG", "debug")]);
+    let http = reqwest::Client::new();
+    let password = "log-canary-password-2";
+    let post = |path: &str, body: Value| http.post(format!("{base}{path}")).json(&body).send();
+    let response = post(
+        "/v1/users",
+        json!({"email": "ada@example.com", "password": password, "displayName": "Ada"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 201);
+    let wrong = post(
+        "/v1/auth/login",
+        json!({"email": "ada@example.com", "password": "log-canary-wrong-2"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let login: Value = post(
+        "/v1/auth/login",
+        json!({"email": "ada@example.com", "password": password}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let refreshed: Value = post(
+        "/v1/auth/refresh",
+        json!({"refreshToken": login["refreshToken"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let access = refreshed["accessToken"].as_str().unwrap();
+    let me = http
+        .get(format!("{base}/v1/users/me"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let logout = post("/v1/auth/logout", json!({"token": access}))
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+
+    let log = log.lock().unwrap().join("\n");
+    assert!(log.contains("/v1/auth/login"), "the log has content: {log}");
+    let signature = |jwt: &str| jwt.rsplit('.').next().unwrap().to_owned();
+    for secret in [
+        password.to_owned(),
+        "log-canary-wrong-2".to_owned(),
+        "$argon2id".to_owned(),
+        login["refreshToken"].as_str().unwrap().to_owned(),
+        refreshed["refreshToken"].as_str().unwrap().to_owned(),
+        signature(login["accessToken"].as_str().unwrap()),
+        signature(access),
+    ] {
+        assert!(!log.contains(&secret), "{secret:?} was logged");
+    }
 }

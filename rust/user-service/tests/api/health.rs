@@ -41,16 +41,16 @@ async fn down_and_back(app: &TestApp, db: &PgDatabase) {
 }
 
 #[tokio::test]
-async fn health_follows_the_user_database_down_and_back() {
-    let Some(db) = database().await else { return };
+async fn health_follows_the_user_postgres_database_down_and_back() {
+    let db = database().await;
     let url = db.url.clone();
     let app = spawn_app_with(move |c| c.user_database_url = url).await;
     down_and_back(&app, &db).await;
 }
 
 #[tokio::test]
-async fn health_follows_auth_services_database_down_and_back() {
-    let Some(db) = database().await else { return };
+async fn health_follows_auth_services_postgres_database_down_and_back() {
+    let db = database().await;
     let url = db.url.clone();
     let app = spawn_app_with(move |c| c.auth.database_url = url).await;
     down_and_back(&app, &db).await;

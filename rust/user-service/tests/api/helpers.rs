@@ -274,13 +274,21 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Whether `email` and [`PASSWORD`] can log in at auth-service.
+    /// Whether `email` and [`PASSWORD`] can log in at auth-service: true, or false when it
+    /// refuses the credentials (UNAUTHENTICATED); any other failure (UNAVAILABLE, INTERNAL, ...)
+    /// panics, so that "cannot log in" never passes on a broken auth-service.
     pub async fn can_log_in(&self, email: &str) -> bool {
         let request = auth_pb::LoginRequest {
             email: email.into(),
             password: PASSWORD.into(),
         };
-        self.auth_client().await.login(request).await.is_ok()
+        match self.auth_client().await.login(request).await {
+            Ok(_) => true,
+            Err(status) if status.code() == tonic::Code::Unauthenticated => false,
+            Err(status) => {
+                panic!("login failed for another reason than the credentials: {status:?}")
+            }
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, expect_http_error, spawn_app};
+use crate::helpers::{expect_http_error, spawn_app};
 
 #[tokio::test]
 async fn unknown_paths_are_404_and_wrong_methods_405_with_json_bodies() {
@@ -137,18 +137,68 @@ async fn health_readiness_and_metrics() {
             .status(),
         200
     );
-    app.create_user("ada@example.com", PASSWORD, "Ada")
-        .await
-        .unwrap();
-    let _ = app.http.get(app.url("/v1/users/me")).send().await.unwrap();
+    // What /metrics counts: tests/metrics.rs, a binary of its own (the recorder is global).
     let response = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let text = response.text().await.unwrap();
-    assert!(text.contains("http_requests_total"), "{text}");
-    assert!(text.contains(r#"route="/v1/users/me""#), "{text}");
-    assert!(text.contains("grpc_server_requests_total"), "{text}");
-    assert!(
-        text.contains("auth_client_request_duration_seconds"),
-        "{text}"
-    );
+}
+
+#[tokio::test]
+async fn auth_routes_refuse_bad_input_and_throttled_logins_with_the_right_status() {
+    let app = crate::helpers::spawn_app_with(|c| c.auth.login_max_attempts = 2).await;
+    let ada = app.sign_up("ada@example.com").await;
+    let post = |path: &str, body: &str| {
+        app.http
+            .post(app.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+    };
+
+    // Malformed bodies: 400, for login, refresh and logout alike.
+    for path in ["/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout"] {
+        for body in ["{", r#"{"email": 42}"#, r#"{"unknownField": "x"}"#] {
+            expect_http_error(post(path, body).await.unwrap(), 400, 3).await;
+        }
+    }
+    // Refresh with an empty, a garbage or an access token: 401.
+    for token in [
+        "",
+        "garbage",
+        "grt_not-a-real-one",
+        ada.access_token.as_str(),
+    ] {
+        let body = json!({ "refreshToken": token }).to_string();
+        expect_http_error(post("/v1/auth/refresh", &body).await.unwrap(), 401, 16).await;
+    }
+    // Logout naming an invalid token in the body: 401, even with a valid bearer token.
+    for token in ["garbage", "a.b.c"] {
+        let response = app
+            .http
+            .post(app.url("/v1/auth/logout"))
+            .bearer_auth(&ada.access_token)
+            .json(&json!({ "token": token }))
+            .send()
+            .await
+            .unwrap();
+        expect_http_error(response, 401, 16).await;
+    }
+    let me = app.get_json("/v1/users/me", &ada).await;
+    assert_eq!(me["user"]["id"], ada.user_id.as_str());
+
+    // Throttled: after the limit, even the right password is 429 with a RetryInfo.
+    for _ in 0..2 {
+        let response = app.login("ada@example.com", "wrong password").await;
+        expect_http_error(response, 401, 16).await;
+    }
+    let response = app.login("ada@example.com", crate::helpers::PASSWORD).await;
+    let error = expect_http_error(response, 429, 8).await;
+    let retry = error["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.RetryInfo")
+        .unwrap_or_else(|| panic!("no RetryInfo in {error}"));
+    let delay = retry["retryDelay"].as_str().unwrap();
+    let seconds: f64 = delay.strip_suffix('s').unwrap().parse().unwrap();
+    assert!(seconds > 0.0 && seconds <= 15.0 * 60.0, "{delay}");
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tonic::Code;
 
 use crate::helpers::{
-    PASSWORD, bearer, expect_code, expect_http_error, spawn_app, violated_fields,
+    PASSWORD, TestApp, bearer, expect_code, expect_http_error, spawn_app, violated_fields,
 };
 use grimos_proto::user::v1 as pb;
 
@@ -63,35 +63,75 @@ async fn walking_every_page_sees_each_user_once_in_creation_order() {
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), seen.len());
 }
 
+/// Writes `count` active profiles straight into the app's SQLite file (no credentials: listing
+/// reads profiles only), created before anyone signed up through the API.
+async fn seed_profiles(app: &TestApp, count: u32) {
+    let url = format!("sqlite://{}", app.dir.path().join("user.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO users (id, email, display_name, roles, state, create_time, update_time, lease_until)
+         SELECT printf('seed-%05d', i), printf('seed%d@example.com', i), 'Seeded', 'user', 'active', i, i, NULL
+         FROM n",
+    )
+    .bind(count)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
+
 #[tokio::test]
 async fn page_size_defaults_caps_and_rejects_negatives() {
     let app = spawn_app().await;
     let admin = app.admin().await;
-    for i in 0..55 {
-        app.create_user(&format!("u{i}@example.com"), PASSWORD, "U")
-            .await
-            .unwrap();
-    }
-    let list = |size: &str| {
-        app.authed(Method::GET, &format!("/v1/users?pageSize={size}"), &admin)
-            .send()
+    // More users than the largest page, so that "above 1000 means 1000" can fail.
+    seed_profiles(&app, 1050).await;
+    let list = |size: &str, token: &str| {
+        app.authed(
+            Method::GET,
+            &format!("/v1/users?pageSize={size}&pageToken={token}"),
+            &admin,
+        )
+        .send()
     };
-    let body: Value = list("0").await.unwrap().json().await.unwrap();
-    assert_eq!(body["users"].as_array().unwrap().len(), 50);
+    let users = |body: &Value| body["users"].as_array().unwrap().len();
+    let body: Value = list("0", "").await.unwrap().json().await.unwrap();
+    assert_eq!(users(&body), 50, "0 means 50");
     assert!(!body["nextPageToken"].as_str().unwrap().is_empty());
-    let body: Value = list("5000").await.unwrap().json().await.unwrap();
-    assert_eq!(body["users"].as_array().unwrap().len(), 56);
+    let body: Value = list("5000", "").await.unwrap().json().await.unwrap();
+    assert_eq!(users(&body), 1000, "above 1000 means 1000");
+    let next = body["nextPageToken"].as_str().unwrap().to_owned();
+    assert!(!next.is_empty(), "1051 users do not fit on one page");
+    let body: Value = list("1001", &next).await.unwrap().json().await.unwrap();
+    assert_eq!(users(&body), 51, "the rest, the admin last");
+    assert_eq!(body["users"][50]["id"], admin.user_id.as_str());
     assert!(
         body.get("nextPageToken").is_none_or(|t| t == ""),
         "last page: {}",
         body["nextPageToken"]
     );
-    let error = expect_http_error(list("-1").await.unwrap(), 400, 3).await;
+    let error = expect_http_error(list("-1", "").await.unwrap(), 400, 3).await;
     assert_eq!(
         error["details"][0]["fieldViolations"][0]["field"],
         "page_size"
     );
-    expect_http_error(list("lots").await.unwrap(), 400, 3).await;
+    expect_http_error(list("lots", "").await.unwrap(), 400, 3).await;
+
+    // Over gRPC: a negative size is INVALID_ARGUMENT too.
+    let result = app
+        .grpc
+        .clone()
+        .list_users(bearer(
+            pb::ListUsersRequest {
+                page_size: -1,
+                page_token: String::new(),
+            },
+            &admin.access_token,
+        ))
+        .await;
+    let status = expect_code(result, Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["page_size"]);
 }
 
 #[tokio::test]
@@ -122,13 +162,9 @@ async fn forged_or_tampered_page_tokens_are_invalid_argument() {
     tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
     for token in [
         "garbage",
-        "",
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         &String::from_utf8(tampered).unwrap(),
     ] {
-        if token.is_empty() {
-            continue;
-        }
         let result = app
             .grpc
             .clone()
@@ -153,4 +189,19 @@ async fn forged_or_tampered_page_tokens_are_invalid_argument() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    // Over HTTP a forged token is 400, naming the field.
+    let response = app
+        .authed(
+            Method::GET,
+            "/v1/users?pageToken=garbage&pageSize=1",
+            &admin,
+        )
+        .send()
+        .await
+        .unwrap();
+    let error = expect_http_error(response, 400, 3).await;
+    assert_eq!(
+        error["details"][0]["fieldViolations"][0]["field"],
+        "page_token"
+    );
 }

@@ -1,5 +1,5 @@
 //! The real user-service on PostgreSQL (`USER_DATABASE_URL=postgres://…`), a fresh database
-//! per test from `GRIMOS_TEST_POSTGRES_URL` (each test passes, saying so, when it is unset).
+//! per test from `GRIMOS_TEST_POSTGRES_URL` (each test fails without it; `just test-rust` skips them).
 //! The embedded auth-service keeps its SQLite file in the test's folder.
 
 use std::collections::HashSet;
@@ -56,7 +56,7 @@ async fn rows_in(db: &PgDatabase, state: &str) -> i64 {
 
 #[tokio::test]
 async fn sign_up_read_update_and_delete_are_stored_in_postgres() {
-    let Some(db) = database().await else { return };
+    let db = database().await;
     let app = spawn_on(&db).await;
     assert_eq!(
         app.http
@@ -208,7 +208,11 @@ async fn sign_up_read_update_and_delete_are_stored_in_postgres() {
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(response.status(), 204);
+    assert!(
+        response.bytes().await.unwrap().is_empty(),
+        "204 has no body"
+    );
     let response = app.authed(Method::GET, &path, &admin).send().await.unwrap();
     expect_http_error(response, 404, 5).await;
     let response = app
@@ -229,7 +233,7 @@ async fn sign_up_read_update_and_delete_are_stored_in_postgres() {
 
 #[tokio::test]
 async fn walking_every_page_sees_each_user_once_in_creation_order() {
-    let Some(db) = database().await else { return };
+    let db = database().await;
     let app = spawn_on(&db).await;
     let admin = app.admin().await;
     let mut created = vec![admin.user_id.clone()];
@@ -312,7 +316,7 @@ async fn walking_every_page_sees_each_user_once_in_creation_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_sign_ups_have_one_winner_per_email() {
-    let Some(db) = database().await else { return };
+    let db = database().await;
     let app = spawn_on(&db).await;
     let sign_up = |email: String, i: usize| {
         let mut client = app.grpc.clone();
@@ -354,7 +358,7 @@ async fn concurrent_sign_ups_have_one_winner_per_email() {
 
 #[tokio::test]
 async fn users_and_page_tokens_survive_a_restart_on_the_same_database() {
-    let Some(db) = database().await else { return };
+    let db = database().await;
     let url = db.url.clone();
     let app = spawn_on(&db).await;
     let admin = app.admin().await;
@@ -388,31 +392,8 @@ async fn users_and_page_tokens_survive_a_restart_on_the_same_database() {
 }
 
 #[tokio::test]
-async fn an_unreachable_server_fails_the_start_quickly_without_the_password() {
-    let start = Instant::now();
-    let (postgres, postgresql) = tokio::join!(
-        build_error(|c| {
-            c.user_database_url = "postgres://grimos:s3cret-pw@127.0.0.1:1/grimos".into();
-        }),
-        build_error(|c| {
-            c.user_database_url = "postgresql://grimos:s3cret-pw@127.0.0.1:1/grimos".into();
-        })
-    );
-    assert!(
-        start.elapsed() < Duration::from_secs(15),
-        "{:?}",
-        start.elapsed()
-    );
-    for error in [postgres, postgresql] {
-        assert!(error.contains("USER_DATABASE_URL"), "{error}");
-        assert!(error.contains("grimos:***@127.0.0.1:1/grimos"), "{error}");
-        assert!(!error.contains("s3cret-pw"), "{error}");
-    }
-}
-
-#[tokio::test]
 async fn a_wrong_password_fails_the_start_without_showing_it() {
-    let Some(db) = database().await else { return };
+    let db = database().await;
     let (scheme, rest) = db.url.split_once("://").unwrap();
     let (_, host) = rest.split_once('@').unwrap();
     let url = format!("{scheme}://grimos:not-the-pw-123@{host}");
@@ -457,7 +438,7 @@ async fn interrupted_sign_up(
 
 #[tokio::test]
 async fn interrupted_sign_ups_complete_at_sign_in_or_are_replaced_by_a_retry() {
-    let Some(db) = database().await else { return };
+    let db = database().await;
     let (app, mut auth, _auth_dir) = app_with_known_auth(&db, Duration::from_secs(3600)).await;
     let ada = "0190d0e0-0000-7000-8000-000000000001";
     interrupted_sign_up(&db, &mut auth, ada, "ada@example.com").await;
@@ -508,7 +489,7 @@ async fn interrupted_sign_ups_complete_at_sign_in_or_are_replaced_by_a_retry() {
 
 #[tokio::test]
 async fn the_reconciler_removes_abandoned_sign_ups_and_their_credentials() {
-    let Some(db) = database().await else { return };
+    let db = database().await;
     let (app, mut auth, _auth_dir) = app_with_known_auth(&db, Duration::from_millis(200)).await;
     let id = "0190d0e0-0000-7000-8000-000000000003";
     interrupted_sign_up(&db, &mut auth, id, "carol@example.com").await;
@@ -542,9 +523,7 @@ async fn the_reconciler_removes_abandoned_sign_ups_and_their_credentials() {
 
 #[tokio::test]
 async fn both_services_can_share_one_database_each_in_its_own_schema() {
-    let Some(db) = database().await else {
-        return;
-    };
+    let db = database().await;
     // The embedded auth-service on the same database as user-service.
     let app = spawn_app_with(|c| {
         c.user_database_url = db.url.clone();
@@ -597,7 +576,7 @@ async fn both_services_can_share_one_database_each_in_its_own_schema() {
 
 #[tokio::test]
 async fn connections_the_server_ends_are_replaced_without_a_failed_request() {
-    let Some(db) = database().await else { return };
+    let db = database().await;
     let app = spawn_on(&db).await;
     let ada = app.sign_up("ada@example.com").await;
     let admin = app.admin().await;

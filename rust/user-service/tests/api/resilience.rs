@@ -7,7 +7,9 @@ use prost::Message as _;
 use reqwest::Method;
 use secrecy::SecretString;
 
-use crate::helpers::{PASSWORD, expect_http_error, spawn_app, spawn_app_with, spawn_in};
+use crate::helpers::{
+    PASSWORD, build_error, expect_http_error, spawn_app, spawn_app_with, spawn_in,
+};
 use grimos_proto::user::v1 as pb;
 
 #[tokio::test]
@@ -80,6 +82,14 @@ async fn auth_down_gives_503_within_the_deadline_and_the_service_recovers_by_its
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable);
+    let response = app
+        .http
+        .post(app.url("/v1/users"))
+        .json(&serde_json::json!({"email": "bob@example.com", "password": PASSWORD, "displayName": "Bob"}))
+        .send()
+        .await
+        .unwrap();
+    expect_http_error(response, 503, 14).await;
 
     // auth-service comes back on the same address: no restart of user-service needed.
     let (_, _stop_again, _task) = start_auth(auth_dir.path(), auth_addr).await;
@@ -180,7 +190,19 @@ async fn grpc_calls_to_unknown_methods_are_unimplemented() {
         .await
         .unwrap();
     assert_eq!(response.headers().get("grpc-status").unwrap(), "12");
-    let _ = app.channel().await;
+
+    // The same over plain gRPC (HTTP/2), with a real client.
+    let mut grpc = tonic::client::Grpc::new(app.channel().await);
+    grpc.ready().await.unwrap();
+    let result: Result<tonic::Response<()>, _> = grpc
+        .unary(
+            tonic::Request::new(()),
+            http::uri::PathAndQuery::from_static("/grimos.user.v1.NoSuchService/Nope"),
+            tonic_prost::ProstCodec::<(), ()>::default(),
+        )
+        .await;
+    let status = result.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
 }
 
 #[tokio::test]
@@ -221,4 +243,64 @@ async fn a_write_blocked_by_another_writer_is_503_and_then_succeeds() {
     assert_eq!(response.status(), 200);
     let me = app.get_json("/v1/users/me", &ada).await;
     assert_eq!(me["user"]["displayName"], "Unblocked", "{me}");
+}
+
+/// `USER_DATABASE_URL` naming a PostgreSQL server that does not answer (needs no server).
+#[tokio::test]
+async fn an_unreachable_server_fails_the_start_quickly_without_the_password() {
+    let start = Instant::now();
+    let (postgres, postgresql) = tokio::join!(
+        build_error(|c| {
+            c.user_database_url = "postgres://grimos:s3cret-pw@127.0.0.1:1/grimos".into();
+        }),
+        build_error(|c| {
+            c.user_database_url = "postgresql://grimos:s3cret-pw@127.0.0.1:1/grimos".into();
+        })
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    for error in [postgres, postgresql] {
+        assert!(error.contains("USER_DATABASE_URL"), "{error}");
+        assert!(error.contains("grimos:***@127.0.0.1:1/grimos"), "{error}");
+        assert!(!error.contains("s3cret-pw"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_silent_auth_service_gives_503_within_5_seconds_at_the_shipped_deadline() {
+    use clap::CommandFactory as _;
+    // The contract: while auth-service cannot be reached, a request user-service cannot vouch
+    // for is 503 within 5 s; checked at the deadline user-service ships (2 s), against the
+    // worst kind of outage: an auth-service that accepts connections and never answers.
+    let deadline =
+        grimos_test_support::shipped_duration(&user_service::Config::command(), "auth-deadline");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = listener.local_addr().unwrap();
+    let _held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let app = spawn_app_with(|c| {
+        c.auth_service_address = Some(format!("http://{silent}"));
+        c.auth.service_token = Some(SecretString::from("silent-test-token".to_owned()));
+        c.auth_deadline = deadline;
+    })
+    .await;
+
+    let started = Instant::now();
+    let response = app
+        .http
+        .get(app.url("/v1/users/me"))
+        .bearer_auth("a-token-only-auth-service-could-vouch-for")
+        .send()
+        .await
+        .unwrap();
+    expect_http_error(response, 503, 14).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "503 after {took:?}");
 }

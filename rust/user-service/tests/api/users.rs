@@ -264,3 +264,180 @@ async fn delete_removes_the_profile_and_the_credential() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn get_update_delete_and_list_over_grpc_answer_each_caller_with_the_right_code() {
+    let app = spawn_app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    let bob = app.sign_up("bob@example.com").await;
+    let admin = app.admin().await;
+    let missing = "00000000-0000-0000-0000-000000000000";
+    let grpc = || app.grpc.clone();
+    let get = |id: &str| pb::GetUserRequest { user_id: id.into() };
+    let delete = |id: &str| pb::DeleteUserRequest { user_id: id.into() };
+    let update = |id: &str| pb::UpdateUserRequest {
+        user: Some(pb::User {
+            id: id.into(),
+            display_name: "Renamed".into(),
+            ..Default::default()
+        }),
+        update_mask: Some(FieldMask::new(vec!["display_name"])),
+    };
+    let list = pb::ListUsersRequest {
+        page_size: 10,
+        page_token: String::new(),
+    };
+
+    // GetUser: self and admin read; anonymous 401; an admin asking for a missing id 404.
+    let me = grpc()
+        .get_user(bearer(get(&ada.user_id), &ada.access_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(
+        (me.id.as_str(), me.email.as_str()),
+        (ada.user_id.as_str(), "ada@example.com")
+    );
+    let read = grpc()
+        .get_user(bearer(get(&ada.user_id), &admin.access_token))
+        .await
+        .unwrap();
+    assert_eq!(read.into_inner().user.unwrap(), me);
+    expect_code(
+        grpc().get_user(get(&ada.user_id)).await,
+        Code::Unauthenticated,
+    );
+    expect_code(
+        grpc()
+            .get_user(bearer(get(missing), &admin.access_token))
+            .await,
+        Code::NotFound,
+    );
+
+    // UpdateUser: anonymous 401; another user's profile 403, and it is unchanged.
+    expect_code(
+        grpc().update_user(update(&bob.user_id)).await,
+        Code::Unauthenticated,
+    );
+    expect_code(
+        grpc()
+            .update_user(bearer(update(&bob.user_id), &ada.access_token))
+            .await,
+        Code::PermissionDenied,
+    );
+    let bob_now = grpc()
+        .get_user(bearer(get(&bob.user_id), &bob.access_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(bob_now.display_name, "Test User");
+
+    // ListUsers: only admins.
+    expect_code(
+        grpc()
+            .list_users(bearer(list.clone(), &ada.access_token))
+            .await,
+        Code::PermissionDenied,
+    );
+    let listed = grpc()
+        .list_users(bearer(list, &admin.access_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.users.len(), 3);
+
+    // DeleteUser: anonymous 401, another user's 403, a missing id 404 (admin), then self.
+    expect_code(
+        grpc().delete_user(delete(&ada.user_id)).await,
+        Code::Unauthenticated,
+    );
+    expect_code(
+        grpc()
+            .delete_user(bearer(delete(&bob.user_id), &ada.access_token))
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        grpc()
+            .delete_user(bearer(delete(missing), &admin.access_token))
+            .await,
+        Code::NotFound,
+    );
+    grpc()
+        .delete_user(bearer(delete(&ada.user_id), &ada.access_token))
+        .await
+        .unwrap();
+    assert!(!app.can_log_in("ada@example.com").await);
+    expect_code(
+        grpc()
+            .get_user(bearer(get(&ada.user_id), &admin.access_token))
+            .await,
+        Code::NotFound,
+    );
+    // An admin deletes another user.
+    grpc()
+        .delete_user(bearer(delete(&bob.user_id), &admin.access_token))
+        .await
+        .unwrap();
+    assert!(!app.can_log_in("bob@example.com").await);
+}
+
+#[tokio::test]
+async fn patch_answers_anonymous_missing_and_bad_bodies_with_the_right_status() {
+    let app = spawn_app().await;
+    let ada = app.sign_up("ada@example.com").await;
+    let admin = app.admin().await;
+    let path = format!("/v1/users/{}", ada.user_id);
+
+    let response = app
+        .http
+        .patch(app.url(&path))
+        .json(&json!({"displayName": "Anon"}))
+        .send()
+        .await
+        .unwrap();
+    expect_http_error(response, 401, 16).await;
+    let response = app
+        .authed(
+            Method::PATCH,
+            "/v1/users/00000000-0000-0000-0000-000000000000",
+            &admin,
+        )
+        .json(&json!({"displayName": "Ghost"}))
+        .send()
+        .await
+        .unwrap();
+    expect_http_error(response, 404, 5).await;
+
+    let patch = |body: String| {
+        app.authed(Method::PATCH, &path, &ada)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for body in [
+        "{".to_owned(),
+        "[]".to_owned(),
+        r#"{"displayName": 42}"#.to_owned(),
+        r#"{"displayName": "Ada", "admin": true}"#.to_owned(),
+    ] {
+        expect_http_error(patch(body.clone()).await.unwrap(), 400, 3).await;
+    }
+    let huge = format!(r#"{{"displayName": "{}"}}"#, "x".repeat(70_000));
+    expect_http_error(patch(huge).await.unwrap(), 413, 3).await;
+    for name in ["   ", &"n".repeat(101), "Ada\u{7}", "Ada\nLovelace"] {
+        let body = json!({ "displayName": name }).to_string();
+        let error = expect_http_error(patch(body).await.unwrap(), 400, 3).await;
+        assert_eq!(
+            error["details"][0]["fieldViolations"][0]["field"], "user.display_name",
+            "{name:?}"
+        );
+    }
+    // None of it changed the profile.
+    let me = app.get_json("/v1/users/me", &ada).await;
+    assert_eq!(me["user"]["displayName"], "Test User");
+}

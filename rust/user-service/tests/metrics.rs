@@ -1,0 +1,121 @@
+//! `/metrics`, in a test binary of its own. The Prometheus recorder is global to a process, and
+//! `cargo test` runs all of a binary's tests in one process, so in the `api` binary another
+//! test's traffic could satisfy these assertions; here the only traffic is this test's, and
+//! the counts can be exact.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[allow(dead_code, unused_imports)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use grimos_proto::user::v1 as pb;
+use tonic::Code;
+
+use helpers::{PASSWORD, expect_code, spawn_app};
+
+/// The value of the sample `name{labels}` in Prometheus text `text` (labels in any order;
+/// the sample may have others too), or `None`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+        let (set, value) = rest.split_once("} ")?;
+        let all = labels
+            .iter()
+            .all(|(k, v)| set.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
+        all.then(|| value.trim().parse().unwrap())
+    })
+}
+
+#[tokio::test]
+async fn requests_are_counted_by_route_or_rpc_and_status_and_auth_calls_by_rpc() {
+    let app = spawn_app().await;
+    app.create_user("ada@example.com", PASSWORD, "Ada")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let response = app.http.get(app.url("/v1/users/me")).send().await.unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    for _ in 0..2 {
+        let result = app
+            .grpc
+            .clone()
+            .get_current_user(pb::GetCurrentUserRequest {})
+            .await;
+        expect_code(result, Code::Unauthenticated);
+    }
+    assert_eq!(app.login("ada@example.com", PASSWORD).await.status(), 200);
+
+    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let count = |name, labels: &[(&str, &str)]| sample(&text, name, labels);
+    assert_eq!(
+        count(
+            "http_requests_total",
+            &[
+                ("method", "GET"),
+                ("route", "/v1/users/me"),
+                ("status", "401")
+            ]
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        count(
+            "http_requests_total",
+            &[
+                ("method", "POST"),
+                ("route", "/v1/auth/login"),
+                ("status", "200")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        count(
+            "grpc_server_requests_total",
+            &[
+                ("rpc", "/grimos.user.v1.UserService/GetCurrentUser"),
+                ("code", "16")
+            ]
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        count(
+            "grpc_server_requests_total",
+            &[
+                ("rpc", "/grimos.user.v1.UserService/CreateUser"),
+                ("code", "0")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // The sign-up and the login each called auth-service once.
+    for rpc in ["CreateCredential", "Login"] {
+        assert_eq!(
+            count("auth_client_requests_total", &[("rpc", rpc)]),
+            Some(1.0),
+            "{rpc}: {text}"
+        );
+    }
+    assert!(
+        text.contains("auth_client_request_duration_seconds"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sample_finds_a_sample_by_its_labels() {
+    let text = "# TYPE x counter\nx{a=\"1\",b=\"2\"} 3\nx{a=\"1\",b=\"3\"} 4\n";
+    assert_eq!(sample(text, "x", &[("b", "3"), ("a", "1")]), Some(4.0));
+    assert_eq!(sample(text, "x", &[("a", "1")]), Some(3.0));
+    assert_eq!(sample(text, "x", &[("a", "2")]), None);
+    assert_eq!(sample(text, "y", &[]), None);
+}
