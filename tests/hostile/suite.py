@@ -315,9 +315,9 @@ def table(rows: list[Row], quiet: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def git_commit() -> str:
+def git(*argv: str) -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
     except OSError:
         return ""
 
@@ -427,7 +427,11 @@ def main() -> int:
     suite_row.checks = suite_checks
     failed = [(r, c) for r in [*rows, suite_row] for c in r.checks if not c[1]]
     report = {
-        "commit": git_commit(),
+        "commit": git("rev-parse", "HEAD"),
+        # The services' code under test: the last commit that changed it, and whether the
+        # working tree changes it further.
+        "services_commit": git("log", "-1", "--format=%H %s", "--", "rust", "gen/rust", "Cargo.lock", "Cargo.toml"),
+        "services_modified": bool(git("status", "--porcelain", "--", "rust", "gen/rust", "Cargo.lock", "Cargo.toml")),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "runtime_s": round(runtime, 1),
         # Other work on the machine skews the latencies: compare runs made on a quiet machine.
