@@ -72,6 +72,7 @@ class Row:
     latency: dict[str, Any] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     settle_s: float = 0.0
+    sockets_peak: dict[str, int] = field(default_factory=dict)  # open socket descriptors of each service
 
 
 def log(message: str) -> None:
@@ -219,6 +220,9 @@ def run_phase(system: System, probe: Probe, name: str, attack: Callable[[], dict
             peak = max([s.rss_kib.get(service, 0) for s in samples] + [peak_now.get(service) or 0])
             row.rss_mib[service] = {"before": mib(before.get(service)), "peak": mib(peak), "after": mib(after.get(service))}
         row.latency = latency
+        row.sockets_peak = {
+            service: max([smp.sockets.get(service, 0) for smp in samples], default=0) for service in system.services
+        }
         row.checks = list(outcome.checks)
         row.settle_s = round(settled, 1)
         for service, rss in row.rss_mib.items():
@@ -398,6 +402,7 @@ def main() -> int:
         quiet = probe.stats(quiet_start, time.monotonic())
         quiet["seconds"] = time.monotonic() - quiet_start
         quiet["rss_mib"] = {n: mib(v) for n, v in rss_now(system).items()}
+        quiet["sockets"] = {n: s.sockets() for n, s in system.services.items()}
         log(f"normal client at rest: p50 {quiet['p50_ms']} ms, p99 {quiet['p99_ms']} ms; RSS {quiet['rss_mib']}")
         wanted = set(args.only.split(",")) if args.only else None
         for name, attack in phases(system):
@@ -467,6 +472,7 @@ def main() -> int:
                 "observed": r.outcome.observed if r.outcome else {},
                 "rss_mib": r.rss_mib,
                 "settled_s": r.settle_s,
+                "sockets_peak": r.sockets_peak,
                 "normal_client": r.latency,
                 "checks": [{"check": c[0], "ok": c[1], "detail": c[2]} for c in r.checks],
             }
