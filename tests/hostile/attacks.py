@@ -756,7 +756,8 @@ def idle_pile(user_port: int, auth_port: int, per_port: int = CONNECTION_CAP + 5
                 not still_open and bool(kept) and max(idle_for, default=0) <= IDLE_TIMEOUT + SLACK,
                 f"{len(idle_for)} of {len(kept)} closed"
                 + (f", the last after {max(idle_for):.1f} s idle" if idle_for else "")
-                + (f"; {len(still_open)} still open after {IDLE_TIMEOUT + 10:.0f} s" if still_open else ""),
+                + (f"; {len(still_open)} still open after {IDLE_TIMEOUT + 10:.0f} s" if still_open else "")
+                + (f" ({', '.join(sorted({i.kind for i in still_open}))})" if still_open else ""),
             ),
         ]
         summary = (
@@ -766,7 +767,18 @@ def idle_pile(user_port: int, auth_port: int, per_port: int = CONNECTION_CAP + 5
             + (f" (last {max(idle_for):.1f}s)" if idle_for else "")
             + (f", {len(still_open)} open at {IDLE_TIMEOUT + 10:.0f}s" if still_open else "")
         )
-        out[name] = Outcome(summary, checks, {"answers_by_kind": by_kind, "idle_seconds_to_close": sorted(round(t, 2) for t in idle_for)})
+        open_by_kind: dict[str, int] = {}
+        for i in still_open:
+            open_by_kind[i.kind] = open_by_kind.get(i.kind, 0) + 1
+        out[name] = Outcome(
+            summary,
+            checks,
+            {
+                "answers_by_kind": by_kind,
+                "still_open_by_kind": open_by_kind,
+                "idle_seconds_to_close": spread([round(t, 2) for t in idle_for]),
+            },
+        )
         for i in pile:
             try:
                 i.sock.close()
