@@ -46,7 +46,7 @@ lint:
     buf format --diff --exit-code
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
-    .venv/bin/python -m mypy --strict --no-incremental bench/run.py
+    .venv/bin/python -m mypy --strict --no-incremental bench/run.py tests/hostile
 
 # Fail if proto/ breaks wire, JSON or generated-code compatibility with the released v1 API.
 breaking:
@@ -144,6 +144,10 @@ test-examples-tls:
         echo "== examples/run-python.sh ($USER_SERVICE_URL)"; examples/run-python.sh
         echo "== cargo run -p grimos-example-client ($USER_SERVICE_URL)"
         cargo run -q --locked -p grimos-example-client'
+
+# The hostile-client suite: release build, both services attacked on loopback while a normal client is timed; fails if a limit does not hold (`--no-assert`: measure only). Report in target/hostile/.
+test-hostile *ARGS:
+    .venv/bin/python tests/hostile/suite.py {{ARGS}}
 
 # Benchmark the system on loopback: release build, h2load and wrk; report in target/bench/ (see docs/BENCHMARKS.md).
 bench *ARGS:
