@@ -5,9 +5,10 @@
 //! that is idle between requests over HTTP/2, nor a response the client never takes (an
 //! HTTP/2 window left at zero does not even let hyper poll the body). So every request is
 //! tracked from its arrival until its response body is dropped, and the watchdog checks the
-//! connection every tick: idle past `idle_timeout` → graceful close; a response not taken
-//! within `send_timeout` → closed at once; a graceful close not done within
-//! `request_timeout` → closed at once.
+//! connection every tick: no request at all within `header_read_timeout` → closed; idle past
+//! `idle_timeout` → graceful close (dropped if not done within a second); a response not
+//! taken, or writes blocked, for `send_timeout` → closed at once; a graceful stop not done
+//! within `request_timeout` → closed at once.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -29,6 +30,10 @@ use tower::ServiceExt as _;
 
 use crate::Limits;
 use crate::body::DeadlineBody;
+use crate::linger::WriteStall;
+
+/// How long an idle connection's graceful close may take before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// What every connection of one port shares.
 pub(crate) struct Shared {
@@ -46,6 +51,8 @@ struct Tracker {
 
 #[derive(Default)]
 struct TrackerState {
+    /// When the connection opened; `None` once it has had a request.
+    unused_since: Option<Instant>,
     next_id: u64,
     in_flight: usize,
     /// When the last request in flight ended (or the connection opened).
@@ -58,6 +65,7 @@ impl Tracker {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(TrackerState {
+                unused_since: Some(Instant::now()),
                 idle_since: Some(Instant::now()),
                 ..TrackerState::default()
             }),
@@ -73,6 +81,7 @@ impl Tracker {
         let mut state = self.lock();
         state.next_id += 1;
         state.in_flight += 1;
+        state.unused_since = None;
         state.idle_since = None;
         RequestGuard {
             tracker: self.clone(),
@@ -84,6 +93,14 @@ impl Tracker {
     fn idle_for(&self, now: Instant) -> Duration {
         self.lock()
             .idle_since
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
+    }
+
+    /// How long the connection has been open without ever having a request (zero once it
+    /// has had one).
+    fn never_used_for(&self, now: Instant) -> Duration {
+        self.lock()
+            .unused_since
             .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
     }
 
@@ -180,14 +197,22 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 /// How often a connection's watchdog looks: a fraction of the shortest bound it enforces, so
 /// that short test settings are honoured too, but at most once a second.
 fn tick(limits: &Limits) -> Duration {
-    (limits.idle_timeout.min(limits.send_timeout) / 4)
-        .clamp(Duration::from_millis(10), Duration::from_secs(1))
+    (limits
+        .idle_timeout
+        .min(limits.send_timeout)
+        .min(limits.header_read_timeout)
+        / 4)
+    .clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 /// Serves one (already TLS-terminated) connection until it ends, the watchdog ends it, or
 /// the server stops (`stop`) and its requests have finished.
-pub(crate) async fn serve<I>(io: I, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
-where
+pub(crate) async fn serve<I>(
+    io: I,
+    stall: Arc<WriteStall>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let tracker = Tracker::new();
@@ -231,13 +256,20 @@ where
                         closed(shared.name, "close_timeout");
                         return;
                     }
-                } else if tracker.oldest_send(now) >= limits.send_timeout {
+                } else if tracker.oldest_send(now) >= limits.send_timeout
+                    || stall.blocked_for(now) >= limits.send_timeout
+                {
                     closed(shared.name, "send_timeout");
+                    return;
+                } else if tracker.never_used_for(now) >= limits.header_read_timeout {
+                    // Connected, but no request (not even an HTTP/2 preface) in time.
+                    closed(shared.name, "header_timeout");
                     return;
                 } else if tracker.idle_for(now) >= limits.idle_timeout {
                     closed(shared.name, "idle");
                     connection.as_mut().graceful_shutdown();
-                    closing = Some(now + limits.request_timeout);
+                    // Nothing is in flight: the close needs only the GOAWAY to be sent.
+                    closing = Some(now + IDLE_CLOSE_GRACE);
                 }
             }
         }

@@ -40,7 +40,7 @@ pub use limits::Limits;
 pub use linger::{LINGER_BYTES, LINGER_QUIET, LINGER_TIME};
 
 use connection::Shared;
-use linger::{Lingering, Slot};
+use linger::{Lingering, Slot, WriteStall};
 
 /// HTTP/2 flow-control window per stream: twice the largest request message (64 KiB), so a
 /// client cannot make the server buffer more per stream than a request can be.
@@ -137,9 +137,11 @@ impl Server {
                 overload.answer(tcp, tls.is_some());
                 continue;
             };
-            let tcp = Lingering::new(tcp, Slot::new(permit, self.name));
+            let stall = WriteStall::new();
+            let tcp = Lingering::new(tcp, Slot::new(permit, self.name), stall.clone());
             connections.spawn(connection(
                 tcp,
+                stall,
                 peer,
                 tls.clone(),
                 shared.clone(),
@@ -194,17 +196,18 @@ impl Server {
 /// One accepted connection: the TLS handshake (bounded by the header timeout), then hyper.
 async fn connection(
     tcp: Lingering,
+    stall: Arc<WriteStall>,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     stopping: watch::Receiver<bool>,
 ) {
     match tls {
-        None => connection::serve(TokioIo::new(tcp), shared, stopping).await,
+        None => connection::serve(TokioIo::new(tcp), stall, shared, stopping).await,
         Some(acceptor) => {
             let handshake = acceptor.accept(tcp);
             match tokio::time::timeout(shared.limits.header_read_timeout, handshake).await {
-                Ok(Ok(tls)) => connection::serve(TokioIo::new(tls), shared, stopping).await,
+                Ok(Ok(tls)) => connection::serve(TokioIo::new(tls), stall, shared, stopping).await,
                 Ok(Err(error)) => {
                     connection::closed(shared.name, "tls_handshake");
                     tracing::debug!(%peer, %error, "TLS handshake failed");

@@ -11,6 +11,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -49,16 +51,72 @@ impl Drop for Slot {
     }
 }
 
-/// A TCP connection that lingers when dropped (see the module documentation).
+/// Since when writes to a connection have been blocked (the peer does not read), for the
+/// connection's watchdog: a client that stops reading while the server has something to send
+/// (answers to its own PING or SETTINGS flood, say) holds the connection without any request
+/// in flight.
+#[derive(Debug)]
+pub struct WriteStall {
+    opened: Instant,
+    /// Milliseconds from `opened` to when writes became blocked, plus one; 0 when they are not.
+    since: AtomicU64,
+}
+
+impl WriteStall {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            opened: Instant::now(),
+            since: AtomicU64::new(0),
+        })
+    }
+
+    fn blocked(&self) {
+        if self.since.load(Ordering::Relaxed) == 0 {
+            let millis = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.since
+                .store(millis.saturating_add(1), Ordering::Relaxed);
+        }
+    }
+
+    fn wrote(&self) {
+        self.since.store(0, Ordering::Relaxed);
+    }
+
+    /// How long writes have been blocked at `now` (zero when they are not).
+    pub(crate) fn blocked_for(&self, now: Instant) -> Duration {
+        match self.since.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            since => {
+                let at = self.opened + Duration::from_millis(since - 1);
+                now.saturating_duration_since(at)
+            }
+        }
+    }
+
+    /// Records the outcome of a write: blocked while `poll` is pending.
+    fn record<T>(&self, poll: Poll<T>) -> Poll<T> {
+        if poll.is_pending() {
+            self.blocked();
+        } else {
+            self.wrote();
+        }
+        poll
+    }
+}
+
+/// A TCP connection that lingers when dropped (see the module documentation) and records when
+/// its writes are blocked.
 pub struct Lingering {
     inner: Option<(TcpStream, Slot)>,
+    stall: Arc<WriteStall>,
 }
 
 impl Lingering {
     /// Wraps `tcp`, which holds `slot` until it has finished closing.
-    pub fn new(tcp: TcpStream, slot: Slot) -> Self {
+    pub fn new(tcp: TcpStream, slot: Slot, stall: Arc<WriteStall>) -> Self {
         Self {
             inner: Some((tcp, slot)),
+            stall,
         }
     }
 
@@ -119,7 +177,8 @@ impl AsyncWrite for Lingering {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(self.tcp()?).poll_write(cx, buf)
+        let poll = Pin::new(self.tcp()?).poll_write(cx, buf);
+        self.stall.record(poll)
     }
 
     fn poll_write_vectored(
@@ -127,7 +186,8 @@ impl AsyncWrite for Lingering {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(self.tcp()?).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(self.tcp()?).poll_write_vectored(cx, bufs);
+        self.stall.record(poll)
     }
 
     fn is_write_vectored(&self) -> bool {

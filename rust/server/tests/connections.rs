@@ -1,0 +1,111 @@
+//! The connection watchdog against clients that hold a connection without using it, on a
+//! bare `Server` with a one-route router: a client that connects and sends nothing (not even
+//! the HTTP/2 preface), and one that floods PINGs without reading the answers, so that the
+//! server's writes block.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use grimos_server::{Limits, Server};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpSocket};
+
+const SHORT: Duration = Duration::from_millis(300);
+const WITHIN: Duration = Duration::from_secs(5);
+
+async fn serve(limits: Limits, http2_only: bool) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    let mut server = Server::new("test", limits);
+    if http2_only {
+        server = server.http2_only();
+    }
+    tokio::spawn(server.serve(listener, router, std::future::pending()));
+    addr
+}
+
+/// Whether the server ends the connection within `within` (what it sends is discarded).
+async fn ended_within(tcp: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buffer = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match tcp.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn a_connection_that_never_sends_a_request_is_closed_at_the_header_read_timeout() {
+    for http2_only in [false, true] {
+        let limits = Limits {
+            header_read_timeout: SHORT,
+            ..Limits::default()
+        };
+        let addr = serve(limits, http2_only).await;
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(
+            ended_within(&mut tcp, WITHIN).await,
+            "http2_only: {http2_only}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_floods_pings_and_reads_nothing_is_cut_off_at_the_send_timeout() {
+    let limits = Limits {
+        send_timeout: SHORT,
+        ..Limits::default()
+    };
+    let addr = serve(limits, true).await;
+    let socket = TcpSocket::new_v4().unwrap();
+    // A small receive buffer, so that the server's PING answers fill it soon.
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    let mut flood = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // An empty SETTINGS frame, then PING frames (type 6, length 8, stream 0).
+    flood.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+    let batch: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 1000)
+        .collect();
+    tcp.write_all(&flood).await.unwrap();
+    let started = std::time::Instant::now();
+    // Write until the server stops reading (its writes are blocked), or it closes.
+    loop {
+        let written = tokio::time::timeout(Duration::from_millis(500), tcp.write_all(&batch)).await;
+        match written {
+            Ok(Ok(())) => {
+                assert!(
+                    started.elapsed() < WITHIN,
+                    "the server never stopped reading"
+                );
+            }
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    // Whatever the client does now, the connection is ended: writes fail.
+    let ended = tokio::time::timeout(WITHIN, async {
+        loop {
+            if tcp.write_all(&ping).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the server still holds a connection it cannot write to"
+    );
+}
