@@ -174,7 +174,52 @@ bench-quick-postgres *ARGS:
     .venv/bin/python bench/run.py --quick --postgres "$GRIMOS_TEST_POSTGRES_URL" {{ARGS}}
 
 # Everything CI runs, in order.
-ci: setup check-generated lint breaking test bench-quick bench-quick-postgres
+ci:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # Each stage is timed; the light, independent Python/TypeScript stages run side by side.
+    # Every load, fault and fuzz stage is bounded in time by its own recipe.
+    times=()
+    stage() {
+        local name=$1 start=$SECONDS
+        shift
+        echo "== ci: $name"
+        if ! "$@"; then
+            echo "== ci: $name FAILED after $((SECONDS - start)) s" >&2
+            exit 1
+        fi
+        times+=("$(printf '%-36s %5d s' "$name" $((SECONDS - start)))")
+    }
+    together() {
+        local start=$SECONDS pids=() names=() logs=() failed=0
+        for name in "$@"; do
+            local log
+            log=$(mktemp)
+            just "$name" >"$log" 2>&1 &
+            pids+=($!) names+=("$name") logs+=("$log")
+        done
+        for i in "${!pids[@]}"; do
+            if ! wait "${pids[$i]}"; then failed=1; echo "== ci: ${names[$i]} FAILED" >&2; fi
+            echo "== ci: ${names[$i]} (output)"; cat "${logs[$i]}"; rm -f "${logs[$i]}"
+        done
+        [ $failed -eq 0 ] || exit 1
+        times+=("$(printf '%-36s %5d s' "$* (together)" $((SECONDS - start)))")
+    }
+    total=$SECONDS
+    stage setup just setup
+    stage check-generated just check-generated
+    stage lint just lint
+    stage breaking just breaking
+    stage test-rust just test-rust
+    together test-clients test-gates
+    stage test-examples just test-examples
+    stage test-examples-tls just test-examples-tls
+    stage bench-quick just bench-quick
+    stage bench-quick-postgres just bench-quick-postgres
+    stage test-hostile just test-hostile
+    echo "== ci: stage times"
+    printf '   %s\n' "${times[@]}"
+    printf '   %-36s %5d s\n' total $((SECONDS - total))
 
 # Run the system: user-service on 127.0.0.1:8080 with an embedded auth-service (data in ./data).
 run:

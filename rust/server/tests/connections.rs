@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use grimos_server::{Limits, Server};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use grimos_test_support::wire;
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpSocket};
 
 const SHORT: Duration = Duration::from_millis(300);
@@ -27,21 +28,6 @@ async fn serve(limits: Limits, http2_only: bool) -> SocketAddr {
     addr
 }
 
-/// Whether the server ends the connection within `within` (what it sends is discarded).
-async fn ended_within(tcp: &mut tokio::net::TcpStream, within: Duration) -> bool {
-    let mut buffer = [0u8; 1024];
-    tokio::time::timeout(within, async {
-        loop {
-            match tcp.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
-}
-
 #[tokio::test]
 async fn a_connection_that_never_sends_a_request_is_closed_at_the_header_read_timeout() {
     for http2_only in [false, true] {
@@ -52,7 +38,7 @@ async fn a_connection_that_never_sends_a_request_is_closed_at_the_header_read_ti
         let addr = serve(limits, http2_only).await;
         let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         assert!(
-            ended_within(&mut tcp, WITHIN).await,
+            wire::closed_within(&mut tcp, WITHIN).await,
             "http2_only: {http2_only}"
         );
     }

@@ -22,18 +22,9 @@ async fn fresh_token(app: &TestApp) -> (String, SystemTime) {
     (login.access_token, exp)
 }
 
+/// CheckPermission of a permission every user holds.
 async fn check(app: &TestApp, access_token: &str) -> Result<bool, Status> {
-    let request = pb::CheckPermissionRequest {
-        access_token: access_token.into(),
-        permission: "users.read.self".into(),
-    };
-    Ok(app
-        .client
-        .clone()
-        .check_permission(request)
-        .await?
-        .into_inner()
-        .allowed)
+    crate::tokens::check(app, access_token, "users.read.self").await
 }
 
 #[tokio::test]
