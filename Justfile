@@ -158,7 +158,15 @@ fuzz-setup:
         cargo install --locked --quiet --root .venv cargo-fuzz@{{cargo_fuzz_version}}
     fi
     rustc +nightly --version
-    cargo fetch --locked --quiet --manifest-path fuzz/Cargo.toml
+    if ! cargo fetch --locked --quiet --manifest-path fuzz/Cargo.toml; then
+        echo "fuzz/Cargo.lock is stale (a service's dependencies changed): run 'just fuzz-lock' and commit it" >&2
+        exit 1
+    fi
+
+# Rewrite fuzz/Cargo.lock from the workspace's Cargo.lock (same versions), plus libFuzzer's crates.
+fuzz-lock:
+    cp Cargo.lock fuzz/Cargo.lock
+    cargo metadata --quiet --format-version 1 --manifest-path fuzz/Cargo.toml > /dev/null
 
 # Build every fuzz target and run each from its seeds for SECONDS (and at most 2M inputs); CI's bounded run.
 fuzz-ci SECONDS="10":
