@@ -221,6 +221,71 @@ ci:
     printf '   %s\n' "${times[@]}"
     printf '   %-36s %5d s\n' total $((SECONDS - total))
 
+# The cargo-fuzz targets in fuzz/ (see fuzz/README.md), built on the nightly toolchain.
+fuzz_targets := "json_body page_token field_mask access_token auth_address key_file"
+cargo_fuzz_version := "0.13.2"
+
+# Install the pinned cargo-fuzz into ./.venv/bin (unless it is there) and check the fuzz lockfile.
+fuzz-setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ "$(cargo-fuzz --version 2>/dev/null)" != "cargo-fuzz {{cargo_fuzz_version}}" ]; then
+        cargo install --locked --quiet --root .venv cargo-fuzz@{{cargo_fuzz_version}}
+    fi
+    rustc +nightly --version
+    if ! cargo fetch --locked --quiet --manifest-path fuzz/Cargo.toml; then
+        echo "fuzz/Cargo.lock is stale (a service's dependencies changed): run 'just fuzz-lock' and commit it" >&2
+        exit 1
+    fi
+
+# Rewrite fuzz/Cargo.lock from the workspace's Cargo.lock (same versions), plus libFuzzer's crates.
+fuzz-lock:
+    cp Cargo.lock fuzz/Cargo.lock
+    cargo metadata --quiet --format-version 1 --manifest-path fuzz/Cargo.toml > /dev/null
+
+# Build every fuzz target and run each from its seeds for SECONDS (and at most 2M inputs); CI's bounded run.
+fuzz-ci SECONDS="10":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    start=$(date +%s)
+    just fuzz-setup
+    setup=$(date +%s)
+    echo "fuzz-ci: cargo-fuzz ready in $((setup - start)) s"
+    cargo +nightly fuzz build --sanitizer none
+    built=$(date +%s)
+    echo "fuzz-ci: targets built in $((built - setup)) s"
+    for target in {{fuzz_targets}}; do
+        just _fuzz-run "$target" {{SECONDS}} -runs=2000000
+    done
+    echo "fuzz-ci: {{fuzz_targets}} ran {{SECONDS}} s each; $(( $(date +%s) - start )) s in all (setup $((setup - start)) s, build $((built - setup)) s)"
+
+# Fuzz TARGET for SECONDS (default 5 minutes), or every target in turn with TARGET=all; new inputs go to fuzz/corpus/.
+fuzz TARGET="all" SECONDS="300": fuzz-setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    targets="{{TARGET}}"
+    [ "$targets" = all ] && targets="{{fuzz_targets}}"
+    for target in $targets; do
+        just _fuzz-run "$target" {{SECONDS}}
+    done
+
+# One target for SECONDS from fuzz/corpus/TARGET (what it found before) and its committed seeds.
+_fuzz-run TARGET SECONDS *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    case " {{fuzz_targets}} " in *" {{TARGET}} "*) ;; *) echo "no fuzz target {{TARGET}}; the targets: {{fuzz_targets}}" >&2; exit 2;; esac
+    mkdir -p fuzz/corpus/{{TARGET}} fuzz/target
+    log=fuzz/target/{{TARGET}}.log
+    start=$(date +%s)
+    if ! cargo +nightly fuzz run --sanitizer none {{TARGET}} fuzz/corpus/{{TARGET}} fuzz/seeds/{{TARGET}} -- \
+        -max_total_time={{SECONDS}} -timeout=10 -print_final_stats=1 {{ARGS}} > "$log" 2>&1; then
+        tail -n 60 "$log" >&2
+        echo "fuzz: {{TARGET}} FAILED; the input is in fuzz/artifacts/{{TARGET}}/ (replay it with 'cargo +nightly fuzz run --sanitizer none {{TARGET}} FILE')" >&2
+        exit 1
+    fi
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    echo "fuzz: {{TARGET}}: ${runs:-?} inputs in $(( $(date +%s) - start )) s, no failure"
+
 # Run the system: user-service on 127.0.0.1:8080 with an embedded auth-service (data in ./data).
 run:
     cargo run --locked -p user-service

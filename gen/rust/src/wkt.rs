@@ -236,8 +236,14 @@ fn camel_to_snake(path: &str) -> Result<String, FieldMaskError> {
 }
 
 /// `display_name` → `displayName`. A path with an upper-case letter, or an underscore not
-/// followed by a lower-case letter, would not survive the round trip and is rejected.
+/// followed by a lower-case letter, would not survive the round trip and is rejected; so is
+/// one that would read back as something else (empty, with an empty segment, or a comma).
 fn snake_to_camel(path: &str) -> Result<String, FieldMaskError> {
+    if path.is_empty() || path.split('.').any(str::is_empty) || path.contains(',') {
+        return Err(FieldMaskError(format!(
+            "field mask path {path:?} is empty, has an empty segment or a comma"
+        )));
+    }
     let mut out = String::with_capacity(path.len());
     let mut chars = path.chars();
     while let Some(c) = chars.next() {
@@ -353,5 +359,16 @@ mod tests {
         assert!(serde_json::from_str::<FieldMask>(r#""a,,b""#).is_err());
         assert!(serde_json::to_string(&FieldMask::new(["Bad"])).is_err());
         assert!(serde_json::to_string(&FieldMask::new(["a__b"])).is_err());
+    }
+
+    #[test]
+    fn paths_that_would_read_back_differently_are_not_written() {
+        for path in ["", "a,b", "a..b", ".a", "a."] {
+            assert!(
+                FieldMask::new([path]).to_json_string().is_err(),
+                "{path:?} was written"
+            );
+        }
+        assert!(FieldMask::new(["a", ""]).to_json_string().is_err());
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod page_token;
 pub mod service;
 pub mod startup;
 pub mod store;

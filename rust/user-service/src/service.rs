@@ -21,27 +21,22 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use grimos_proto::auth::v1 as auth_pb;
 use grimos_proto::user::v1 as pb;
 use grimos_proto::wkt::{FieldMask, Timestamp};
-use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 use tonic::Code;
 use tonic_types::FieldViolation;
 
 use crate::auth_client::AuthClient;
 use crate::error::{Error, Result};
+use crate::page_token::PageTokens;
 use crate::store::{Profile, Reservation, State, UserStore};
 
 /// Page size when the request says 0.
 const DEFAULT_PAGE_SIZE: i32 = 50;
 /// The largest page served.
 const MAX_PAGE_SIZE: i32 = 1000;
-/// Bytes of HMAC kept in a page token.
-const PAGE_MAC_BYTES: usize = 16;
 
 /// Who is calling, as auth-service vouched for their access token.
 #[derive(Debug, Clone)]
@@ -71,7 +66,7 @@ impl Caller {
 pub struct Users {
     store: Arc<dyn UserStore>,
     auth: AuthClient,
-    page_mac: Hmac<Sha256>,
+    page_tokens: PageTokens,
     lease: Duration,
 }
 
@@ -101,16 +96,45 @@ impl From<Profile> for pb::User {
     }
 }
 
+/// The update-mask rules of `UpdateUser`: the display name an update of `user` with `mask`
+/// stores, or every field violation that refuses it. The mask must name at least one field,
+/// `display_name` is the only updatable one, and the new name must pass the input rules.
+pub fn updated_display_name(user: &pb::User, mask: Option<&FieldMask>) -> Result<String> {
+    let paths = mask.map(|m| m.paths.as_slice()).unwrap_or_default();
+    if paths.is_empty() {
+        return Err(Error::invalid(
+            "update_mask",
+            "update_mask must name at least one field",
+        ));
+    }
+    let mut violations: Vec<FieldViolation> = paths
+        .iter()
+        .filter(|path| path.as_str() != "display_name")
+        .map(|path| {
+            FieldViolation::new(
+                "update_mask",
+                format!("{path:?} cannot be updated; the updatable field is display_name"),
+            )
+        })
+        .collect();
+    let display_name = grimos_common::validate::display_name(&user.display_name)
+        .map_err(|reason| violations.push(FieldViolation::new("user.display_name", reason)))
+        .ok();
+    display_name
+        .filter(|_| violations.is_empty())
+        .ok_or(Error::InvalidArgument(violations))
+}
+
 impl Users {
     /// Assembles the service; `lease` bounds how long a sign-up owns its pending row.
     pub async fn new(store: Arc<dyn UserStore>, auth: AuthClient, lease: Duration) -> Result<Self> {
         let page_key = store.page_key().await?;
-        let page_mac = <Hmac<Sha256> as Mac>::new_from_slice(&page_key)
+        let page_tokens = PageTokens::new(&page_key)
             .map_err(|e| Error::Internal(anyhow::anyhow!("page token key: {e}")))?;
         Ok(Self {
             store,
             auth,
-            page_mac,
+            page_tokens,
             lease,
         })
     }
@@ -330,29 +354,7 @@ impl Users {
                 "you may only update your own profile",
             ));
         }
-        let paths = mask.map(|m| m.paths).unwrap_or_default();
-        if paths.is_empty() {
-            return Err(Error::invalid(
-                "update_mask",
-                "update_mask must name at least one field",
-            ));
-        }
-        let mut violations: Vec<FieldViolation> = paths
-            .iter()
-            .filter(|path| path.as_str() != "display_name")
-            .map(|path| {
-                FieldViolation::new(
-                    "update_mask",
-                    format!("{path:?} cannot be updated; the updatable field is display_name"),
-                )
-            })
-            .collect();
-        let display_name = grimos_common::validate::display_name(&user.display_name)
-            .map_err(|reason| violations.push(FieldViolation::new("user.display_name", reason)))
-            .ok();
-        let Some(display_name) = display_name.filter(|_| violations.is_empty()) else {
-            return Err(Error::InvalidArgument(violations));
-        };
+        let display_name = updated_display_name(&user, mask.as_ref())?;
         self.visible(&user.id, caller)
             .await?
             .ok_or(Error::NotFound)?;
@@ -424,7 +426,7 @@ impl Users {
         let after = if page_token.is_empty() {
             None
         } else {
-            Some(self.decode_page_token(page_token).ok_or_else(|| {
+            Some(self.page_tokens.decode(page_token).ok_or_else(|| {
                 Error::invalid("page_token", "page_token is not one this service issued")
             })?)
         };
@@ -433,35 +435,12 @@ impl Users {
             users.truncate(usize::try_from(size).unwrap_or(0));
             users
                 .last()
-                .map(|last| self.encode_page_token(last.create_time, &last.id))
+                .map(|last| self.page_tokens.encode(last.create_time, &last.id))
                 .unwrap_or_default()
         } else {
             String::new()
         };
         Ok((users, next))
-    }
-
-    fn encode_page_token(&self, create_time: i64, id: &str) -> String {
-        let mut payload = create_time.to_be_bytes().to_vec();
-        payload.extend_from_slice(id.as_bytes());
-        let mut mac = self.page_mac.clone();
-        mac.update(&payload);
-        payload.extend_from_slice(&mac.finalize().into_bytes()[..PAGE_MAC_BYTES]);
-        URL_SAFE_NO_PAD.encode(payload)
-    }
-
-    fn decode_page_token(&self, token: &str) -> Option<(i64, String)> {
-        let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
-        if bytes.len() <= 8 + PAGE_MAC_BYTES {
-            return None;
-        }
-        let (payload, tag) = bytes.split_at(bytes.len() - PAGE_MAC_BYTES);
-        let mut mac = self.page_mac.clone();
-        mac.update(payload);
-        mac.verify_truncated_left(tag).ok()?;
-        let (time, id) = payload.split_at(8);
-        let create_time = i64::from_be_bytes(time.try_into().ok()?);
-        Some((create_time, String::from_utf8(id.to_vec()).ok()?))
     }
 
     /// Finishes what crashes and outages interrupted: abandoned sign-ups and deletions.

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use grimos_proto::auth::v1 as pb;
 use grimos_test_support::clock::wait_until;
 use tonic::{Code, Status};
 
