@@ -465,6 +465,26 @@ mod tests {
         (db, Arc::new(store))
     }
 
+    /// Waits (at most 5 s) until some session of this database waits for a lock another one
+    /// holds: the condition, as the server sees it, that a test of blocking is about.
+    async fn until_a_session_waits_for_a_lock(store: &PostgresStore) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let waiting: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                 WHERE NOT l.granted AND a.datname = current_database())",
+            )
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+            if waiting {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "nothing waits for a lock");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     fn credential(user_id: &str, email: &str) -> Credential {
         Credential {
             user_id: user_id.into(),
@@ -544,7 +564,7 @@ mod tests {
             let store = store.clone();
             async move { store.create_session(&session("s1", "u1"), b"t1").await }
         });
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        until_a_session_waits_for_a_lock(&store).await;
         assert!(!login.is_finished(), "the login waits for the deletion");
         deleting.commit().await.unwrap();
         assert!(matches!(
@@ -704,7 +724,7 @@ mod tests {
             let store = store.clone();
             async move { store.insert_revocation(&revocation("b")).await }
         });
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        until_a_session_waits_for_a_lock(&store).await;
         assert!(!second.is_finished(), "the second insert waits");
         assert!(store.revocations_after(0).await.unwrap().is_empty());
         first.commit().await.unwrap();
