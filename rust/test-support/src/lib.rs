@@ -6,6 +6,7 @@
 //! - [`grpc`]: small helpers for calls and their statuses (bearer metadata, expected codes,
 //!   `BadRequest` field violations, a bounded health check);
 //! - [`postgres`]: a fresh PostgreSQL database per test, when a server is configured;
+//! - [`process`]: stopping a service's real binary with a signal;
 //! - [`sqlite`]: another process's write lock on a service's SQLite file;
 //! - [`wire`]: raw HTTP/1.1 and HTTP/2 clients that stall, trickle or starve the server, for
 //!   the tests of its limits;
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod grpc;
 pub mod pki;
 pub mod postgres;
+pub mod process;
 pub mod sqlite;
 pub mod wire;
 

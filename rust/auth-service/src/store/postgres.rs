@@ -480,7 +480,10 @@ mod tests {
             if waiting {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "nothing waits for a lock");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nothing waits for a lock"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use grimos_proto::auth::v1 as pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
 use grimos_test_support::grpc::{ServingStatus, wait_for_health};
+use grimos_test_support::process::stop_with;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -258,7 +259,7 @@ async fn the_binary_keeps_committed_writes_across_kill_9_and_stops_on_sigterm_an
     child.kill().unwrap(); // SIGKILL: no chance to flush anything
     child.wait().unwrap();
 
-    let (mut child, url) = start_binary(dir.path());
+    let (child, url) = start_binary(dir.path());
     let mut client = AuthServiceClient::connect(url).await.unwrap();
     let again = client
         .login(pb::LoginRequest {
@@ -276,29 +277,13 @@ async fn the_binary_keeps_committed_writes_across_kill_9_and_stops_on_sigterm_an
         .await
         .unwrap();
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = stop_with(child, "-TERM").await;
     assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
 
     // Ctrl-C (SIGINT) is a graceful stop too.
-    let (mut child, url) = start_binary(dir.path());
+    let (child, url) = start_binary(dir.path());
     AuthServiceClient::connect(url).await.unwrap();
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = stop_with(child, "-INT").await;
     assert!(exit.success(), "clean exit on SIGINT: {exit:?}");
 }
 

@@ -1,6 +1,7 @@
 //! The real binary: one command is the whole system, and it keeps committed users across
 //! kill -9.
 
+use grimos_test_support::process::stop_with;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -52,21 +53,6 @@ fn start_logging(
         }
     });
     (child, format!("http://{addr}"), log, reader)
-}
-
-/// Sends `signal` (`"-TERM"`, `"-INT"`) to `child` and waits for it to exit; whether it exited
-/// cleanly.
-async fn stop_with(child: Child, signal: &str) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut child = child;
-    tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap()
 }
 
 #[tokio::test]
