@@ -53,8 +53,17 @@ pub struct App {
 }
 
 impl App {
-    /// Prepares everything that can fail before serving.
+    /// Prepares everything that can fail before serving, listening on `AUTH_LISTEN_ADDR`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
+        Self::build_on(config, listener).await
+    }
+
+    /// [`App::build`] on a listener the caller has bound (`config.listen_addr` is not used):
+    /// for a supervisor or a test that owns the socket.
+    pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let tls = tls_config(&config)?;
         let store: Arc<dyn Store> = if grimos_common::is_postgres_url(&config.database_url) {
             Arc::new(PostgresStore::open(&config.database_url).await?)
@@ -89,9 +98,6 @@ impl App {
             service_token: config.service_token.clone(),
         }));
 
-        let listener = TcpListener::bind(config.listen_addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
         let local_addr = listener.local_addr()?;
         Ok(Self {
             listener,

@@ -5,6 +5,7 @@
 //! - [`clock`]: waiting until the wall clock reads a given moment;
 //! - [`grpc`]: small helpers for calls and their statuses (bearer metadata, expected codes,
 //!   `BadRequest` field violations, a bounded health check);
+//! - [`ports`]: loopback ports kept between a service's stop and its restart;
 //! - [`postgres`]: a fresh PostgreSQL database per test, when a server is configured;
 //! - [`process`]: stopping a service's real binary with a signal;
 //! - [`sqlite`]: another process's write lock on a service's SQLite file;
@@ -24,6 +25,7 @@
 pub mod clock;
 pub mod grpc;
 pub mod pki;
+pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod sqlite;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use auth_service::{App, Config};
 use grimos_proto::auth::v1 as pb;
+use grimos_test_support::ports::Reserved;
 use secrecy::SecretString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -35,13 +36,16 @@ impl Auth {
     }
 }
 
-async fn spawn_auth(dir: &Path, listen_addr: SocketAddr) -> Auth {
+/// auth-service serving on `port`, which stays reserved for the test once it stops.
+async fn spawn_auth(dir: &Path, port: &Reserved) -> Auth {
     grimos_test_support::init_logs();
-    let mut config = Config::with_data_dir(dir, listen_addr);
+    let mut config = Config::with_data_dir(dir, port.addr());
     config.service_token = Some(SecretString::from(SERVICE_TOKEN.to_owned()));
     config.login_slowdown = Duration::from_millis(10);
     config.hash_concurrency = Some(2);
-    let app = App::build(config).await.expect("auth-service builds");
+    let app = App::build_on(config, port.listener())
+        .await
+        .expect("auth-service builds");
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async {
@@ -63,12 +67,6 @@ fn client_with(address: &str, deadline: Duration, token: Option<&str>) -> AuthCl
 
 fn client(address: &str) -> AuthClient {
     client_with(address, Duration::from_secs(2), Some(SERVICE_TOKEN))
-}
-
-/// A loopback port nothing listens on (just freed).
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
 }
 
 /// Creates a credential and logs in; returns the user id and the access token.
@@ -103,7 +101,7 @@ async fn sign_up(client: &AuthClient, email: &str) -> (String, pb::LoginResponse
 #[tokio::test]
 async fn every_call_works_against_a_real_auth_service() {
     let dir = tempfile::tempdir().unwrap();
-    let auth = spawn_auth(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let auth = spawn_auth(dir.path(), &Reserved::new()).await;
     let client = client(&format!("http://{}", auth.addr));
 
     client
@@ -164,7 +162,7 @@ async fn every_call_works_against_a_real_auth_service() {
 #[tokio::test]
 async fn statuses_from_auth_service_pass_through_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let auth = spawn_auth(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let auth = spawn_auth(dir.path(), &Reserved::new()).await;
     let address = format!("http://{}", auth.addr);
     let good = client(&address);
     sign_up(&good, "grace@grimos.dev").await;
@@ -222,8 +220,9 @@ async fn statuses_from_auth_service_pass_through_unchanged() {
 
 #[tokio::test]
 async fn credential_calls_without_a_service_token_fail_before_sending() {
+    let dead = Reserved::new();
     let client = client_with(
-        &format!("http://{}", free_addr()),
+        &format!("http://{}", dead.addr()),
         Duration::from_secs(2),
         None,
     );
@@ -238,8 +237,8 @@ async fn credential_calls_without_a_service_token_fail_before_sending() {
 #[tokio::test]
 async fn a_list_of_two_replicas_serves_every_call() {
     let dir = tempfile::tempdir().unwrap();
-    let a = spawn_auth(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
-    let b = spawn_auth(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let a = spawn_auth(dir.path(), &Reserved::new()).await;
+    let b = spawn_auth(dir.path(), &Reserved::new()).await;
     let client = client(&format!("http://{}, http://{}", a.addr, b.addr));
 
     let (user_id, login) = sign_up(&client, "linus@grimos.dev").await;
@@ -280,8 +279,9 @@ async fn until_calls_succeed(client: &AuthClient, token: &str) {
 #[tokio::test]
 async fn a_stopped_replica_leaves_the_rotation_and_returns_when_it_serves_again() {
     let dir = tempfile::tempdir().unwrap();
-    let a = spawn_auth(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
-    let b = spawn_auth(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let (a_port, b_port) = (Reserved::new(), Reserved::new());
+    let a = spawn_auth(dir.path(), &a_port).await;
+    let b = spawn_auth(dir.path(), &b_port).await;
     let (a_addr, b_addr) = (a.addr, b.addr);
     let client = client(&format!("http://{a_addr}, http://{b_addr}"));
     let (_, login) = sign_up(&client, "replicas@grimos.dev").await;
@@ -294,7 +294,7 @@ async fn a_stopped_replica_leaves_the_rotation_and_returns_when_it_serves_again(
     assert_eq!(failures(&client, &login.access_token, 60).await, 0);
 
     // b serves again on its address, and a stops: b is back in rotation and takes every call.
-    let b = spawn_auth(dir.path(), b_addr).await;
+    let b = spawn_auth(dir.path(), &b_port).await;
     a.stop().await;
     until_calls_succeed(&client, &login.access_token).await;
     assert_eq!(failures(&client, &login.access_token, 60).await, 0);
@@ -331,7 +331,7 @@ async fn a_stopped_replica_leaves_the_rotation_and_returns_when_it_serves_again(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // ... and the first replica back takes every call once a check has seen it.
-    let _a = spawn_auth(dir.path(), a_addr).await;
+    let _a = spawn_auth(dir.path(), &a_port).await;
     until_calls_succeed(&client, &login.access_token).await;
     assert_eq!(failures(&client, &login.access_token, 60).await, 0);
 }
@@ -339,7 +339,7 @@ async fn a_stopped_replica_leaves_the_rotation_and_returns_when_it_serves_again(
 #[tokio::test]
 async fn a_dns_name_is_resolved_to_its_instances() {
     let dir = tempfile::tempdir().unwrap();
-    let auth = spawn_auth(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let auth = spawn_auth(dir.path(), &Reserved::new()).await;
     // auth-service listens on 127.0.0.1 only: use the name `localhost` where it resolves to
     // nothing else, so a refused ::1 endpoint cannot take a share of the calls.
     let localhost: Vec<SocketAddr> = tokio::net::lookup_host(("localhost", auth.addr.port()))
@@ -366,8 +366,9 @@ async fn a_dns_name_is_resolved_to_its_instances() {
 
 #[tokio::test]
 async fn auth_down_is_unavailable_quickly() {
-    let down = free_addr();
-    let other_down = free_addr();
+    // Reserved ports nothing listens on: connections are refused.
+    let (down_port, other_down_port) = (Reserved::new(), Reserved::new());
+    let (down, other_down) = (down_port.addr(), other_down_port.addr());
     for address in [
         format!("http://{down}"),
         format!("http://{down},http://{other_down}"),
@@ -455,7 +456,8 @@ async fn auth_that_speaks_no_grpc_is_unavailable() {
 
 #[tokio::test]
 async fn the_client_recovers_when_auth_comes_up() {
-    let addr = free_addr();
+    let port = Reserved::new();
+    let addr = port.addr();
     let client = client_with(
         &format!("http://{addr}"),
         Duration::from_millis(300),
@@ -465,7 +467,7 @@ async fn the_client_recovers_when_auth_comes_up() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 
     let dir = tempfile::tempdir().unwrap();
-    let _auth = spawn_auth(dir.path(), addr).await;
+    let _auth = spawn_auth(dir.path(), &port).await;
     let start = Instant::now();
     loop {
         match client.health_check().await {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use grimos_test_support::ports::Reserved;
 use prost::Message as _;
 use reqwest::Method;
 use secrecy::SecretString;
@@ -28,18 +29,21 @@ async fn users_and_sessions_survive_a_restart() {
     assert_eq!(app.login("ada@example.com", PASSWORD).await.status(), 200);
 }
 
-/// A separate auth-service with a known service token, on `addr` (port 0: any).
+/// A separate auth-service with a known service token, on `port` (which stays reserved for
+/// the test when it stops, so it can come back on the same address).
 async fn start_auth(
     dir: &std::path::Path,
-    addr: std::net::SocketAddr,
+    port: &Reserved,
 ) -> (
     std::net::SocketAddr,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
-    let mut config = auth_service::Config::with_data_dir(dir, addr);
+    let mut config = auth_service::Config::with_data_dir(dir, port.addr());
     config.service_token = Some(SecretString::from("outage-test-token".to_owned()));
-    let app = auth_service::App::build(config).await.unwrap();
+    let app = auth_service::App::build_on(config, port.listener())
+        .await
+        .unwrap();
     let addr = app.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async {
@@ -51,8 +55,8 @@ async fn start_auth(
 #[tokio::test]
 async fn auth_down_gives_503_within_the_deadline_and_the_service_recovers_by_itself() {
     let auth_dir = Arc::new(tempfile::tempdir().unwrap());
-    let (auth_addr, stop_auth, auth_task) =
-        start_auth(auth_dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let auth_port = Reserved::new();
+    let (auth_addr, stop_auth, auth_task) = start_auth(auth_dir.path(), &auth_port).await;
     let app = spawn_app_with(|c| {
         c.auth_service_address = Some(format!("http://{auth_addr}"));
         c.auth.service_token = Some(SecretString::from("outage-test-token".to_owned()));
@@ -92,7 +96,7 @@ async fn auth_down_gives_503_within_the_deadline_and_the_service_recovers_by_its
     expect_http_error(response, 503, 14).await;
 
     // auth-service comes back on the same address: no restart of user-service needed.
-    let (_, _stop_again, _task) = start_auth(auth_dir.path(), auth_addr).await;
+    let (_, _stop_again, _task) = start_auth(auth_dir.path(), &auth_port).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let response = app
