@@ -188,11 +188,12 @@ def test_relative_links_resolve() -> None:
 
 
 def justfile_recipes() -> set[str]:
-    """Recipe names from the Justfile: `name ...:` at the start of a line (not `name :=`)."""
+    """Public recipe names from the Justfile: `name ...:` at the start of a line (parameters may
+    have `="default"`s; not `name :=`), except private ones (`_name`), which `just` hides."""
     names = set()
     for line in JUSTFILE.read_text(encoding="utf-8").splitlines():
-        match = re.match(r"^@?([A-Za-z_][\w-]*)(?:\s+[^:=]*)?:(?!=)", line)
-        if match:
+        match = re.match(r"^@?([A-Za-z_][\w-]*)(?:\s+[^:]*)?:(?!=)", line)
+        if match and not match.group(1).startswith("_"):
             names.add(match.group(1))
     return names
 
