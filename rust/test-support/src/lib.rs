@@ -7,7 +7,8 @@
 //!   `BadRequest` field violations, a bounded health check);
 //! - [`ports`]: loopback ports kept between a service's stop and its restart;
 //! - [`postgres`]: a fresh PostgreSQL database per test, when a server is configured;
-//! - [`process`]: stopping a service's real binary with a signal;
+//! - [`process`]: a service's real binary started with its log collected, stopped with a signal,
+//!   and its log scanned for secrets;
 //! - [`sqlite`]: another process's write lock on a service's SQLite file;
 //! - [`wire`]: raw HTTP/1.1 and HTTP/2 clients that stall, trickle or starve the server, for
 //!   the tests of its limits;

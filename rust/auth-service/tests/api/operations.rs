@@ -1,15 +1,15 @@
 //! Operations: health, reflection, graceful shutdown, deadlines, and crash safety of the
 //! real binary.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use grimos_proto::auth::v1 as pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
 use grimos_test_support::grpc::{ServingStatus, wait_for_health};
-use grimos_test_support::process::stop_with;
+use grimos_test_support::process::{
+    Log, assert_none_logged, jwt_signature, kill_and_read_log, start_logging, stop_with,
+};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -189,13 +189,9 @@ fn start_binary(dir: &std::path::Path) -> (Child, String) {
 fn start_binary_logging(
     dir: &std::path::Path,
     level: &str,
-) -> (
-    Child,
-    String,
-    Arc<Mutex<Vec<String>>>,
-    std::thread::JoinHandle<()>,
-) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_auth-service"))
+) -> (Child, String, Log, std::thread::JoinHandle<()>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_auth-service"));
+    command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AUTH_LISTEN_ADDR", "127.0.0.1:0")
@@ -205,32 +201,8 @@ fn start_binary_logging(
         )
         .env("AUTH_SIGNING_KEY_FILE", dir.join("key.pem"))
         .env("GRIMOS_SERVICE_TOKEN", SERVICE_TOKEN)
-        .env("RUST_LOG", level)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("the binary logs its address").unwrap();
-        log.lock().unwrap().push(line.clone());
-        if let Some(rest) = line
-            .split("addr=")
-            .nth(1)
-            .filter(|_| line.contains("listening"))
-        {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    let sink = log.clone();
-    let reader = std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+        .env("RUST_LOG", level);
+    let (child, addr, log, reader) = start_logging(command, "auth-service listening");
     (child, format!("http://{addr}"), log, reader)
 }
 
@@ -290,7 +262,7 @@ async fn the_binary_keeps_committed_writes_across_kill_9_and_stops_on_sigterm_an
 #[tokio::test]
 async fn no_password_hash_or_token_reaches_the_logs_even_at_debug() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url, log, reader) = start_binary_logging(dir.path(), "debug");
+    let (child, url, log, reader) = start_binary_logging(dir.path(), "debug");
     let mut client = AuthServiceClient::connect(url).await.unwrap();
     let password = "log-canary-password-1";
     let create = pb::CreateCredentialRequest {
@@ -328,28 +300,21 @@ async fn no_password_hash_or_token_reaches_the_logs_even_at_debug() {
         })
         .await
         .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    // Every line the binary wrote, up to the end of its stderr, before the scan.
-    tokio::task::spawn_blocking(move || reader.join().unwrap())
-        .await
-        .unwrap();
-
-    let log = log.lock().unwrap().join("\n");
+    let log = kill_and_read_log(child, reader, &log).await;
     assert!(log.contains("login"), "the log has content: {log}");
-    let signature = |jwt: &str| jwt.rsplit('.').next().unwrap().to_owned();
-    for secret in [
-        password.to_owned(),
-        "log-canary-wrong".to_owned(),
-        SERVICE_TOKEN.to_owned(),
-        "$argon2id".to_owned(),
-        login.refresh_token,
-        refreshed.refresh_token,
-        signature(&login.access_token),
-        signature(&refreshed.access_token),
-    ] {
-        assert!(!log.contains(&secret), "{secret:?} was logged");
-    }
+    assert_none_logged(
+        &log,
+        &[
+            password.to_owned(),
+            "log-canary-wrong".to_owned(),
+            SERVICE_TOKEN.to_owned(),
+            "$argon2id".to_owned(),
+            login.refresh_token,
+            refreshed.refresh_token,
+            jwt_signature(&login.access_token),
+            jwt_signature(&refreshed.access_token),
+        ],
+    );
 }
 
 #[tokio::test]

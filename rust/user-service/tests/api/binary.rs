@@ -1,10 +1,10 @@
 //! The real binary: one command is the whole system, and it keeps committed users across
 //! kill -9.
 
-use grimos_test_support::process::stop_with;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use grimos_test_support::process::{
+    self, Log, assert_none_logged, jwt_signature, kill_and_read_log, stop_with,
+};
+use std::process::{Child, Command};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,35 +23,16 @@ fn start(dir: &std::path::Path) -> (Child, String) {
 fn start_logging(
     dir: &std::path::Path,
     env: &[(&str, &str)],
-) -> (Child, String, Arc<Mutex<Vec<String>>>, JoinHandle<()>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_user-service"))
+) -> (Child, String, Log, JoinHandle<()>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_user-service"));
+    command
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("USER_LISTEN_ADDR", "127.0.0.1:0")
         .env("AUTH_LISTEN_ADDR", "127.0.0.1:0")
-        .envs(env.iter().copied())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the binary logs its address").unwrap();
-        log.lock().unwrap().push(line.clone());
-        if line.contains("user-service listening")
-            && let Some(rest) = line.split(" addr=").nth(1)
-        {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    let sink = log.clone();
-    let reader = std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+        .envs(env.iter().copied());
+    let (child, addr, log, reader) = process::start_logging(command, "user-service listening");
     (child, format!("http://{addr}"), log, reader)
 }
 
@@ -163,7 +144,7 @@ async fn an_in_flight_request_finishes_on_sigterm_and_sigint_stops_cleanly_too()
 #[tokio::test]
 async fn no_password_hash_or_token_reaches_user_services_logs_even_at_debug() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base, log, reader) = start_logging(dir.path(), &[("RUST_LOG", "debug")]);
+    let (child, base, log, reader) = start_logging(dir.path(), &[("RUST_LOG", "debug")]);
     let http = reqwest::Client::new();
     let password = "log-canary-password-2";
     let post = |path: &str, body: Value| http.post(format!("{base}{path}")).json(&body).send();
@@ -211,24 +192,18 @@ async fn no_password_hash_or_token_reaches_user_services_logs_even_at_debug() {
         .await
         .unwrap();
     assert_eq!(logout.status(), 204);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    tokio::task::spawn_blocking(move || reader.join().unwrap())
-        .await
-        .unwrap();
-
-    let log = log.lock().unwrap().join("\n");
+    let log = kill_and_read_log(child, reader, &log).await;
     assert!(log.contains("/v1/auth/login"), "the log has content: {log}");
-    let signature = |jwt: &str| jwt.rsplit('.').next().unwrap().to_owned();
-    for secret in [
-        password.to_owned(),
-        "log-canary-wrong-2".to_owned(),
-        "$argon2id".to_owned(),
-        login["refreshToken"].as_str().unwrap().to_owned(),
-        refreshed["refreshToken"].as_str().unwrap().to_owned(),
-        signature(login["accessToken"].as_str().unwrap()),
-        signature(access),
-    ] {
-        assert!(!log.contains(&secret), "{secret:?} was logged");
-    }
+    assert_none_logged(
+        &log,
+        &[
+            password.to_owned(),
+            "log-canary-wrong-2".to_owned(),
+            "$argon2id".to_owned(),
+            login["refreshToken"].as_str().unwrap().to_owned(),
+            refreshed["refreshToken"].as_str().unwrap().to_owned(),
+            jwt_signature(login["accessToken"].as_str().unwrap()),
+            jwt_signature(access),
+        ],
+    );
 }
