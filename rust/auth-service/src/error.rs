@@ -53,7 +53,7 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
-        if grimos_common::database_unavailable(&error) {
+        if grimos_common::db::database_unavailable(&error) {
             tracing::warn!(%error, "the database is unavailable");
             return Self::Unavailable;
         }
@@ -69,7 +69,7 @@ impl From<Error> for Status {
         }
         match error {
             Error::InvalidArgument(violations) => {
-                grimos_common::invalid_argument_status(violations)
+                grimos_common::status::invalid_argument_status(violations)
             }
             Error::Unauthenticated | Error::InvalidCredentials => {
                 Status::unauthenticated(error.to_string())

@@ -275,7 +275,7 @@ impl Auth {
     /// a user's valid access token is `PermissionDenied`; anything else `Unauthenticated`.
     pub fn authorize_service(&self, authorization: Option<&str>) -> Result<()> {
         let bearer = authorization
-            .and_then(grimos_common::bearer_token)
+            .and_then(grimos_common::bearer::bearer_token)
             .ok_or(Error::Unauthenticated)?;
         if let Some(expected) = &self.service_token_digest
             && bool::from(digest(bearer).ct_eq(expected))

@@ -65,7 +65,7 @@ impl App {
     /// for a supervisor or a test that owns the socket.
     pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let tls = tls_config(&config)?;
-        let store: Arc<dyn Store> = if grimos_common::is_postgres_url(&config.database_url) {
+        let store: Arc<dyn Store> = if grimos_common::db::is_postgres_url(&config.database_url) {
             Arc::new(PostgresStore::open(&config.database_url).await?)
         } else {
             Arc::new(SqliteStore::open(&config.database_url).await?)

@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn violated_fields_lists_the_bad_request_fields_or_nothing() {
-        let status = grimos_common::invalid_argument_status(vec![
+        let status = grimos_common::status::invalid_argument_status(vec![
             tonic_types::FieldViolation::new("email", "required"),
             tonic_types::FieldViolation::new("password", "too short"),
         ]);

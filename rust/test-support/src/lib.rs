@@ -65,7 +65,7 @@ pub fn shipped_duration(command: &clap::Command, long: &str) -> std::time::Durat
 /// Sets up the services' log output when `TEST_LOG` is set (`TEST_LOG=1 cargo test …`).
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        grimos_common::init_tracing();
+        grimos_common::telemetry::init_tracing();
     }
 }
 

@@ -698,7 +698,7 @@ impl AuthClient {
 /// Refuses, without calling auth-service, a token longer than any it issues: it cannot be
 /// valid, and sending it would only cost auth-service a message it must refuse.
 fn plausible(token: &str) -> Result<(), Status> {
-    if token.len() > grimos_common::MAX_TOKEN_BYTES {
+    if token.len() > grimos_common::bearer::MAX_TOKEN_BYTES {
         return Err(Status::unauthenticated("invalid token"));
     }
     Ok(())

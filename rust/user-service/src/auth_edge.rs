@@ -29,7 +29,7 @@ fn bearer<T>(request: &Request<T>) -> Option<&str> {
         .metadata()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(grimos_common::bearer_token)
+        .and_then(grimos_common::bearer::bearer_token)
 }
 
 fn not_at_the_edge(rpc: &str) -> Status {

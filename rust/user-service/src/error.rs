@@ -44,7 +44,7 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
-        if grimos_common::database_unavailable(&error) {
+        if grimos_common::db::database_unavailable(&error) {
             tracing::warn!(%error, "the database is unavailable");
             return Self::Unavailable("the database is unavailable; try again".to_owned());
         }
@@ -67,7 +67,7 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument(violations) => {
-                grimos_common::invalid_argument_status(violations)
+                grimos_common::status::invalid_argument_status(violations)
             }
             Error::Unauthenticated(message) => Status::unauthenticated(message),
             Error::PermissionDenied(message) => Status::permission_denied(message),

@@ -7,9 +7,9 @@ use user_service::{App, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    grimos_common::init_tracing();
+    grimos_common::telemetry::init_tracing();
     let config = Config::parse();
     let app = App::build(config).await?;
-    app.run_until_stopped(grimos_common::shutdown_signal())
+    app.run_until_stopped(grimos_common::shutdown::shutdown_signal())
         .await
 }

@@ -169,7 +169,7 @@ impl Users {
         request_id: &str,
     ) -> Result<Caller> {
         let token = authorization
-            .and_then(grimos_common::bearer_token)
+            .and_then(grimos_common::bearer::bearer_token)
             .ok_or(Error::Unauthenticated("a bearer access token is required"))?;
         let validated = self.auth.validate_token(token, request_id).await?;
         Ok(Caller {

@@ -68,16 +68,16 @@ impl App {
     /// Prepares everything that can fail before serving.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let tls = server_tls(&config.auth)?;
-        let store: Arc<dyn UserStore> = if grimos_common::is_postgres_url(&config.user_database_url)
-        {
-            Arc::new(
-                PostgresUserStore::open(&config.user_database_url, POSTGRES_CONNECT_TIMEOUT)
-                    .await
-                    .context("USER_DATABASE_URL")?,
-            )
-        } else {
-            Arc::new(SqliteUserStore::open(&config.user_database_url).await?)
-        };
+        let store: Arc<dyn UserStore> =
+            if grimos_common::db::is_postgres_url(&config.user_database_url) {
+                Arc::new(
+                    PostgresUserStore::open(&config.user_database_url, POSTGRES_CONNECT_TIMEOUT)
+                        .await
+                        .context("USER_DATABASE_URL")?,
+                )
+            } else {
+                Arc::new(SqliteUserStore::open(&config.user_database_url).await?)
+            };
 
         let (auth, embedded_auth, auth_addr) = match &config.auth_service_address {
             Some(address) => {

@@ -52,7 +52,7 @@ impl PostgresStore {
     /// lock, so replicas starting together do not race). Fails within a few seconds when
     /// the server does not answer; errors never show the password.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let pool = grimos_common::open_postgres_migrated(
+        let pool = grimos_common::db::open_postgres_migrated(
             url,
             SCHEMA,
             MAX_CONNECTIONS,

@@ -19,7 +19,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens the database at `url` (creating it) and runs the migrations.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let pool = grimos_common::open_sqlite_migrated(url, 8, &MIGRATOR).await?;
+        let pool = grimos_common::db::open_sqlite_migrated(url, 8, &MIGRATOR).await?;
         Ok(Self { pool })
     }
 

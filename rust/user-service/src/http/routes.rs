@@ -251,7 +251,7 @@ async fn logout(
         body.token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(grimos_common::bearer_token)
+            .and_then(grimos_common::bearer::bearer_token)
             .unwrap_or_default()
             .to_owned();
     }

@@ -59,7 +59,7 @@ impl PostgresUserStore {
     /// server does not answer) and runs the migrations. Errors show the URL without its
     /// password.
     pub async fn open(url: &str, connect_timeout: Duration) -> anyhow::Result<Self> {
-        let pool = grimos_common::open_postgres_migrated(
+        let pool = grimos_common::db::open_postgres_migrated(
             url,
             SCHEMA,
             MAX_CONNECTIONS,
@@ -85,7 +85,7 @@ impl PostgresUserStore {
     {
         match read(&self.readers).await {
             Err(error)
-                if grimos_common::database_unavailable(&error)
+                if grimos_common::db::database_unavailable(&error)
                     && !matches!(error, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) =>
             {
                 tracing::debug!(%error, "a pooled read connection had broken; reading again");

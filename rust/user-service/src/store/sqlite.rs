@@ -27,8 +27,8 @@ pub struct SqliteUserStore {
 impl SqliteUserStore {
     /// Opens the database at `url` (creating it) and runs the migrations.
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let pool = grimos_common::open_sqlite_migrated(url, 8, &MIGRATOR).await?;
-        let readers = Arc::new(Readers::open(&grimos_common::sqlite_path(url)?)?);
+        let pool = grimos_common::db::open_sqlite_migrated(url, 8, &MIGRATOR).await?;
+        let readers = Arc::new(Readers::open(&grimos_common::db::sqlite_path(url)?)?);
         Ok(Self { pool, readers })
     }
 
