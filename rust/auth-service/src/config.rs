@@ -1,22 +1,19 @@
 //! auth-service settings: environment variables (or flags of the same meaning), with the
-//! contract's names and defaults. Only `main` reads the environment; tests and the embedded
-//! mode of user-service build a [`Config`] value directly.
+//! contract's names and defaults. Only `main` reads the environment ([`Cli`]); tests and the
+//! embedded mode of user-service build a [`Config`] value directly.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+use grimos_common::tls::TlsSettings;
+use grimos_server::Limits;
 use secrecy::SecretString;
 
 /// Everything auth-service can be told.
-#[derive(Debug, Clone, Parser)]
+#[derive(Debug, Clone, clap::Args)]
 #[group(id = "auth-service-settings")]
-#[command(
-    name = "auth-service",
-    version,
-    about = "grimOS auth-service: credentials, roles and tokens over gRPC"
-)]
 pub struct Config {
     /// Address the gRPC server listens on; port 0 picks a free port.
     #[arg(long, env = "AUTH_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
@@ -63,25 +60,6 @@ pub struct Config {
     #[arg(long, env = "GRIMOS_SERVICE_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     pub service_token: Option<SecretString>,
 
-    /// PEM certificate chain for TLS. With `tls_key`, auth-service (also the one embedded in
-    /// user-service) and user-service serve TLS only. With `tls_ca` too, it is also the client
-    /// certificate user-service presents to auth-service (mutual TLS), so it must allow client
-    /// authentication.
-    #[arg(long, env = "GRIMOS_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// PEM private key of `tls_cert`.
-    #[arg(long, env = "GRIMOS_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-
-    /// PEM CA certificate(s). auth-service serving TLS (needs `tls_cert` and `tls_key`):
-    /// clients must present a certificate it signed (mutual TLS). user-service serving TLS: a
-    /// client certificate is optional (browsers have none), but one presented must be signed
-    /// by it. Calling auth-service from user-service: the root trusted for its certificate
-    /// (alone, without `tls_cert`, for TLS without a client certificate).
-    #[arg(long, env = "GRIMOS_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-
     /// Login attempts allowed per email within `login_lockout`; further ones are refused with
     /// RESOURCE_EXHAUSTED until the window ends. A successful login resets the count.
     #[arg(long, env = "AUTH_LOGIN_MAX_ATTEMPTS", default_value_t = 5)]
@@ -104,10 +82,49 @@ pub struct Config {
     #[arg(long, env = "AUTH_REVOCATION_SYNC_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub revocation_sync_interval: Duration,
 
-    /// Bounds on what clients can hold of the port (connections, streams, headers, time);
-    /// user-service's port reads the same settings.
+    /// TLS files (`GRIMOS_TLS_*`): a setting of the process, not read here (see [`Cli`]).
+    #[arg(skip)]
+    pub tls: TlsSettings,
+
+    /// Bounds on what clients can hold of the port (`GRIMOS_*` connections, streams, headers,
+    /// time): a setting of the process, not read here (see [`Cli`]).
+    #[arg(skip)]
+    pub limits: Limits,
+}
+
+/// The auth-service binary's command line: [`Config`] and the settings of the process that
+/// serves it (`GRIMOS_TLS_*` and the limits). user-service reads the same process settings
+/// once for its own port and hands them to the auth-service it embeds, so they are not part
+/// of [`Config`]'s command line.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "auth-service",
+    version,
+    about = "grimOS auth-service: credentials, roles and tokens over gRPC"
+)]
+pub struct Cli {
+    /// auth-service's own settings.
     #[command(flatten)]
-    pub limits: grimos_server::Limits,
+    pub config: Config,
+
+    /// TLS files.
+    #[command(flatten)]
+    pub tls: TlsSettings,
+
+    /// Bounds on what clients can hold of the port.
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+impl Cli {
+    /// The [`Config`] to build auth-service with.
+    pub fn into_config(self) -> Config {
+        Config {
+            tls: self.tls,
+            limits: self.limits,
+            ..self.config
+        }
+    }
 }
 
 fn parse_secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
@@ -126,15 +143,13 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             admin_emails: Vec::new(),
             service_token: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_ca: None,
             login_max_attempts: 5,
             login_lockout: Duration::from_secs(15 * 60),
             login_slowdown: Duration::from_millis(500),
             hash_concurrency: None,
             revocation_sync_interval: Duration::from_secs(2),
-            limits: grimos_server::Limits::default(),
+            tls: TlsSettings::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -145,13 +160,13 @@ mod tests {
 
     #[test]
     fn the_command_line_is_well_formed() {
-        super::Config::command().debug_assert();
+        super::Cli::command().debug_assert();
     }
 
     #[test]
     fn the_tls_settings_parse_alone_or_together_but_a_certificate_needs_its_key() {
         let parse = |args: &[&str]| {
-            super::Config::command()
+            super::Cli::command()
                 .try_get_matches_from(std::iter::once("auth-service").chain(args.iter().copied()))
         };
         // A CA alone parses (user-service calls auth-service with it); serving refuses it.

@@ -19,5 +19,5 @@ pub mod startup;
 pub mod store;
 pub mod tokens;
 
-pub use config::Config;
+pub use config::{Cli, Config};
 pub use startup::App;

@@ -13,12 +13,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use grimos_proto::auth::v1::auth_service_server::AuthServiceServer;
-use grimos_server::tls::{ClientCertificates, TlsFiles};
+use grimos_server::tls::ClientCertificates;
 use grimos_server::{DeadlineLayer, Limits, health};
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
 use tonic::server::NamedService;
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::server::HealthReporter;
 use tower_http::trace::TraceLayer;
 
 use crate::api::AuthApi;
@@ -41,7 +43,10 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 pub struct App {
     listener: TcpListener,
     local_addr: SocketAddr,
-    auth: Arc<Auth>,
+    /// Every gRPC service of the port, with its layers: served on `listener`, and callable
+    /// in-process ([`App::in_process`]).
+    router: axum::Router,
+    health: HealthReporter,
     store: Arc<dyn Store>,
     revocations: Arc<Revocations>,
     sync_interval: Duration,
@@ -98,16 +103,19 @@ impl App {
             service_token: config.service_token.clone(),
         }));
 
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let router = router(&auth, health_service, config.limits.request_timeout)?;
         let local_addr = listener.local_addr()?;
         Ok(Self {
             listener,
             local_addr,
-            auth,
+            router,
+            health,
             store,
             revocations,
             sync_interval: config.revocation_sync_interval,
             login_window: config.login_lockout,
-            mutual_tls: tls.is_some() && config.tls_ca.is_some(),
+            mutual_tls: tls.is_some() && config.tls.ca.is_some(),
             tls,
             limits: config.limits,
         })
@@ -118,6 +126,14 @@ impl App {
         self.local_addr
     }
 
+    /// The gRPC services of this auth-service as a tower service, for a client in the same
+    /// process (user-service's embedded mode): a generated client wrapped around it calls
+    /// them with the gRPC codec, status mapping, deadline and tracing of the port, but no
+    /// socket. Its health follows the database once [`App::run_until_stopped`] runs.
+    pub fn in_process(&self) -> axum::Router {
+        self.router.clone()
+    }
+
     /// Serves until `shutdown` resolves; in-flight calls then finish before this returns.
     pub async fn run_until_stopped<F>(self, shutdown: F) -> anyhow::Result<()>
     where
@@ -125,8 +141,8 @@ impl App {
     {
         // Health follows the database: NOT_SERVING while it does not answer, so balancers
         // and probes stop sending work here until it does.
-        let (health, health_service) = tonic_health::server::health_reporter();
-        let names = vec![<AuthServiceServer<AuthApi> as NamedService>::NAME];
+        let health = self.health.clone();
+        let names = health_names();
         let store = self.store.clone();
         let health_watch = health::keep_health(health.clone(), "auth", names.clone(), move || {
             let store = store.clone();
@@ -139,16 +155,6 @@ impl App {
         })
         .await;
 
-        let api_descriptors = grimos_proto::descriptor_set_for("grimos.auth.v1")?;
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_file_descriptor_set(api_descriptors.clone())
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_file_descriptor_set(api_descriptors)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
-
         let sync = tokio::spawn(sync_revocations(
             self.store.clone(),
             self.revocations.clone(),
@@ -156,30 +162,6 @@ impl App {
             self.login_window,
         ));
 
-        let api = AuthServiceServer::new(AuthApi::new(self.auth.clone()))
-            .max_decoding_message_size(MAX_REQUEST_BYTES);
-        let router = tonic::service::Routes::new(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(api)
-            .prepare()
-            .into_axum_router()
-            // Every call ends by the caller's grpc-timeout, and by GRIMOS_REQUEST_TIMEOUT
-            // whatever the caller asked: DEADLINE_EXCEEDED.
-            .layer(DeadlineLayer::grpc(self.limits.request_timeout))
-            // The caller's request id (user-service sends its own) on every log line of the
-            // call, so one request can be followed across both services' logs.
-            .layer(
-                TraceLayer::new_for_grpc().make_span_with(|request: &http::Request<_>| {
-                    let request_id = request
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .filter(|id| id.len() <= 128)
-                        .unwrap_or_default();
-                    tracing::info_span!("grpc", path = %request.uri().path(), request_id)
-                }),
-            );
         let transport = match (&self.tls, self.mutual_tls) {
             (None, _) => "plaintext",
             (Some(_), false) => "TLS",
@@ -196,7 +178,7 @@ impl App {
         let served = grimos_server::Server::new("auth", self.limits)
             .tls(self.tls)
             .http2_only()
-            .serve(self.listener, router, stopping)
+            .serve(self.listener, self.router, stopping)
             .await;
         sync.abort();
         served.context("auth-service server failed")?;
@@ -205,28 +187,69 @@ impl App {
     }
 }
 
+/// The gRPC services of the port (health, reflection, AuthService), each call bounded by its
+/// deadline and traced with the caller's request id.
+fn router(
+    auth: &Arc<Auth>,
+    health_service: HealthServer<impl Health>,
+    request_timeout: Duration,
+) -> anyhow::Result<axum::Router> {
+    let api_descriptors = grimos_proto::descriptor_set_for("grimos.auth.v1")?;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_file_descriptor_set(api_descriptors.clone())
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_file_descriptor_set(api_descriptors)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let api = AuthServiceServer::new(AuthApi::new(auth.clone()))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let router = tonic::service::Routes::new(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(api)
+        .prepare()
+        .into_axum_router()
+        // Every call ends by the caller's grpc-timeout, and by GRIMOS_REQUEST_TIMEOUT
+        // whatever the caller asked: DEADLINE_EXCEEDED.
+        .layer(DeadlineLayer::grpc(request_timeout))
+        // The caller's request id (user-service sends its own) on every log line of the
+        // call, so one request can be followed across both services' logs.
+        .layer(
+            TraceLayer::new_for_grpc().make_span_with(|request: &http::Request<_>| {
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|id| id.len() <= 128)
+                    .unwrap_or_default();
+                tracing::info_span!("grpc", path = %request.uri().path(), request_id)
+            }),
+        );
+    Ok(router)
+}
+
+/// The names gRPC health reports, besides the overall `""`.
+fn health_names() -> Vec<&'static str> {
+    vec![<AuthServiceServer<AuthApi> as NamedService>::NAME]
+}
+
 /// The server's TLS settings, checked now so that a bad certificate, key or CA fails the
 /// start rather than the first connection. With a CA, clients must present a certificate it
 /// signed (mutual TLS).
 fn tls_config(config: &Config) -> anyhow::Result<Option<Arc<ServerConfig>>> {
-    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+    if config.tls.identity().is_none() && config.tls.ca.is_some() {
         // clap lets GRIMOS_TLS_CA stand alone because user-service, as a client, needs only
         // the CA; a server cannot ask for client certificates without a certificate of its own.
-        if config.tls_ca.is_some() {
-            anyhow::bail!(
-                "GRIMOS_TLS_CA is set without GRIMOS_TLS_CERT and GRIMOS_TLS_KEY: auth-service \
-                 requires client certificates (mutual TLS) only when it serves TLS itself"
-            );
-        }
-        return Ok(None);
-    };
-    let files = TlsFiles {
-        cert,
-        key,
-        ca: config.tls_ca.as_deref(),
-    };
+        anyhow::bail!(
+            "GRIMOS_TLS_CA is set without GRIMOS_TLS_CERT and GRIMOS_TLS_KEY: auth-service \
+             requires client certificates (mutual TLS) only when it serves TLS itself"
+        );
+    }
     // gRPC only: HTTP/2.
-    grimos_server::tls::server_config(files, ClientCertificates::Required, &[b"h2"]).map(Some)
+    grimos_server::tls::server_config(&config.tls, ClientCertificates::Required, &[b"h2"])
 }
 
 async fn load_revocations(store: &dyn Store, revocations: &Revocations) -> anyhow::Result<()> {

@@ -7,7 +7,7 @@
 use grimos_proto::auth::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::api::{UserApi, traced_request_id};
+use crate::api::UserApi;
 
 /// The edge `AuthService`: forwards to auth-service through user-service's auth client (its
 /// deadline, balancing and metrics apply).
@@ -40,36 +40,33 @@ fn not_at_the_edge(rpc: &str) -> Status {
 
 #[tonic::async_trait]
 impl pb::auth_service_server::AuthService for AuthEdge {
-    #[tracing::instrument(name = "Login", skip_all, fields(request_id))]
+    #[tracing::instrument(name = "Login", skip_all)]
     async fn login(
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
-        let id = traced_request_id(&request);
         let auth = self.api.users().auth();
-        Ok(Response::new(auth.login(request.into_inner(), &id).await?))
+        Ok(Response::new(auth.login(request.into_inner()).await?))
     }
 
-    #[tracing::instrument(name = "RefreshToken", skip_all, fields(request_id))]
+    #[tracing::instrument(name = "RefreshToken", skip_all)]
     async fn refresh_token(
         &self,
         request: Request<pb::RefreshTokenRequest>,
     ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
-        let id = traced_request_id(&request);
         let auth = self.api.users().auth();
         Ok(Response::new(
-            auth.refresh_token(request.into_inner(), &id).await?,
+            auth.refresh_token(request.into_inner()).await?,
         ))
     }
 
     /// Revokes `token`, or, when it is empty, the caller's bearer access token (as
     /// `POST /v1/auth/logout` does).
-    #[tracing::instrument(name = "RevokeToken", skip_all, fields(request_id))]
+    #[tracing::instrument(name = "RevokeToken", skip_all)]
     async fn revoke_token(
         &self,
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        let id = traced_request_id(&request);
         let bearer = bearer(&request).unwrap_or_default().to_owned();
         let mut req = request.into_inner();
         if req.token.is_empty() {
@@ -81,29 +78,27 @@ impl pb::auth_service_server::AuthService for AuthEdge {
             ));
         }
         let auth = self.api.users().auth();
-        Ok(Response::new(auth.revoke_token(req, &id).await?))
+        Ok(Response::new(auth.revoke_token(req).await?))
     }
 
-    #[tracing::instrument(name = "ValidateToken", skip_all, fields(request_id))]
+    #[tracing::instrument(name = "ValidateToken", skip_all)]
     async fn validate_token(
         &self,
         request: Request<pb::ValidateTokenRequest>,
     ) -> Result<Response<pb::ValidateTokenResponse>, Status> {
-        let id = traced_request_id(&request);
         let token = request.into_inner().access_token;
         let auth = self.api.users().auth();
-        Ok(Response::new(auth.validate_token(&token, &id).await?))
+        Ok(Response::new(auth.validate_token(&token).await?))
     }
 
-    #[tracing::instrument(name = "CheckPermission", skip_all, fields(request_id))]
+    #[tracing::instrument(name = "CheckPermission", skip_all)]
     async fn check_permission(
         &self,
         request: Request<pb::CheckPermissionRequest>,
     ) -> Result<Response<pb::CheckPermissionResponse>, Status> {
-        let id = traced_request_id(&request);
         let auth = self.api.users().auth();
         Ok(Response::new(
-            auth.check_permission(request.into_inner(), &id).await?,
+            auth.check_permission(request.into_inner()).await?,
         ))
     }
 

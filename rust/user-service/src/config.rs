@@ -1,13 +1,16 @@
 //! user-service settings: environment variables (or flags of the same meaning) with the
-//! contract's names and defaults. The embedded auth-service's settings (`AUTH_*`,
-//! `GRIMOS_*`) are auth-service's own [`auth_service::Config`], flattened in. Only `main`
-//! reads the environment.
+//! contract's names and defaults. The settings of the process (`GRIMOS_TLS_*` and the
+//! limits) are read once, for user-service's port and the embedded auth-service's; the
+//! embedded auth-service's own settings (`AUTH_*`) are [`auth_service::Config`], flattened
+//! in. Only `main` reads the environment.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use clap::Parser;
+use grimos_common::tls::TlsSettings;
+use grimos_server::Limits;
 
 /// Everything user-service can be told.
 #[derive(Debug, Clone, Parser)]
@@ -37,7 +40,8 @@ pub struct Config {
     /// `GRIMOS_TLS_CA`, the CA trusted for auth-service's certificate, and `dns:///` uses TLS
     /// whenever it is set (`http://` then is refused); `GRIMOS_TLS_CERT` and `GRIMOS_TLS_KEY`,
     /// if set, are presented as the client certificate (mutual TLS). Unset: an embedded
-    /// auth-service is started on `AUTH_LISTEN_ADDR`, called over TLS when it serves TLS.
+    /// auth-service is started: it serves `AUTH_LISTEN_ADDR` for other clients (over TLS when
+    /// TLS is set), and user-service calls it in-process.
     #[arg(long, env = "AUTH_SERVICE_ADDRESS")]
     pub auth_service_address: Option<String>,
 
@@ -66,7 +70,18 @@ pub struct Config {
     #[arg(long, env = "USER_RECONCILE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub reconcile_interval: Duration,
 
-    /// The embedded auth-service (and the shared `GRIMOS_*` settings).
+    /// TLS files (`GRIMOS_TLS_*`): what user-service serves with and presents to an external
+    /// auth-service; the embedded auth-service serves its own port with them too.
+    #[command(flatten)]
+    pub tls: TlsSettings,
+
+    /// Bounds on what clients can hold of a port (`GRIMOS_*`): user-service's, and the
+    /// embedded auth-service's.
+    #[command(flatten)]
+    pub limits: Limits,
+
+    /// The embedded auth-service's own settings (`AUTH_*`, `GRIMOS_ADMIN_EMAILS`,
+    /// `GRIMOS_SERVICE_TOKEN`).
     #[command(flatten)]
     pub auth: auth_service::Config,
 }
@@ -84,7 +99,19 @@ impl Config {
             validation_cache_ttl: Duration::from_secs(1),
             cors_allowed_origins: Vec::new(),
             reconcile_interval: Duration::from_secs(30),
+            tls: TlsSettings::default(),
+            limits: Limits::default(),
             auth: auth_service::Config::with_data_dir(data_dir, loopback),
+        }
+    }
+
+    /// The configuration of the embedded auth-service: its own settings, with this process's
+    /// TLS files and limits.
+    pub fn embedded_auth(&self) -> auth_service::Config {
+        auth_service::Config {
+            tls: self.tls.clone(),
+            limits: self.limits.clone(),
+            ..self.auth.clone()
         }
     }
 }

@@ -7,7 +7,6 @@
 pub mod api;
 pub mod auth_client;
 pub mod auth_edge;
-mod balancer;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -16,7 +15,6 @@ pub mod page_token;
 pub mod service;
 pub mod startup;
 pub mod store;
-mod tls;
 
 pub use config::Config;
 pub use startup::App;

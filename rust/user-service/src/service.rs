@@ -163,15 +163,11 @@ impl Users {
     }
 
     /// Checks a bearer token with auth-service (`ValidateToken`).
-    pub async fn authenticate(
-        &self,
-        authorization: Option<&str>,
-        request_id: &str,
-    ) -> Result<Caller> {
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller> {
         let token = authorization
             .and_then(grimos_common::bearer::bearer_token)
             .ok_or(Error::Unauthenticated("a bearer access token is required"))?;
-        let validated = self.auth.validate_token(token, request_id).await?;
+        let validated = self.auth.validate_token(token).await?;
         Ok(Caller {
             user_id: validated.user_id,
             roles: validated.roles,
@@ -185,7 +181,6 @@ impl Users {
         email: &str,
         password: SecretString,
         display_name: &str,
-        request_id: &str,
     ) -> Result<Profile> {
         let mut violations = Vec::new();
         let email = grimos_common::validate::email(email)
@@ -221,7 +216,7 @@ impl Users {
             Reservation::Taken | Reservation::InFlight => return Err(Error::AlreadyExists),
             Reservation::Abandoned { id } => {
                 // A crashed or failed sign-up left this row; its credential may exist.
-                self.auth.delete_credential(&id, request_id).await?;
+                self.auth.delete_credential(&id).await?;
                 if !self.store.replace_abandoned(&id, &profile, now).await? {
                     return Err(Error::AlreadyExists);
                 }
@@ -231,18 +226,15 @@ impl Users {
 
         let created = self
             .auth
-            .create_credential(
-                auth_pb::CreateCredentialRequest {
-                    user_id: profile.id.clone(),
-                    email,
-                    password: password.expose_secret().to_owned(),
-                },
-                request_id,
-            )
+            .create_credential(auth_pb::CreateCredentialRequest {
+                user_id: profile.id.clone(),
+                email,
+                password: password.expose_secret().to_owned(),
+            })
             .await;
         let roles = match created {
             Ok(response) => response.roles,
-            Err(status) => return Err(self.undo_sign_up(&profile.id, status, request_id).await),
+            Err(status) => return Err(self.undo_sign_up(&profile.id, status).await),
         };
         match self.store.activate(&profile.id, &roles).await? {
             Some(active) => {
@@ -251,7 +243,7 @@ impl Users {
             }
             None => {
                 // The lease ran out and the reconciler claimed the row: undo our credential.
-                let _ = self.auth.delete_credential(&profile.id, request_id).await;
+                let _ = self.auth.delete_credential(&profile.id).await;
                 Err(Error::Unavailable(
                     "sign-up took too long; please retry".into(),
                 ))
@@ -260,7 +252,7 @@ impl Users {
     }
 
     /// Cleans up after `CreateCredential` failed, and says why to the caller.
-    async fn undo_sign_up(&self, id: &str, status: tonic::Status, request_id: &str) -> Error {
+    async fn undo_sign_up(&self, id: &str, status: tonic::Status) -> Error {
         let definitive = matches!(
             status.code(),
             Code::InvalidArgument
@@ -274,10 +266,7 @@ impl Users {
             Ok(())
         } else {
             // Maybe auth stored the credential before failing: remove it if we can.
-            self.auth
-                .delete_credential(id, request_id)
-                .await
-                .map(|_| ())
+            self.auth.delete_credential(id).await.map(|_| ())
         };
         let store_result = match cleaned {
             Ok(()) => self.store.delete_pending(id).await,
@@ -365,12 +354,7 @@ impl Users {
     }
 
     /// DeleteUser: removes the profile and the credential.
-    pub async fn delete_user(
-        &self,
-        caller: &Caller,
-        user_id: &str,
-        request_id: &str,
-    ) -> Result<()> {
+    pub async fn delete_user(&self, caller: &Caller, user_id: &str) -> Result<()> {
         if user_id.is_empty() {
             return Err(Error::invalid("user_id", "user_id is required"));
         }
@@ -385,14 +369,14 @@ impl Users {
         if !self.store.mark_deleting(user_id, None).await? {
             return Err(Error::NotFound);
         }
-        self.finish_deletion(user_id, request_id).await;
+        self.finish_deletion(user_id).await;
         Ok(())
     }
 
     /// Deletes the credential, then the row. If auth cannot be reached the row stays
     /// `deleting` (invisible) and the reconciler finishes later.
-    async fn finish_deletion(&self, user_id: &str, request_id: &str) {
-        match self.auth.delete_credential(user_id, request_id).await {
+    async fn finish_deletion(&self, user_id: &str) {
+        match self.auth.delete_credential(user_id).await {
             Ok(_) => match self.store.delete(user_id).await {
                 Ok(()) => tracing::info!(%user_id, "user deleted"),
                 Err(error) => tracing::warn!(%user_id, %error, "row left for the reconciler"),
@@ -463,7 +447,9 @@ impl Users {
                     }
                 }
             }
-            self.finish_deletion(&id, "reconciler").await;
+            // Its calls to auth-service carry this request id, for the logs of both.
+            grimos_server::with_request_id(Arc::from("reconciler"), self.finish_deletion(&id))
+                .await;
         }
     }
 }

@@ -19,9 +19,10 @@ use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use grimos_common::tls::TlsSettings;
 use grimos_proto::auth::v1::auth_service_server::AuthServiceServer;
 use grimos_proto::user::v1::user_service_server::UserServiceServer;
-use grimos_server::tls::{ClientCertificates, TlsFiles};
+use grimos_server::tls::ClientCertificates;
 use grimos_server::{DeadlineLayer, Limits, health};
 use http::{HeaderName, HeaderValue, Method};
 use rand::RngCore as _;
@@ -32,17 +33,16 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::{Layer as _, Service};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::PropagateRequestIdLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::UserApi;
-use crate::auth_client::{AuthClient, AuthClientConfig};
+use crate::auth_client::{AuthClient, AuthClientConfig, DEFAULT_DNS_REFRESH, tls};
 use crate::auth_edge::AuthEdge;
 use crate::config::Config;
 use crate::http::{error, ops, routes};
 use crate::service::Users;
 use crate::store::{PostgresUserStore, SqliteUserStore, UserStore};
-use crate::tls;
 
 /// How long opening a PostgreSQL database may wait for the server before the start fails.
 const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,7 +67,7 @@ pub struct App {
 impl App {
     /// Prepares everything that can fail before serving.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let tls = server_tls(&config.auth)?;
+        let tls = server_tls(&config.tls)?;
         let store: Arc<dyn UserStore> =
             if grimos_common::db::is_postgres_url(&config.user_database_url) {
                 Arc::new(
@@ -81,41 +81,31 @@ impl App {
 
         let (auth, embedded_auth, auth_addr) = match &config.auth_service_address {
             Some(address) => {
-                let tls = tls::external_auth(&config.auth, config.auth_deadline)?;
+                let tls = tls::client_config(&config.tls, config.auth_deadline)?;
                 let client = AuthClient::new(AuthClientConfig {
                     address: address.clone(),
                     deadline: config.auth_deadline,
                     service_token: config.auth.service_token.clone(),
                     tls,
-                    dns_refresh: Duration::from_secs(5),
+                    dns_refresh: DEFAULT_DNS_REFRESH,
                 })
                 .with_context(|| format!("AUTH_SERVICE_ADDRESS {address:?}"))?;
                 (client, None, None)
             }
             None => {
-                // In-process auth-service on AUTH_LISTEN_ADDR, reached over real gRPC with a
-                // service token made up for this process.
+                // auth-service in this process: it serves AUTH_LISTEN_ADDR for other clients
+                // (over TLS, mutual with GRIMOS_TLS_CA, exactly as a standalone one does),
+                // and this client calls it through its tower service, with a service token
+                // made up for this process.
                 let token = SecretString::from(random_token());
-                let mut auth_config = config.auth.clone();
+                let mut auth_config = config.embedded_auth();
                 auth_config.service_token = Some(token.clone());
                 let app = auth_service::App::build(auth_config)
                     .await
                     .context("cannot start the embedded auth-service")?;
+                let client =
+                    AuthClient::in_process(app.in_process(), config.auth_deadline, Some(token))?;
                 let addr = app.local_addr();
-                // With GRIMOS_TLS_CERT and GRIMOS_TLS_KEY the embedded auth-service serves TLS
-                // (mutual TLS with GRIMOS_TLS_CA), exactly as a standalone one does, and this
-                // client speaks it. Falling back to plaintext on loopback instead would give the
-                // settings a second meaning, and leave a port that any local process can call
-                // without the client certificate the operator asked for.
-                let (address, tls) = tls::embedded_auth(&config.auth, addr, config.auth_deadline)
-                    .context("cannot call the embedded auth-service over TLS")?;
-                let client = AuthClient::new(AuthClientConfig {
-                    address,
-                    deadline: config.auth_deadline,
-                    service_token: Some(token),
-                    tls,
-                    dns_refresh: Duration::from_secs(5),
-                })?;
                 (client, Some(app), Some(addr))
             }
         };
@@ -123,7 +113,7 @@ impl App {
         let auth = auth.with_validation_cache(config.validation_cache_ttl);
         let lease = config.auth_deadline.saturating_mul(SIGN_UP_LEASE_DEADLINES);
         let users = Arc::new(Users::new(store, auth, lease).await?);
-        let limits = config.auth.limits.clone();
+        let limits = config.limits.clone();
         let (router, health) = router(users.clone(), &config.cors_allowed_origins, &limits).await?;
         let listener = TcpListener::bind(config.user_listen_addr)
             .await
@@ -225,18 +215,13 @@ impl App {
 /// edge that browsers and end-user programs call, and they have none. (Mutual TLS between
 /// the services is user-service's client certificate at auth-service, which requires it.)
 fn server_tls(
-    auth: &auth_service::Config,
+    settings: &TlsSettings,
 ) -> anyhow::Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>> {
-    let (Some(cert), Some(key)) = (&auth.tls_cert, &auth.tls_key) else {
-        return Ok(None);
-    };
-    let files = TlsFiles {
-        cert,
-        key,
-        ca: auth.tls_ca.as_deref(),
-    };
-    grimos_server::tls::server_config(files, ClientCertificates::Optional, &[b"h2", b"http/1.1"])
-        .map(Some)
+    grimos_server::tls::server_config(
+        settings,
+        ClientCertificates::Optional,
+        &[b"h2", b"http/1.1"],
+    )
 }
 
 fn random_token() -> String {
@@ -320,7 +305,9 @@ async fn router(
                 tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
             }),
         )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+        // A sane request id on every request (the caller's, or a new one), in its header and
+        // in scope for the calls it makes to auth-service.
+        .layer(grimos_server::RequestIdLayer);
     let router = match cors(cors_origins)? {
         Some(cors) => router.layer(cors),
         None => router,

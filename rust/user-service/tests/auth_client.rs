@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use auth_service::{App, Config};
@@ -19,7 +20,6 @@ use user_service::auth_client::{AuthClient, AuthClientConfig};
 
 const SERVICE_TOKEN: &str = "test-service-token-0123456789";
 const PASSWORD: &str = "correct horse battery";
-const REQUEST_ID: &str = "test-request";
 
 /// A running auth-service; stops when dropped.
 struct Auth {
@@ -73,25 +73,19 @@ fn client(address: &str) -> AuthClient {
 async fn sign_up(client: &AuthClient, email: &str) -> (String, pb::LoginResponse) {
     let user_id = uuid::Uuid::new_v4().to_string();
     let created = client
-        .create_credential(
-            pb::CreateCredentialRequest {
-                user_id: user_id.clone(),
-                email: email.to_owned(),
-                password: PASSWORD.to_owned(),
-            },
-            REQUEST_ID,
-        )
+        .create_credential(pb::CreateCredentialRequest {
+            user_id: user_id.clone(),
+            email: email.to_owned(),
+            password: PASSWORD.to_owned(),
+        })
         .await
         .expect("credential created");
     assert_eq!(created.roles, ["user"]);
     let login = client
-        .login(
-            pb::LoginRequest {
-                email: email.to_owned(),
-                password: PASSWORD.to_owned(),
-            },
-            REQUEST_ID,
-        )
+        .login(pb::LoginRequest {
+            email: email.to_owned(),
+            password: PASSWORD.to_owned(),
+        })
         .await
         .expect("login succeeds");
     assert_eq!(login.user_id, user_id);
@@ -110,53 +104,128 @@ async fn every_call_works_against_a_real_auth_service() {
         .expect("auth-service is serving");
     let (user_id, login) = sign_up(&client, "ada@grimos.dev").await;
 
-    let validated = client
-        .validate_token(&login.access_token, REQUEST_ID)
-        .await
-        .unwrap();
+    let validated = client.validate_token(&login.access_token).await.unwrap();
     assert_eq!(validated.user_id, user_id);
     assert_eq!(validated.roles, ["user"]);
 
     // A request id that is not ASCII metadata is dropped, not fatal.
-    let validated = client
-        .validate_token(&login.access_token, "id-ü\n")
-        .await
-        .unwrap();
+    let validated = grimos_server::with_request_id(
+        std::sync::Arc::from("id-ü\n"),
+        client.validate_token(&login.access_token),
+    )
+    .await
+    .unwrap();
     assert_eq!(validated.user_id, user_id);
 
     let refreshed = client
-        .refresh_token(
-            pb::RefreshTokenRequest {
-                refresh_token: login.refresh_token.clone(),
-            },
-            REQUEST_ID,
-        )
+        .refresh_token(pb::RefreshTokenRequest {
+            refresh_token: login.refresh_token.clone(),
+        })
         .await
         .unwrap();
     client
-        .revoke_token(
-            pb::RevokeTokenRequest {
-                token: refreshed.access_token.clone(),
-            },
-            REQUEST_ID,
-        )
+        .revoke_token(pb::RevokeTokenRequest {
+            token: refreshed.access_token.clone(),
+        })
         .await
         .unwrap();
     let revoked = client
-        .validate_token(&refreshed.access_token, REQUEST_ID)
+        .validate_token(&refreshed.access_token)
         .await
         .unwrap_err();
     assert_eq!(revoked.code(), Code::Unauthenticated);
 
-    client
-        .delete_credential(&user_id, REQUEST_ID)
-        .await
-        .unwrap();
+    client.delete_credential(&user_id).await.unwrap();
     let deleted = client
-        .validate_token(&login.access_token, REQUEST_ID)
+        .validate_token(&login.access_token)
         .await
         .unwrap_err();
     assert_eq!(deleted.code(), Code::Unauthenticated);
+}
+
+/// What one call to auth-service carried in its metadata.
+#[derive(Debug)]
+struct Sent {
+    path: String,
+    request_id: Option<String>,
+    timeout: Option<Duration>,
+    credential: bool,
+}
+
+#[tokio::test]
+async fn the_embedded_auth_service_is_called_in_process_with_the_request_id_deadline_and_credential()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let port = Reserved::new();
+    let mut config = Config::with_data_dir(dir.path(), port.addr());
+    config.service_token = Some(SecretString::from(SERVICE_TOKEN.to_owned()));
+    config.hash_concurrency = Some(2);
+    // Built but never run: no socket serves it, so every call below goes in-process.
+    let app = App::build_on(config, port.listener()).await.unwrap();
+    let sent = Arc::new(Mutex::new(Vec::<Sent>::new()));
+    let record = sent.clone();
+    let router = app.in_process().layer(tower::util::MapRequestLayer::new(
+        move |request: http::Request<axum::body::Body>| {
+            let header = |name: &str| {
+                request
+                    .headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_owned())
+            };
+            record.lock().unwrap().push(Sent {
+                path: request.uri().path().to_owned(),
+                request_id: header("x-request-id"),
+                timeout: grimos_server::grpc_timeout(request.headers()),
+                credential: header("authorization").is_some(),
+            });
+            request
+        },
+    ));
+    let deadline = Duration::from_secs(2);
+    let client = AuthClient::in_process(
+        router,
+        deadline,
+        Some(SecretString::from(SERVICE_TOKEN.to_owned())),
+    )
+    .unwrap();
+
+    let (user_id, login) =
+        grimos_server::with_request_id(Arc::from("req-42"), sign_up(&client, "ada@grimos.dev"))
+            .await;
+    let validated = grimos_server::with_request_id(
+        Arc::from("req-43"),
+        client.validate_token(&login.access_token),
+    )
+    .await
+    .unwrap();
+    assert_eq!(validated.user_id, user_id);
+    // Outside any request: no id is made up.
+    client.health_check().await.unwrap();
+
+    let sent = std::mem::take(&mut *sent.lock().unwrap());
+    let paths: Vec<&str> = sent.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/grimos.auth.v1.AuthService/CreateCredential",
+            "/grimos.auth.v1.AuthService/Login",
+            "/grimos.auth.v1.AuthService/ValidateToken",
+            "/grpc.health.v1.Health/Check",
+        ]
+    );
+    let ids: Vec<Option<&str>> = sent.iter().map(|s| s.request_id.as_deref()).collect();
+    assert_eq!(ids, [Some("req-42"), Some("req-42"), Some("req-43"), None]);
+    for call in &sent {
+        let timeout = call
+            .timeout
+            .unwrap_or_else(|| panic!("no deadline: {call:?}"));
+        assert!(timeout <= deadline && timeout > deadline / 2, "{call:?}");
+        assert_eq!(
+            call.credential,
+            call.path.ends_with("/CreateCredential"),
+            "{call:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -169,52 +238,37 @@ async fn statuses_from_auth_service_pass_through_unchanged() {
 
     let wrong = client_with(&address, Duration::from_secs(2), Some("not-the-token"));
     let status = wrong
-        .create_credential(
-            pb::CreateCredentialRequest {
-                user_id: uuid::Uuid::new_v4().to_string(),
-                email: "eve@grimos.dev".to_owned(),
-                password: PASSWORD.to_owned(),
-            },
-            REQUEST_ID,
-        )
+        .create_credential(pb::CreateCredentialRequest {
+            user_id: uuid::Uuid::new_v4().to_string(),
+            email: "eve@grimos.dev".to_owned(),
+            password: PASSWORD.to_owned(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    let status = wrong
-        .delete_credential("anyone", REQUEST_ID)
-        .await
-        .unwrap_err();
+    let status = wrong.delete_credential("anyone").await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 
     let status = good
-        .create_credential(
-            pb::CreateCredentialRequest {
-                user_id: uuid::Uuid::new_v4().to_string(),
-                email: "grace@grimos.dev".to_owned(),
-                password: PASSWORD.to_owned(),
-            },
-            REQUEST_ID,
-        )
+        .create_credential(pb::CreateCredentialRequest {
+            user_id: uuid::Uuid::new_v4().to_string(),
+            email: "grace@grimos.dev".to_owned(),
+            password: PASSWORD.to_owned(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
 
     let status = good
-        .login(
-            pb::LoginRequest {
-                email: "grace@grimos.dev".to_owned(),
-                password: "wrong password".to_owned(),
-            },
-            REQUEST_ID,
-        )
+        .login(pb::LoginRequest {
+            email: "grace@grimos.dev".to_owned(),
+            password: "wrong password".to_owned(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 
-    let status = good
-        .validate_token("not.a.token", REQUEST_ID)
-        .await
-        .unwrap_err();
+    let status = good.validate_token("not.a.token").await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 }
 
@@ -226,10 +280,7 @@ async fn credential_calls_without_a_service_token_fail_before_sending() {
         Duration::from_secs(2),
         None,
     );
-    let status = client
-        .delete_credential("someone", REQUEST_ID)
-        .await
-        .unwrap_err();
+    let status = client.delete_credential("someone").await.unwrap_err();
     assert_eq!(status.code(), Code::Internal);
     assert_eq!(status.message(), "no service token configured");
 }
@@ -243,10 +294,7 @@ async fn a_list_of_two_replicas_serves_every_call() {
 
     let (user_id, login) = sign_up(&client, "linus@grimos.dev").await;
     for _ in 0..20 {
-        let validated = client
-            .validate_token(&login.access_token, REQUEST_ID)
-            .await
-            .unwrap();
+        let validated = client.validate_token(&login.access_token).await.unwrap();
         assert_eq!(validated.user_id, user_id);
     }
     client.health_check().await.unwrap();
@@ -256,7 +304,7 @@ async fn a_list_of_two_replicas_serves_every_call() {
 async fn failures(client: &AuthClient, token: &str, count: usize) -> usize {
     let mut failed = 0;
     for _ in 0..count {
-        if let Err(status) = client.validate_token(token, REQUEST_ID).await {
+        if let Err(status) = client.validate_token(token).await {
             eprintln!("call failed: {status:?}");
             failed += 1;
         }
@@ -305,11 +353,7 @@ async fn a_stopped_replica_leaves_the_rotation_and_returns_when_it_serves_again(
     // Once a call has failed, both are down; across the next health-check rounds (every
     // second) every call keeps failing at once.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while client
-        .validate_token(&login.access_token, REQUEST_ID)
-        .await
-        .is_ok()
-    {
+    while client.validate_token(&login.access_token).await.is_ok() {
         assert!(
             Instant::now() < deadline,
             "calls still succeed with both down"
@@ -319,7 +363,7 @@ async fn a_stopped_replica_leaves_the_rotation_and_returns_when_it_serves_again(
     while watched.elapsed() < Duration::from_millis(2500) {
         let start = Instant::now();
         let status = client
-            .validate_token(&login.access_token, REQUEST_ID)
+            .validate_token(&login.access_token)
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -355,10 +399,7 @@ async fn a_dns_name_is_resolved_to_its_instances() {
 
     let (user_id, login) = sign_up(&client, "dns@grimos.dev").await;
     for _ in 0..5 {
-        let validated = client
-            .validate_token(&login.access_token, REQUEST_ID)
-            .await
-            .unwrap();
+        let validated = client.validate_token(&login.access_token).await.unwrap();
         assert_eq!(validated.user_id, user_id);
     }
     client.health_check().await.unwrap();
@@ -376,10 +417,7 @@ async fn auth_down_is_unavailable_quickly() {
     ] {
         let client = client_with(&address, Duration::from_millis(300), Some(SERVICE_TOKEN));
         let start = Instant::now();
-        let status = client
-            .validate_token("token", REQUEST_ID)
-            .await
-            .unwrap_err();
+        let status = client.validate_token("token").await.unwrap_err();
         let elapsed = start.elapsed();
         assert_eq!(status.code(), Code::Unavailable, "{address}: {status:?}");
         assert!(
@@ -412,10 +450,7 @@ async fn auth_that_never_answers_is_unavailable_after_the_deadline() {
     for address in [format!("http://{addr}"), format!("dns:///{addr}")] {
         let client = client_with(&address, deadline, Some(SERVICE_TOKEN));
         let start = Instant::now();
-        let status = client
-            .validate_token("token", REQUEST_ID)
-            .await
-            .unwrap_err();
+        let status = client.validate_token("token").await.unwrap_err();
         let elapsed = start.elapsed();
         assert_eq!(status.code(), Code::Unavailable, "{address}: {status:?}");
         assert_eq!(
@@ -446,10 +481,7 @@ async fn auth_that_speaks_no_grpc_is_unavailable() {
 
     let client = client_with(&format!("http://{addr}"), Duration::from_millis(300), None);
     let start = Instant::now();
-    let status = client
-        .validate_token("token", REQUEST_ID)
-        .await
-        .unwrap_err();
+    let status = client.validate_token("token").await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(start.elapsed() < Duration::from_secs(1));
 }
@@ -480,9 +512,6 @@ async fn the_client_recovers_when_auth_comes_up() {
         }
     }
     let (user_id, login) = sign_up(&client, "phoenix@grimos.dev").await;
-    let validated = client
-        .validate_token(&login.access_token, REQUEST_ID)
-        .await
-        .unwrap();
+    let validated = client.validate_token(&login.access_token).await.unwrap();
     assert_eq!(validated.user_id, user_id);
 }

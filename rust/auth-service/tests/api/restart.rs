@@ -153,7 +153,7 @@ async fn tokens_of_a_retired_key_are_rejected() {
 #[tokio::test]
 async fn replicas_agree_on_a_revoked_access_token_within_5_seconds_at_the_shipped_sync_interval() {
     // The contract's bound at the interval auth-service ships (2 s), not the tests' 200 ms.
-    let sync = shipped_duration(&auth_service::Config::command(), "revocation-sync-interval");
+    let sync = shipped_duration(&auth_service::Cli::command(), "revocation-sync-interval");
     let a = spawn_app_with(|c| c.revocation_sync_interval = sync).await;
     let b = spawn_in(a.dir.clone(), |c| c.revocation_sync_interval = sync).await;
     let login = a.signed_in("ada@example.com").await;

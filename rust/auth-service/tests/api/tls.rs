@@ -11,9 +11,9 @@ use crate::helpers::{PASSWORD, build_error, spawn_tls_app_with};
 /// Sets auth-service's TLS settings to serve `server`; with `mutual`, it requires client
 /// certificates signed by `pki`.
 fn serve(pki: &Pki, config: &mut Config, server: &Issued, mutual: bool) {
-    config.tls_cert = Some(server.cert.clone());
-    config.tls_key = Some(server.key.clone());
-    config.tls_ca = mutual.then(|| pki.ca_file());
+    config.tls.cert = Some(server.cert.clone());
+    config.tls.key = Some(server.key.clone());
+    config.tls.ca = mutual.then(|| pki.ca_file());
 }
 
 #[tokio::test]
@@ -106,14 +106,14 @@ async fn bad_tls_settings_fail_the_start() {
     let other = pki.issue("other", &["localhost"]);
 
     // A CA alone: the server has no certificate to serve mutual TLS with.
-    let error = build_error(|c| c.tls_ca = Some(pki.ca_file())).await;
+    let error = build_error(|c| c.tls.ca = Some(pki.ca_file())).await;
     assert!(error.contains("GRIMOS_TLS_CA"), "{error}");
     assert!(error.contains("GRIMOS_TLS_CERT"), "{error}");
 
     // A missing file.
     let error = build_error(|c| {
         serve(&pki, c, &server, false);
-        c.tls_key = Some(pki.dir().join("missing.key"));
+        c.tls.key = Some(pki.dir().join("missing.key"));
     })
     .await;
     assert!(error.contains("GRIMOS_TLS_KEY"), "{error}");
@@ -121,7 +121,7 @@ async fn bad_tls_settings_fail_the_start() {
     // Not a certificate.
     let error = build_error(|c| {
         serve(&pki, c, &server, false);
-        c.tls_cert = Some(server.key.clone());
+        c.tls.cert = Some(server.key.clone());
     })
     .await;
     assert!(
@@ -132,7 +132,7 @@ async fn bad_tls_settings_fail_the_start() {
     // A key that is not the certificate's.
     let error = build_error(|c| {
         serve(&pki, c, &server, false);
-        c.tls_key = Some(other.key.clone());
+        c.tls.key = Some(other.key.clone());
     })
     .await;
     assert!(
@@ -143,7 +143,7 @@ async fn bad_tls_settings_fail_the_start() {
     // A CA file without a certificate.
     let error = build_error(|c| {
         serve(&pki, c, &server, true);
-        c.tls_ca = Some(server.key.clone());
+        c.tls.ca = Some(server.key.clone());
     })
     .await;
     assert!(

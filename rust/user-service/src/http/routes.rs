@@ -19,7 +19,7 @@ use tonic::Status;
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 
 use super::error::{HttpError, ProtoJson, json_with_status};
-use crate::api::{REQUEST_ID, UserApi};
+use crate::api::UserApi;
 
 /// The routes of `/v1`.
 pub fn routes(api: UserApi) -> Router {
@@ -39,18 +39,12 @@ pub fn routes(api: UserApi) -> Router {
 /// A gRPC request carrying the HTTP request's bearer token and request id.
 fn grpc<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    for name in ["authorization", REQUEST_ID] {
-        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok())
-            && let Ok(value) = value.parse()
-        {
-            request.metadata_mut().insert(name, value);
-        }
+    if let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok())
+        && let Ok(value) = value.parse()
+    {
+        request.metadata_mut().insert("authorization", value);
     }
     request
-}
-
-fn request_id(headers: &HeaderMap) -> String {
-    crate::api::request_id(&grpc(headers, ()))
 }
 
 fn bad_request(field: &str, description: impl Into<String>) -> HttpError {
@@ -217,27 +211,17 @@ async fn list_users(
 
 async fn login(
     State(api): State<UserApi>,
-    headers: HeaderMap,
     ProtoJson(body): ProtoJson<auth_pb::LoginRequest>,
 ) -> Result<Response, HttpError> {
-    let response = api
-        .users()
-        .auth()
-        .login(body, &request_id(&headers))
-        .await?;
+    let response = api.users().auth().login(body).await?;
     Ok(ProtoJson(response).into_response())
 }
 
 async fn refresh(
     State(api): State<UserApi>,
-    headers: HeaderMap,
     ProtoJson(body): ProtoJson<auth_pb::RefreshTokenRequest>,
 ) -> Result<Response, HttpError> {
-    let response = api
-        .users()
-        .auth()
-        .refresh_token(body, &request_id(&headers))
-        .await?;
+    let response = api.users().auth().refresh_token(body).await?;
     Ok(ProtoJson(response).into_response())
 }
 
@@ -260,10 +244,7 @@ async fn logout(
             "give the token to revoke in the body or as a bearer token",
         )));
     }
-    api.users()
-        .auth()
-        .revoke_token(body, &request_id(&headers))
-        .await?;
+    api.users().auth().revoke_token(body).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

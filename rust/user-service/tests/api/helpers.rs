@@ -121,8 +121,8 @@ pub struct TlsClient {
 impl TlsClient {
     /// `None` when `config` serves plaintext.
     pub fn for_app(config: &Config) -> Option<TlsClient> {
-        let cert = std::fs::read(config.auth.tls_cert.as_ref()?).unwrap();
-        let roots = match &config.auth.tls_ca {
+        let cert = std::fs::read(config.tls.cert.as_ref()?).unwrap();
+        let roots = match &config.tls.ca {
             Some(ca) => std::fs::read(ca).unwrap(),
             None => cert.clone(),
         };

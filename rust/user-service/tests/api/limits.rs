@@ -22,14 +22,14 @@ const WITHIN: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn a_partial_request_head_is_dropped_at_the_header_read_timeout() {
-    let app = spawn_app_with(|c| c.auth.limits.header_read_timeout = SHORT).await;
+    let app = spawn_app_with(|c| c.limits.header_read_timeout = SHORT).await;
     let mut tcp = wire::http1(app.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
     assert!(wire::closed_within(&mut tcp, WITHIN).await);
 }
 
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed_at_the_idle_timeout() {
-    let app = spawn_app_with(|c| c.auth.limits.idle_timeout = SHORT).await;
+    let app = spawn_app_with(|c| c.limits.idle_timeout = SHORT).await;
     let mut h2 = wire::h2(app.addr, None).await;
     let request = http::Request::get(format!("http://{}/healthz", app.addr))
         .body(())
@@ -42,7 +42,7 @@ async fn an_idle_http2_connection_is_closed_at_the_idle_timeout() {
 
 #[tokio::test]
 async fn a_slow_body_gets_408_at_the_body_read_timeout() {
-    let app = spawn_app_with(|c| c.auth.limits.body_read_timeout = SHORT).await;
+    let app = spawn_app_with(|c| c.limits.body_read_timeout = SHORT).await;
     let head = b"POST /v1/users HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
                  content-length: 100\r\n\r\n{\"email\"";
     let started = Instant::now();
@@ -55,7 +55,7 @@ async fn a_slow_body_gets_408_at_the_body_read_timeout() {
 
 #[tokio::test]
 async fn a_response_the_client_never_takes_ends_the_connection_at_the_send_timeout() {
-    let app = spawn_app_with(|c| c.auth.limits.send_timeout = SHORT).await;
+    let app = spawn_app_with(|c| c.limits.send_timeout = SHORT).await;
     // A window of zero: the server may send headers but no response body.
     let mut h2 = wire::h2(app.addr, Some(0)).await;
     let request = wire::grpc_request(app.addr, "/grpc.health.v1.Health/Check", &[]);
@@ -73,7 +73,7 @@ async fn a_response_the_client_never_takes_ends_the_connection_at_the_send_timeo
 #[tokio::test]
 async fn connections_over_the_limit_are_answered_503_and_unavailable() {
     const LIMIT: usize = 4;
-    let app = spawn_app_with(|c| c.auth.limits.max_connections = LIMIT).await;
+    let app = spawn_app_with(|c| c.limits.max_connections = LIMIT).await;
     // Enough idle connections to fill every slot, whatever the test's own clients hold.
     let mut idle = Vec::new();
     for _ in 0..LIMIT {
@@ -177,7 +177,7 @@ async fn an_http_request_ends_at_the_request_timeout_with_504() {
     let auth = SilentGrpc::start().await;
     let app = spawn_app_with(|c| {
         c.auth_service_address = Some(format!("http://{}", auth.addr));
-        c.auth.limits.request_timeout = SHORT;
+        c.limits.request_timeout = SHORT;
     })
     .await;
     let started = Instant::now();

@@ -1,5 +1,6 @@
-//! Which auth-service endpoints the client balances over, when `AUTH_SERVICE_ADDRESS` names
-//! several (a comma-separated list) or a `dns:///` name.
+//! Where the client's calls go ([`channel`]): one lazily connected channel for one URL, or a
+//! channel balanced over several endpoints when `AUTH_SERVICE_ADDRESS` names several (a
+//! comma-separated list) or a `dns:///` name.
 //!
 //! tonic's balancer keeps an endpoint that refuses connections among the ready ones (a lazy
 //! connection reports ready until a call tries it), so calls routed there fail with
@@ -25,32 +26,34 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::bail;
 use tokio::sync::mpsc::Sender;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Interval, MissedTickBehavior};
 use tonic::Request;
 use tonic::transport::channel::Change;
-use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::auth_client::EndpointTemplate;
+use super::address::AuthAddress;
+use super::endpoints::{EndpointTemplate, url_endpoint};
+use super::health;
 
 /// How often every member's health is checked.
-pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Room for changes queued while no call drives the balancer.
-pub(crate) const CHANGES_CAPACITY: usize = 1024;
+const CHANGES_CAPACITY: usize = 1024;
 
 /// A DNS lookup of the name's addresses.
-pub(crate) type Resolve =
+type Resolve =
     Box<dyn FnMut() -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>> + Send>;
 
 /// Where the members come from.
-pub(crate) enum Source {
+enum Source {
     /// The URLs of a list, fixed.
     List(Vec<Endpoint>),
     /// A `dns:///` name, re-resolved every `refresh`; `template` makes each address an endpoint.
@@ -58,11 +61,11 @@ pub(crate) enum Source {
 }
 
 /// A `dns:///` source.
-pub(crate) struct Dns {
-    pub(crate) name: String,
-    pub(crate) resolve: Resolve,
-    pub(crate) template: EndpointTemplate,
-    pub(crate) refresh: Duration,
+struct Dns {
+    name: String,
+    resolve: Resolve,
+    template: EndpointTemplate,
+    refresh: Duration,
 }
 
 /// One endpoint the balancer may use.
@@ -85,9 +88,78 @@ impl Member {
     }
 }
 
+/// The channel to auth-service for `address`, and, when it balances (a list or a `dns:///`
+/// name), the task that keeps its endpoints, stopped when the last holder drops it.
+pub(super) fn channel(
+    address: AuthAddress,
+    tls: Option<&ClientTlsConfig>,
+    deadline: Duration,
+    dns_refresh: Duration,
+) -> anyhow::Result<(Channel, Option<Arc<AbortOnDrop>>)> {
+    match address {
+        AuthAddress::Urls(urls) => {
+            let endpoints = urls
+                .into_iter()
+                .map(|uri| url_endpoint(uri, tls, deadline))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            match <[Endpoint; 1]>::try_from(endpoints) {
+                // One URL: nothing to balance or to fail over to.
+                Ok([endpoint]) => Ok((endpoint.connect_lazy(), None)),
+                Err(endpoints) => Ok(balanced(Source::List(endpoints), deadline)),
+            }
+        }
+        AuthAddress::Dns { host, port } => {
+            if dns_refresh.is_zero() {
+                bail!("the DNS refresh period must be positive");
+            }
+            let template = EndpointTemplate::new(&host, port, tls.cloned(), deadline)?;
+            let source = Source::Dns(Box::new(Dns {
+                resolve: lookup(host.clone(), port, dns_refresh.max(Duration::from_secs(1))),
+                name: host,
+                template,
+                refresh: dns_refresh,
+            }));
+            Ok(balanced(source, deadline))
+        }
+    }
+}
+
+/// The system resolver's addresses for `name`, each lookup bounded by `bound`.
+fn lookup(name: String, port: u16, bound: Duration) -> Resolve {
+    Box::new(move || {
+        let name = name.clone();
+        Box::pin(async move {
+            let lookup = tokio::net::lookup_host((name.as_str(), port));
+            match tokio::time::timeout(bound, lookup).await {
+                Ok(result) => result.map(Iterator::collect),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "DNS lookup timed out",
+                )),
+            }
+        })
+    })
+}
+
+/// A channel balanced over what `source` names, and the task that keeps its endpoints.
+fn balanced(source: Source, deadline: Duration) -> (Channel, Option<Arc<AbortOnDrop>>) {
+    let (channel, changes) = Channel::balance_channel::<String>(CHANGES_CAPACITY);
+    let task = tokio::spawn(maintain(source, changes, deadline, PROBE_INTERVAL));
+    (channel, Some(Arc::new(AbortOnDrop(task))))
+}
+
+/// Stops the task that keeps a balanced channel's endpoints when dropped.
+pub(super) struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Keeps the balancer behind `changes` equal to the healthy members of `source` (all of them
 /// when none is healthy). Ends when the balancer (the channel) is gone.
-pub(crate) async fn maintain(
+async fn maintain(
     source: Source,
     changes: Sender<Change<String, Endpoint>>,
     deadline: Duration,
@@ -219,22 +291,11 @@ async fn probe_all(members: &mut BTreeMap<String, Member>, deadline: Duration) {
     }
 }
 
-async fn check(mut health: HealthClient<Channel>, deadline: Duration) -> Result<(), String> {
-    let mut request = Request::new(HealthCheckRequest {
-        service: String::new(),
-    });
+async fn check(mut client: HealthClient<Channel>, deadline: Duration) -> Result<(), String> {
+    let mut request = Request::new(health::request());
     request.set_timeout(deadline);
-    match tokio::time::timeout(deadline, health.check(request)).await {
-        Ok(Ok(response)) => {
-            let status = response.into_inner().status;
-            if status == ServingStatus::Serving as i32 {
-                Ok(())
-            } else {
-                let name = ServingStatus::try_from(status)
-                    .map_or("UNKNOWN", |status| status.as_str_name());
-                Err(format!("status {name}"))
-            }
-        }
+    match tokio::time::timeout(deadline, client.check(request)).await {
+        Ok(Ok(response)) => health::verdict(response.get_ref()),
         Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
         Err(_) => Err(format!("no answer within {deadline:?}")),
     }
@@ -319,7 +380,9 @@ impl Balanced {
 
 #[cfg(test)]
 mod tests {
-    use super::rotation;
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
 
     fn keys(set: std::collections::BTreeSet<String>) -> Vec<String> {
         set.into_iter().collect()
@@ -341,5 +404,60 @@ mod tests {
             ["a", "b"]
         );
         assert!(rotation(health(&[])).is_empty());
+    }
+
+    #[tokio::test]
+    async fn dns_members_follow_the_resolved_addresses() {
+        let a: SocketAddr = "10.0.0.1:50051".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:50051".parse().unwrap();
+        let mut answers = vec![
+            Ok(vec![a]),
+            Err(std::io::Error::other("resolver down")),
+            Ok(vec![a, b]),
+            Ok(vec![]),
+            Ok(vec![b]),
+        ]
+        .into_iter();
+        let resolve: Resolve = Box::new(move || {
+            let answer = answers.next().unwrap_or_else(|| Ok(vec![b]));
+            Box::pin(async move { answer })
+        });
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let template =
+            EndpointTemplate::new("auth", 50051, None, super::super::DEFAULT_DEADLINE).unwrap();
+        let source = Source::Dns(Box::new(Dns {
+            name: "auth".to_owned(),
+            resolve,
+            template,
+            refresh: Duration::from_millis(5),
+        }));
+        // No health check within the test: membership alone.
+        let task = tokio::spawn(maintain(
+            source,
+            tx,
+            super::super::DEFAULT_DEADLINE,
+            Duration::from_secs(3600),
+        ));
+
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            match rx.recv().await.unwrap() {
+                Change::Insert(key, endpoint) => {
+                    assert_eq!(endpoint.uri().to_string(), format!("http://{key}/"));
+                    seen.push(format!("+{key}"));
+                }
+                Change::Remove(key) => seen.push(format!("-{key}")),
+            }
+        }
+        assert_eq!(
+            seen,
+            ["+10.0.0.1:50051", "+10.0.0.2:50051", "-10.0.0.1:50051"]
+        );
+
+        drop(rx);
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the task stops once the balancer is gone")
+            .unwrap();
     }
 }

@@ -1,0 +1,442 @@
+//! The gRPC client of `grimos.auth.v1.AuthService`: the only way user-service talks to
+//! auth-service, whether it runs elsewhere (`AUTH_SERVICE_ADDRESS`) or in this process.
+//!
+//! One job per file:
+//! - `address`: parsing `AUTH_SERVICE_ADDRESS` ([`AuthAddress`]).
+//! - `endpoints`, `discovery`: the endpoints dialled, and the channel over them (one URL, a
+//!   list balanced client-side, or a DNS name re-resolved periodically, with health ejection).
+//! - `tls`: TLS to an external auth-service ([`tls::client_config`]).
+//! - `outgoing`: what every call carries (deadline, request id, service credential), added
+//!   by a tonic interceptor.
+//! - `status`: the one mapping of failures to what callers see, and the metrics of each call.
+//! - `cache`: recent `ValidateToken` answers.
+//! - `health`: the one health check, used by readiness and by the balancer's probes.
+//!
+//! Invariants:
+//! - Construction does no network I/O. Channels connect lazily and reconnect by themselves,
+//!   so user-service starts while auth-service is down and recovers when it comes up.
+//! - The embedded auth-service ([`AuthClient::in_process`]) is called through its tower
+//!   service: the same generated client, codec, status mapping, deadline and tracing, and
+//!   no socket, TLS or port of its own to trust.
+//! - Every call is bounded: `grpc-timeout` carries the deadline to auth-service, and a hard
+//!   timer a little longer than the deadline covers time spent before a connection is picked
+//!   (the balancer waits for a ready endpoint without looking at `grpc-timeout`).
+//! - Callers see a status auth-service produced (`UNAUTHENTICATED`, `INVALID_ARGUMENT`,
+//!   `ALREADY_EXISTS`, `INTERNAL`, ...) unchanged, and `UNAVAILABLE` when auth-service could
+//!   not be reached or did not answer in time. `status::map_status` is the only place that
+//!   decides.
+//! - Nothing is retried, not even the idempotent `ValidateToken`: a retry would have to fit
+//!   in the same deadline, and the callers (HTTP and gRPC clients) already retry on 503.
+//! - Tokens, passwords and the service token are never logged or recorded in metrics.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use grimos_proto::auth::v1 as pb;
+use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
+use secrecy::{ExposeSecret, SecretString};
+use tonic::Status;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::ClientTlsConfig;
+use tonic_health::pb::health_client::HealthClient;
+use tower::util::BoxCloneSyncService;
+use tower::util::{MapErr, MapResponse};
+
+mod address;
+mod cache;
+mod discovery;
+mod endpoints;
+mod health;
+mod outgoing;
+mod status;
+pub mod tls;
+
+pub use address::AuthAddress;
+
+use cache::{VALIDATION_CACHE_CAPACITY, Validations};
+use discovery::AbortOnDrop;
+use outgoing::Outgoing;
+
+/// How long a call may take when the configuration does not say.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
+/// How often a `dns:///` address is re-resolved when the configuration does not say.
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(5);
+
+/// The hard bound on a call is the deadline plus this: `grpc-timeout` should fire first.
+const HARD_TIMEOUT_MARGIN: Duration = Duration::from_millis(100);
+
+/// What the generated clients send calls through: a channel to a remote auth-service, or the
+/// embedded one's tower service.
+/// (The error type is the channel's: the in-process service cannot fail.)
+pub type Transport = BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    tonic::transport::Error,
+>;
+
+type Intercepted = InterceptedService<Transport, Outgoing>;
+
+/// How to reach auth-service.
+#[derive(Clone)]
+pub struct AuthClientConfig {
+    /// `AUTH_SERVICE_ADDRESS`, in any form [`AuthAddress::parse`] accepts.
+    pub address: String,
+    /// How long one call may take, connecting included ([`DEFAULT_DEADLINE`]: 2 s).
+    pub deadline: Duration,
+    /// `GRIMOS_SERVICE_TOKEN`, presented on `CreateCredential` and `DeleteCredential`.
+    pub service_token: Option<SecretString>,
+    /// TLS settings for `https://` addresses (and for `dns:///`, which then uses TLS).
+    pub tls: Option<ClientTlsConfig>,
+    /// How often a `dns:///` address is re-resolved ([`DEFAULT_DNS_REFRESH`]: 5 s).
+    pub dns_refresh: Duration,
+}
+
+impl AuthClientConfig {
+    /// The defaults for `address`: 2 s deadline, no service token, no TLS, 5 s DNS refresh.
+    pub fn new(address: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            deadline: DEFAULT_DEADLINE,
+            service_token: None,
+            tls: None,
+            dns_refresh: DEFAULT_DNS_REFRESH,
+        }
+    }
+}
+
+impl fmt::Debug for AuthClientConfig {
+    // By hand: the TLS settings may hold a private key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthClientConfig")
+            .field("address", &self.address)
+            .field("deadline", &self.deadline)
+            .field(
+                "service_token",
+                &self.service_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("tls", &self.tls.is_some())
+            .field("dns_refresh", &self.dns_refresh)
+            .finish()
+    }
+}
+
+/// A cheap-to-clone client of auth-service; every clone shares one channel.
+#[derive(Clone)]
+pub struct AuthClient {
+    /// Calls on behalf of end users.
+    user: AuthServiceClient<Intercepted>,
+    /// `CreateCredential` and `DeleteCredential`, with the service credential.
+    service: AuthServiceClient<Intercepted>,
+    health: HealthClient<Intercepted>,
+    deadline: Duration,
+    /// The task that keeps a balanced channel's endpoints (see `discovery`); stopped when
+    /// the last clone is dropped.
+    balancer: Option<Arc<AbortOnDrop>>,
+    /// Recent `ValidateToken` answers, if enabled.
+    validations: Option<Arc<Validations>>,
+}
+
+impl fmt::Debug for AuthClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthClient")
+            .field("deadline", &self.deadline)
+            .field("balanced", &self.balancer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthClient {
+    /// A client of the auth-service at `config.address`, built without touching the network.
+    ///
+    /// Must be called inside a tokio runtime: the channel's workers (and, for `dns:///`, the
+    /// task that re-resolves the name) are spawned on it. Fails on an unparsable address,
+    /// a zero deadline or refresh period, `https://` without TLS settings, TLS settings
+    /// with an `http://` address, or a service token that cannot be sent as metadata.
+    pub fn new(config: AuthClientConfig) -> anyhow::Result<AuthClient> {
+        if config.deadline.is_zero() {
+            bail!("the auth-service deadline must be positive");
+        }
+        tokio::runtime::Handle::try_current()
+            .context("AuthClient::new must be called inside a tokio runtime")?;
+        let address = AuthAddress::parse(&config.address)?;
+        let (channel, balancer) = discovery::channel(
+            address,
+            config.tls.as_ref(),
+            config.deadline,
+            config.dns_refresh,
+        )?;
+        let transport = Transport::new(channel);
+        let mut client = Self::with_transport(transport, config.deadline, config.service_token)?;
+        client.balancer = balancer;
+        Ok(client)
+    }
+
+    /// A client of an auth-service in this process, called through `service` (its
+    /// [`auth_service::App::in_process`] router): no socket, same codec and status mapping.
+    pub fn in_process(
+        service: axum::Router,
+        deadline: Duration,
+        service_token: Option<SecretString>,
+    ) -> anyhow::Result<AuthClient> {
+        let service = MapResponse::new(service, |response: http::Response<axum::body::Body>| {
+            response.map(tonic::body::Body::new)
+        });
+        let service = MapErr::new(service, |never: Infallible| -> tonic::transport::Error {
+            match never {}
+        });
+        let transport = Transport::new(service);
+        Self::with_transport(transport, deadline, service_token)
+    }
+
+    fn with_transport(
+        transport: Transport,
+        deadline: Duration,
+        service_token: Option<SecretString>,
+    ) -> anyhow::Result<AuthClient> {
+        let token = service_token.as_ref().map(ExposeSecret::expose_secret);
+        let user = Outgoing::user(deadline);
+        Ok(AuthClient {
+            user: AuthServiceClient::with_interceptor(transport.clone(), user.clone()),
+            service: AuthServiceClient::with_interceptor(
+                transport.clone(),
+                Outgoing::service(deadline, token)?,
+            ),
+            health: HealthClient::with_interceptor(transport, user),
+            deadline,
+            balancer: None,
+            validations: None,
+        })
+    }
+
+    /// Reuses each successful `ValidateToken` answer for up to `ttl` (zero: never).
+    #[must_use]
+    pub fn with_validation_cache(mut self, ttl: Duration) -> Self {
+        self.validations =
+            (!ttl.is_zero()).then(|| Arc::new(Validations::new(ttl, VALIDATION_CACHE_CAPACITY)));
+        self
+    }
+
+    /// `ValidateToken`: who holds `access_token`, with their roles and permissions.
+    pub async fn validate_token(
+        &self,
+        access_token: &str,
+    ) -> Result<pb::ValidateTokenResponse, Status> {
+        plausible(access_token)?;
+        if let Some(answer) = self.validations.as_ref().and_then(|v| v.get(access_token)) {
+            return Ok(answer);
+        }
+        let generation = self.validations.as_ref().map(|v| v.generation());
+        let request = pb::ValidateTokenRequest {
+            access_token: access_token.to_owned(),
+        };
+        let mut auth = self.user.clone();
+        let answer = self
+            .call("ValidateToken", async move {
+                auth.validate_token(request).await
+            })
+            .await?;
+        if let (Some(validations), Some(generation)) = (&self.validations, generation) {
+            validations.insert(access_token, &answer, generation);
+        }
+        Ok(answer)
+    }
+
+    /// `Login`: exchanges an email and password for tokens.
+    pub async fn login(&self, request: pb::LoginRequest) -> Result<pb::LoginResponse, Status> {
+        let mut auth = self.user.clone();
+        self.call("Login", async move { auth.login(request).await })
+            .await
+    }
+
+    /// `RefreshToken`: exchanges a refresh token for new (rotated) tokens.
+    pub async fn refresh_token(
+        &self,
+        request: pb::RefreshTokenRequest,
+    ) -> Result<pb::RefreshTokenResponse, Status> {
+        plausible(&request.refresh_token)?;
+        let mut auth = self.user.clone();
+        self.call(
+            "RefreshToken",
+            async move { auth.refresh_token(request).await },
+        )
+        .await
+    }
+
+    /// `RevokeToken`: revokes an access or refresh token, ending its session; every cached
+    /// answer of that session is forgotten.
+    pub async fn revoke_token(
+        &self,
+        request: pb::RevokeTokenRequest,
+    ) -> Result<pb::RevokeTokenResponse, Status> {
+        plausible(&request.token)?;
+        let token = request.token.clone();
+        let mut auth = self.user.clone();
+        let result = self
+            .call(
+                "RevokeToken",
+                async move { auth.revoke_token(request).await },
+            )
+            .await;
+        if let Some(validations) = &self.validations {
+            // Whatever the outcome, this token is not vouched for from memory again.
+            validations.remove(&token);
+            if let Ok(response) = &result {
+                validations.forget(|answer| answer.session_id == response.session_id);
+            }
+        }
+        result
+    }
+
+    /// `CheckPermission`: whether the holder of an access token has a permission.
+    pub async fn check_permission(
+        &self,
+        request: pb::CheckPermissionRequest,
+    ) -> Result<pb::CheckPermissionResponse, Status> {
+        plausible(&request.access_token)?;
+        let mut auth = self.user.clone();
+        self.call("CheckPermission", async move {
+            auth.check_permission(request).await
+        })
+        .await
+    }
+
+    /// `CreateCredential`, with the service credential: stores a user's email and password
+    /// and returns the roles granted.
+    pub async fn create_credential(
+        &self,
+        request: pb::CreateCredentialRequest,
+    ) -> Result<pb::CreateCredentialResponse, Status> {
+        let mut auth = self.service.clone();
+        self.call("CreateCredential", async move {
+            auth.create_credential(request).await
+        })
+        .await
+    }
+
+    /// `DeleteCredential`, with the service credential: removes a user's credential and
+    /// revokes their tokens.
+    pub async fn delete_credential(
+        &self,
+        user_id: &str,
+    ) -> Result<pb::DeleteCredentialResponse, Status> {
+        let request = pb::DeleteCredentialRequest {
+            user_id: user_id.to_owned(),
+        };
+        let mut auth = self.service.clone();
+        let result = self
+            .call("DeleteCredential", async move {
+                auth.delete_credential(request).await
+            })
+            .await;
+        if let Some(validations) = &self.validations {
+            validations.forget(|answer| answer.user_id == user_id);
+        }
+        result
+    }
+
+    /// `grpc.health.v1.Health/Check` for the overall status (`""`) on the same channel: `Ok`
+    /// only when auth-service reports `SERVING`.
+    pub async fn health_check(&self) -> Result<(), Status> {
+        let mut client = self.health.clone();
+        let response = self
+            .call("HealthCheck", async move {
+                client.check(health::request()).await
+            })
+            .await?;
+        health::verdict(&response).map_err(|reason| {
+            Status::unavailable(format!("auth-service is not serving ({reason})"))
+        })
+    }
+
+    /// The one call path: runs `call` under the hard bound, maps its status, records it and
+    /// logs failures.
+    async fn call<R>(
+        &self,
+        rpc: &'static str,
+        call: impl Future<Output = Result<tonic::Response<R>, Status>>,
+    ) -> Result<R, Status> {
+        let start = Instant::now();
+        let mut cause = None;
+        let (budget, callers) = outgoing::budget(self.deadline);
+        let result = match tokio::time::timeout(budget + HARD_TIMEOUT_MARGIN, call).await {
+            // The caller's deadline passed first: that is what the caller is told, whatever
+            // the call ended with meanwhile.
+            Ok(Err(_)) | Err(_) if callers && start.elapsed() >= budget => Err(
+                Status::deadline_exceeded("the deadline passed while waiting for auth-service"),
+            ),
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => {
+                cause = status::transport_cause(&status);
+                Err(status::map_status(status, self.deadline))
+            }
+            Err(_) => Err(status::did_not_answer(self.deadline)),
+        };
+        match &result {
+            Ok(_) => status::record(rpc, start, tonic::Code::Ok),
+            Err(status) => {
+                status::record(rpc, start, status.code());
+                if status.code() == tonic::Code::Unavailable {
+                    // The cause (a refused handshake, say) is logged, not sent to callers.
+                    tracing::warn!(
+                        rpc,
+                        error = status.message(),
+                        cause = cause.as_deref().unwrap_or_default(),
+                        "auth-service call failed"
+                    );
+                } else {
+                    tracing::debug!(rpc, code = ?status.code(), "auth-service refused the call");
+                }
+            }
+        }
+        result
+    }
+}
+
+/// Refuses, without calling auth-service, a token longer than any it issues: it cannot be
+/// valid, and sending it would only cost auth-service a message it must refuse.
+fn plausible(token: &str) -> Result<(), Status> {
+    if token.len() > grimos_common::bearer::MAX_TOKEN_BYTES {
+        return Err(Status::unauthenticated("invalid token"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn new_needs_no_network_and_rejects_bad_settings() {
+        let client = AuthClient::new(AuthClientConfig::new("http://127.0.0.1:1")).unwrap();
+        assert!(client.balancer.is_none());
+        let client = AuthClient::new(AuthClientConfig::new("dns:///auth.invalid:1")).unwrap();
+        assert!(client.balancer.is_some());
+
+        let mut zero = AuthClientConfig::new("http://127.0.0.1:1");
+        zero.deadline = Duration::ZERO;
+        assert!(AuthClient::new(zero).is_err());
+        let https = AuthClientConfig::new("https://auth:443");
+        assert!(format!("{:#}", AuthClient::new(https).unwrap_err()).contains("TLS"));
+        let mut plain_with_tls = AuthClientConfig::new("http://auth:50051");
+        plain_with_tls.tls = Some(ClientTlsConfig::new());
+        assert!(format!("{:#}", AuthClient::new(plain_with_tls).unwrap_err()).contains("https://"));
+        let mut bad_token = AuthClientConfig::new("http://auth:50051");
+        bad_token.service_token = Some(SecretString::from("line\nbreak".to_owned()));
+        assert!(
+            format!("{:#}", AuthClient::new(bad_token).unwrap_err())
+                .contains("GRIMOS_SERVICE_TOKEN")
+        );
+    }
+
+    #[test]
+    fn new_outside_a_runtime_is_an_error_not_a_panic() {
+        let error = AuthClient::new(AuthClientConfig::new("http://127.0.0.1:1")).unwrap_err();
+        assert!(error.to_string().contains("tokio runtime"));
+    }
+}
