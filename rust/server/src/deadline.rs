@@ -145,12 +145,23 @@ where
         };
         let deadline = Instant::now() + budget;
         let on_timeout = self.layer.on_timeout;
+        let grpc = self.layer.grpc;
         let future = DEADLINE.scope(deadline, self.inner.call(request));
         Box::pin(async move {
             match tokio::time::timeout_at(deadline, future).await {
                 Ok(result) => result,
                 Err(_) => {
                     metrics::counter!("server_request_deadlines_exceeded_total").increment(1);
+                    // The one log line of this answer. A gRPC caller chose its deadline; an
+                    // HTTP request ran past the server's own bound, a server failure (504).
+                    if grpc {
+                        tracing::debug!(?budget, "the caller's deadline passed; work dropped");
+                    } else {
+                        tracing::warn!(
+                            ?budget,
+                            "the request ran past GRIMOS_REQUEST_TIMEOUT; work dropped"
+                        );
+                    }
                     Ok(on_timeout())
                 }
             }

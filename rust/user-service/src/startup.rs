@@ -40,7 +40,7 @@ use crate::api::UserApi;
 use crate::auth_client::{AuthClient, AuthClientConfig, DEFAULT_DNS_REFRESH, tls};
 use crate::auth_edge::AuthEdge;
 use crate::config::Config;
-use crate::http::{error, ops, routes};
+use crate::http::{error, json, ops, routes};
 use crate::service::Users;
 use crate::store::{PostgresUserStore, SqliteUserStore, UserStore};
 
@@ -274,13 +274,13 @@ async fn router(
     let mut grpc = Router::new();
     grpc = grpc_service(
         grpc,
-        UserServiceServer::new(api.clone()).max_decoding_message_size(error::MAX_BODY_BYTES),
+        UserServiceServer::new(api.clone()).max_decoding_message_size(json::MAX_BODY_BYTES),
         max_time,
     );
     grpc = grpc_service(
         grpc,
         AuthServiceServer::new(AuthEdge::new(api.clone()))
-            .max_decoding_message_size(error::MAX_BODY_BYTES),
+            .max_decoding_message_size(json::MAX_BODY_BYTES),
         max_time,
     );
     grpc = grpc_service(grpc, health_service, max_time);
@@ -303,7 +303,10 @@ async fn router(
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
                 tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
-            }),
+            })
+            // A 5xx is logged once, where its cause is known (the error mapping, the auth
+            // client, the deadline), not again here as "response failed".
+            .on_failure(()),
         )
         // A sane request id on every request (the caller's, or a new one), in its header and
         // in scope for the calls it makes to auth-service.

@@ -1,28 +1,18 @@
-//! The HTTP/JSON error body and the JSON request and response plumbing of the `/v1` routes.
+//! The HTTP/JSON error body of every route.
 //!
 //! It owns the one mapping from a `tonic::Status` to the contract's HTTP status and
-//! `{"code","message","details"}` body, the body-size limit, and the JSON extractor whose
-//! rejections use that same body. It never invents messages for failures of the service layer:
-//! the gRPC handlers already hide internals behind "internal error", so a status message is
-//! passed through unchanged, and 5xx statuses are logged here. A client mistake (bad JSON, an
-//! unknown field, an oversized body, an unknown path) never becomes a 500.
+//! `{"code","message","details"}` body, which the JSON extractor's rejections ([`super::json`])
+//! use too. It never invents messages for failures of the service layer: the gRPC handlers
+//! already hide internals behind "internal error", so a status message is passed through
+//! unchanged. It logs nothing: a 5xx is logged once, where its cause is known. A client
+//! mistake (bad JSON, an unknown field, an oversized body, an unknown path) never becomes a
+//! 500.
 
-use std::future::poll_fn;
-use std::pin::Pin;
-
-use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use http::header::{CONTENT_TYPE, HeaderValue};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetail, FieldViolation, LocalizedMessage, StatusExt};
-
-/// The largest request body the JSON routes accept, in bytes (64 KiB).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The contract's HTTP status for a gRPC status code.
 ///
@@ -76,7 +66,7 @@ impl HttpError {
         }
     }
 
-    /// A 413 for a request body over [`MAX_BODY_BYTES`] (code 3, `INVALID_ARGUMENT`).
+    /// A 413 for a request body over [`super::json::MAX_BODY_BYTES`] (code 3, `INVALID_ARGUMENT`).
     pub fn payload_too_large() -> Self {
         Self {
             status: Status::invalid_argument("request body is larger than 64 KiB"),
@@ -95,12 +85,12 @@ impl HttpError {
     }
 
     /// A 500 that says nothing about its cause; the caller logs the cause first.
-    fn internal() -> Self {
+    pub(super) fn internal() -> Self {
         Self::from(Status::internal("internal error"))
     }
 
     /// A 400 (code 3) for a body that is not the JSON the route expects.
-    fn invalid_json(error: impl std::fmt::Display) -> Self {
+    pub(super) fn invalid_json(error: impl std::fmt::Display) -> Self {
         Self::from(Status::invalid_argument(format!(
             "invalid JSON body: {error}"
         )))
@@ -115,21 +105,15 @@ impl From<Status> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
+        // Not logged here: a 5xx is logged once, where its cause is known (the service's
+        // `Error` mapping, the auth client, the database layer).
         let http = self.http.unwrap_or_else(|| http_status(self.status.code()));
-        if http.is_server_error() {
-            tracing::error!(
-                code = ?self.status.code(),
-                message = self.status.message(),
-                %http,
-                "request failed"
-            );
-        }
         let body = json!({
             "code": i32::from(self.status.code()),
             "message": self.status.message(),
             "details": details_json(&self.status),
         });
-        json_response(http, body.to_string())
+        super::json::json_response(http, body.to_string())
     }
 }
 
@@ -278,162 +262,6 @@ fn duration_json(duration: std::time::Duration) -> String {
     }
 }
 
-/// A response with `status` and an already serialized JSON `body`.
-fn json_response(status: StatusCode, body: String) -> Response {
-    let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-/// A JSON response with `status` and `body` serialized with its serde (proto3 JSON) mapping.
-///
-/// Routes whose success is not 200 use this, such as 201 for `POST /v1/users`. A value that
-/// cannot be serialized (a timestamp out of range, say) is a server bug: it is logged and
-/// answered with a bare 500.
-pub fn json_with_status<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    match serde_json::to_string(body) {
-        Ok(json) => json_response(status, json),
-        Err(error) => {
-            tracing::error!(%error, "cannot serialize response body");
-            HttpError::internal().into_response()
-        }
-    }
-}
-
-/// A JSON request or response body in the proto3 JSON mapping of a generated message.
-///
-/// As an extractor it reads at most [`MAX_BODY_BYTES`], takes an empty body as the message's
-/// default (so `POST /v1/auth/logout` works without one), and rejects anything else that does
-/// not parse as `T`, unknown fields included, with the contract's 400 or 413 body. The
-/// `Content-Type` header is not checked, so clients that omit it still work. As a response it
-/// is a 200 with the JSON body.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProtoJson<T>(pub T);
-
-impl<T, S> FromRequest<S> for ProtoJson<T>
-where
-    T: DeserializeOwned + Default,
-    S: Send + Sync,
-{
-    type Rejection = HttpError;
-
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = read_body(req.into_body()).await?;
-        if bytes
-            .iter()
-            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        {
-            return Ok(Self(T::default()));
-        }
-        // One rule for every body: a key given twice is an error, at any depth. serde_json
-        // would keep the last value where a map is built first (the PATCH body) and refuse
-        // it where a generated message is (pbjson), so the rule is checked here, once.
-        serde_json::from_slice::<NoDuplicateKeys>(&bytes).map_err(HttpError::invalid_json)?;
-        serde_json::from_slice(&bytes)
-            .map(Self)
-            .map_err(HttpError::invalid_json)
-    }
-}
-
-/// Deserializes any JSON value, failing on an object that has the same key twice.
-struct NoDuplicateKeys;
-
-impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NoDuplicateKeysVisitor)
-    }
-}
-
-struct NoDuplicateKeysVisitor;
-
-impl<'de> serde::de::Visitor<'de> for NoDuplicateKeysVisitor {
-    type Value = NoDuplicateKeys;
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("a JSON value")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut keys = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            map.next_value::<NoDuplicateKeys>()?;
-            if !keys.insert(key) {
-                return Err(serde::de::Error::custom("an object has the same key twice"));
-            }
-        }
-        Ok(NoDuplicateKeys)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
-        Ok(NoDuplicateKeys)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(NoDuplicateKeys)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(NoDuplicateKeys)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(NoDuplicateKeys)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(NoDuplicateKeys)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(NoDuplicateKeys)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(NoDuplicateKeys)
-    }
-}
-
-/// Reads a whole request body, failing with 413 once it grows past [`MAX_BODY_BYTES`].
-///
-/// This counts the bytes itself rather than calling `axum::body::to_bytes`: that function's
-/// error does not tell "too large" (413) from "the connection broke" (400) without naming a
-/// type from `http-body-util`, which this crate does not depend on.
-async fn read_body(mut body: Body) -> Result<Bytes, HttpError> {
-    // A declared length over the limit is refused before anything is read.
-    if usize::try_from(body.size_hint().lower()).map_or(true, |len| len > MAX_BODY_BYTES) {
-        return Err(HttpError::payload_too_large());
-    }
-    let mut collected = Vec::new();
-    while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let frame = frame.map_err(|error| {
-            if grimos_server::is_body_timeout(&error) {
-                HttpError::request_timeout()
-            } else {
-                HttpError::from(Status::invalid_argument(format!(
-                    "cannot read request body: {error}"
-                )))
-            }
-        })?;
-        // Trailers carry no JSON; only data frames count.
-        if let Ok(data) = frame.into_data() {
-            if collected.len() + data.len() > MAX_BODY_BYTES {
-                return Err(HttpError::payload_too_large());
-            }
-            collected.extend_from_slice(&data);
-        }
-    }
-    Ok(Bytes::from(collected))
-}
-
-impl<T: Serialize> IntoResponse for ProtoJson<T> {
-    fn into_response(self) -> Response {
-        json_with_status(StatusCode::OK, &self.0)
-    }
-}
-
 /// The answer to an HTTP/JSON request that ran past `GRIMOS_REQUEST_TIMEOUT`: 504 (code 4).
 pub fn deadline_exceeded() -> Response {
     HttpError::from(Status::deadline_exceeded("the request took too long")).into_response()
@@ -457,7 +285,6 @@ mod tests {
     use std::collections::HashMap;
     use std::time::Duration;
 
-    use serde::Deserialize;
     use tonic_types::ErrorDetails;
 
     use super::*;
@@ -467,7 +294,7 @@ mod tests {
         let status = response.status();
         let content_type = response
             .headers()
-            .get(CONTENT_TYPE)
+            .get(http::header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap().to_owned());
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
@@ -483,26 +310,6 @@ mod tests {
         let (status, content_type, body) = parts(error.into_response()).await;
         assert_eq!(content_type.as_deref(), Some("application/json"));
         (status, body)
-    }
-
-    #[derive(Debug, Default, PartialEq, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Login {
-        #[serde(default)]
-        email: String,
-        #[serde(default)]
-        attempts: u32,
-    }
-
-    async fn extract(body: impl Into<Body>) -> Result<Login, HttpError> {
-        let request = http::Request::builder()
-            .method("POST")
-            .uri("/v1/auth/login")
-            .body(body.into())
-            .unwrap();
-        ProtoJson::<Login>::from_request(request, &())
-            .await
-            .map(|ProtoJson(login)| login)
     }
 
     #[test]
@@ -640,115 +447,6 @@ mod tests {
         assert_eq!(
             body,
             json!({"code": 5, "message": "no route for this path", "details": []})
-        );
-    }
-
-    #[tokio::test]
-    async fn valid_json_body_is_extracted() {
-        let login = extract(r#"{"email":"a@x.io","attempts":2}"#).await.unwrap();
-        assert_eq!(
-            login,
-            Login {
-                email: "a@x.io".into(),
-                attempts: 2
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn empty_or_blank_body_is_the_default_message() {
-        assert_eq!(extract(Body::empty()).await.unwrap(), Login::default());
-        assert_eq!(extract(" \r\n\t ").await.unwrap(), Login::default());
-    }
-
-    #[tokio::test]
-    async fn malformed_json_is_400_with_code_3() {
-        let (status, body) = error_parts(extract(r#"{"email":"#).await.unwrap_err()).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(body["code"], 3);
-        assert!(
-            body["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("invalid JSON body: ")
-        );
-    }
-
-    #[tokio::test]
-    async fn wrong_json_type_is_400_with_code_3() {
-        let (status, body) = error_parts(extract(r#"{"attempts":"two"}"#).await.unwrap_err()).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(body["code"], 3);
-    }
-
-    #[tokio::test]
-    async fn unknown_json_field_is_400_with_code_3() {
-        let (status, body) = error_parts(extract(r#"{"admin":true}"#).await.unwrap_err()).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(body["code"], 3);
-    }
-
-    #[tokio::test]
-    async fn body_over_64_kib_is_413_with_code_3() {
-        let body = format!(r#"{{"email":"{}"}}"#, "a".repeat(70_000));
-        let (status, body) = error_parts(extract(body).await.unwrap_err()).await;
-        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(
-            body,
-            json!({"code": 3, "message": "request body is larger than 64 KiB", "details": []})
-        );
-    }
-
-    #[tokio::test]
-    async fn streamed_body_over_64_kib_is_413() {
-        // A stream declares no length, so the limit must hold while reading.
-        let chunks = (0..80).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024]));
-        let stream = tokio_stream::iter(chunks);
-        let (status, body) =
-            error_parts(extract(Body::from_stream(stream)).await.unwrap_err()).await;
-        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(body["code"], 3);
-    }
-
-    #[tokio::test]
-    async fn body_of_exactly_64_kib_is_accepted() {
-        let padding = " ".repeat(MAX_BODY_BYTES - 2);
-        assert_eq!(
-            extract(format!("{{}}{padding}")).await.unwrap(),
-            Login::default()
-        );
-    }
-
-    #[tokio::test]
-    async fn proto_json_response_is_200_json() {
-        let (status, content_type, body) =
-            parts(ProtoJson(json!({"userId": "u1"})).into_response()).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(content_type.as_deref(), Some("application/json"));
-        assert_eq!(body, json!({"userId": "u1"}));
-    }
-
-    #[tokio::test]
-    async fn json_with_status_sets_the_status() {
-        let (status, _, body) =
-            parts(json_with_status(StatusCode::CREATED, &json!({"user": {}}))).await;
-        assert_eq!(status, StatusCode::CREATED);
-        assert_eq!(body, json!({"user": {}}));
-    }
-
-    #[tokio::test]
-    async fn unserializable_response_is_a_bare_500() {
-        struct Broken;
-        impl Serialize for Broken {
-            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-                Err(serde::ser::Error::custom("timestamp out of range"))
-            }
-        }
-        let (status, _, body) = parts(ProtoJson(Broken).into_response()).await;
-        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(
-            body,
-            json!({"code": 13, "message": "internal error", "details": []})
         );
     }
 }

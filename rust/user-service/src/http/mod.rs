@@ -3,6 +3,7 @@
 //! through the gRPC handlers.
 
 pub mod error;
+pub mod json;
 pub mod ops;
 pub mod routes;
 

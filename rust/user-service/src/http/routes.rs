@@ -18,7 +18,8 @@ use grimos_proto::wkt::FieldMask;
 use tonic::Status;
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 
-use super::error::{HttpError, ProtoJson, json_with_status};
+use super::error::HttpError;
+use super::json::{ProtoJson, body_limit, json_with_status};
 use crate::api::UserApi;
 
 /// The routes of `/v1`.
@@ -33,6 +34,7 @@ pub fn routes(api: UserApi) -> Router {
         .route("/v1/auth/login", post(login))
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
+        .layer(body_limit())
         .with_state(api)
 }
 

@@ -207,3 +207,62 @@ async fn no_password_hash_or_token_reaches_user_services_logs_even_at_debug() {
         ],
     );
 }
+
+#[tokio::test]
+async fn a_500_says_nothing_to_the_client_and_is_logged_once_with_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base, log, reader) = start_logging(dir.path(), &[("RUST_LOG", "info")]);
+    let http = reqwest::Client::new();
+    let signed_up: Value = http
+        .post(format!("{base}/v1/users"))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD, "displayName": "Ada"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_id = signed_up["user"]["id"].as_str().unwrap().to_owned();
+    let login: Value = http
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["accessToken"].as_str().unwrap().to_owned();
+
+    // A fault no client can cause: the profiles table is gone from under the service.
+    let database = rusqlite::Connection::open(dir.path().join("data/user.db")).unwrap();
+    database
+        .execute_batch("ALTER TABLE users RENAME TO users_gone")
+        .unwrap();
+    let response = http
+        .get(format!("{base}/v1/users/{user_id}"))
+        .bearer_auth(&token)
+        .header("x-request-id", "the-failing-request")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"code": 13, "message": "internal error", "details": []})
+    );
+
+    let log = kill_and_read_log(child, reader, &log).await;
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert_eq!(errors.len(), 1, "one line for one 500: {errors:#?}");
+    assert!(
+        errors[0].contains("no such table") && errors[0].contains("the-failing-request"),
+        "the line has the cause and the request id: {}",
+        errors[0]
+    );
+    assert_none_logged(
+        &log,
+        &[token, jwt_signature(login["accessToken"].as_str().unwrap())],
+    );
+}
