@@ -41,7 +41,8 @@ def p50_p99(sorted_values: list[float]) -> tuple[float, float]:
 
 
 def parse_h2load(out: str, what: str) -> dict[str, Any]:
-    finished = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", out)
+    # h2load prints the time in the largest fitting unit: "finished in 973.07ms" under 1 s.
+    finished = re.search(r"finished in ([\d.]+(?:us|ms|s|m)), ([\d.]+) req/s", out)
     reqs = re.search(
         r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
         r"(\d+) errored, (\d+) timeout",
@@ -52,7 +53,7 @@ def parse_h2load(out: str, what: str) -> dict[str, Any]:
     if not (finished and reqs and codes and traffic):
         raise BenchError(f"{what}: cannot parse h2load output:\n{out}")
     return {
-        "seconds": float(finished.group(1)),
+        "seconds": duration_ms(finished.group(1)) / 1000.0,
         "req_s": float(finished.group(2)),
         "total": int(reqs.group(1)),
         "started": int(reqs.group(2)),
