@@ -2,11 +2,12 @@
 //! and the loopback-only address parsing.
 //!
 //! The floor servers exist to measure what the frameworks (tonic, axum, hyper, prost,
-//! serde_json) cost with the services' message shapes and sizes and nothing else, so
-//! `bench/run.py` can report each workload as a ratio to its floor. The fixed values below
-//! mirror what the harness's bench user looks like in the real services (a UUID v7 id, the
-//! same email and display name, the `user` role and its permissions, timestamps with
-//! microseconds), so both sides send messages of the same size; the harness prints both sizes.
+//! serde_json) cost with the services' message shapes and sizes and nothing else, so the
+//! harness (`bench/harness/`) can report each workload as a ratio to its floor. The fixed
+//! values below mirror what the harness's bench user looks like in the real services (a UUID
+//! v7 id, the same email and display name, the `user` role and its permissions, timestamps
+//! with microseconds), so both sides send messages of the same size; the harness prints both
+//! sizes.
 
 use std::net::SocketAddr;
 
@@ -16,7 +17,8 @@ use grimos_proto::wkt::Timestamp;
 
 /// The bench user's id shape: a UUID v7 in its 36-character text form.
 pub const USER_ID: &str = "019a0b7c-3d4e-7f01-8a2b-3c4d5e6f7a8b";
-/// The bench user's email; `bench/run.py` signs up the real bench user with the same one.
+/// The bench user's email; the harness (`bench/harness/common.py`) signs up the real bench
+/// user with the same one.
 pub const EMAIL: &str = "bench-user@example.com";
 /// The bench user's display name; the harness uses the same one.
 pub const DISPLAY_NAME: &str = "Bench User";
@@ -87,13 +89,16 @@ mod tests {
         // The permissions auth-service's role table grants an ordinary user.
         assert_eq!(PERMISSIONS, auth_service::roles::permissions(ROLES));
         assert_eq!(ROLES, [auth_service::roles::USER]);
-        // The user bench/run.py signs up, with the same email and display name.
-        let harness = include_str!("../../../bench/run.py");
+        // The user the harness (bench/harness/) signs up, with the same email and display name.
+        let harness = include_str!("../../../bench/harness/common.py");
         for line in [
             format!("BENCH_EMAIL = \"{EMAIL}\""),
             format!("BENCH_NAME = \"{DISPLAY_NAME}\""),
         ] {
-            assert!(harness.contains(&line), "bench/run.py lacks {line:?}");
+            assert!(
+                harness.contains(&line),
+                "bench/harness/common.py lacks {line:?}"
+            );
         }
         // A UUID v7 in its text form, like user-service's ids.
         let parts: Vec<usize> = USER_ID.split('-').map(str::len).collect();

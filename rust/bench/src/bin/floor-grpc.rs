@@ -25,60 +25,49 @@ fn unimplemented() -> Status {
     Status::unimplemented("floor server: only ValidateToken and GetCurrentUser")
 }
 
+/// Implements a generated service trait for a floor: the rpcs it answers as written, and every
+/// rpc listed under `unimplemented` as one shared `UNIMPLEMENTED` reply. The floor still goes
+/// through the generated server (the same routing and codec as the real services), so only the
+/// rpcs' bodies are left out.
+macro_rules! floor_service {
+    (
+        impl $service:ident for $floor:ty { $($answered:tt)* }
+        unimplemented { $($rpc:ident: $request:ty => $response:ty;)* }
+    ) => {
+        #[tonic::async_trait]
+        impl $service for $floor {
+            $($answered)*
+
+            $(
+                async fn $rpc(&self, _: Request<$request>) -> Result<Response<$response>, Status> {
+                    Err(unimplemented())
+                }
+            )*
+        }
+    };
+}
+
 /// Answers `ValidateToken` with a fixed reply.
 struct FloorAuth {
     reply: auth_pb::ValidateTokenResponse,
 }
 
-#[tonic::async_trait]
-impl AuthService for FloorAuth {
-    async fn login(
-        &self,
-        _: Request<auth_pb::LoginRequest>,
-    ) -> Result<Response<auth_pb::LoginResponse>, Status> {
-        Err(unimplemented())
+floor_service! {
+    impl AuthService for FloorAuth {
+        async fn validate_token(
+            &self,
+            _: Request<auth_pb::ValidateTokenRequest>,
+        ) -> Result<Response<auth_pb::ValidateTokenResponse>, Status> {
+            Ok(Response::new(self.reply.clone()))
+        }
     }
-
-    async fn refresh_token(
-        &self,
-        _: Request<auth_pb::RefreshTokenRequest>,
-    ) -> Result<Response<auth_pb::RefreshTokenResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn revoke_token(
-        &self,
-        _: Request<auth_pb::RevokeTokenRequest>,
-    ) -> Result<Response<auth_pb::RevokeTokenResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn validate_token(
-        &self,
-        _: Request<auth_pb::ValidateTokenRequest>,
-    ) -> Result<Response<auth_pb::ValidateTokenResponse>, Status> {
-        Ok(Response::new(self.reply.clone()))
-    }
-
-    async fn check_permission(
-        &self,
-        _: Request<auth_pb::CheckPermissionRequest>,
-    ) -> Result<Response<auth_pb::CheckPermissionResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn create_credential(
-        &self,
-        _: Request<auth_pb::CreateCredentialRequest>,
-    ) -> Result<Response<auth_pb::CreateCredentialResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn delete_credential(
-        &self,
-        _: Request<auth_pb::DeleteCredentialRequest>,
-    ) -> Result<Response<auth_pb::DeleteCredentialResponse>, Status> {
-        Err(unimplemented())
+    unimplemented {
+        login: auth_pb::LoginRequest => auth_pb::LoginResponse;
+        refresh_token: auth_pb::RefreshTokenRequest => auth_pb::RefreshTokenResponse;
+        revoke_token: auth_pb::RevokeTokenRequest => auth_pb::RevokeTokenResponse;
+        check_permission: auth_pb::CheckPermissionRequest => auth_pb::CheckPermissionResponse;
+        create_credential: auth_pb::CreateCredentialRequest => auth_pb::CreateCredentialResponse;
+        delete_credential: auth_pb::DeleteCredentialRequest => auth_pb::DeleteCredentialResponse;
     }
 }
 
@@ -87,50 +76,23 @@ struct FloorUsers {
     user: user_pb::User,
 }
 
-#[tonic::async_trait]
-impl UserService for FloorUsers {
-    async fn create_user(
-        &self,
-        _: Request<user_pb::CreateUserRequest>,
-    ) -> Result<Response<user_pb::CreateUserResponse>, Status> {
-        Err(unimplemented())
+floor_service! {
+    impl UserService for FloorUsers {
+        async fn get_current_user(
+            &self,
+            _: Request<user_pb::GetCurrentUserRequest>,
+        ) -> Result<Response<user_pb::GetCurrentUserResponse>, Status> {
+            Ok(Response::new(user_pb::GetCurrentUserResponse {
+                user: Some(self.user.clone()),
+            }))
+        }
     }
-
-    async fn get_user(
-        &self,
-        _: Request<user_pb::GetUserRequest>,
-    ) -> Result<Response<user_pb::GetUserResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn get_current_user(
-        &self,
-        _: Request<user_pb::GetCurrentUserRequest>,
-    ) -> Result<Response<user_pb::GetCurrentUserResponse>, Status> {
-        Ok(Response::new(user_pb::GetCurrentUserResponse {
-            user: Some(self.user.clone()),
-        }))
-    }
-
-    async fn update_user(
-        &self,
-        _: Request<user_pb::UpdateUserRequest>,
-    ) -> Result<Response<user_pb::UpdateUserResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn delete_user(
-        &self,
-        _: Request<user_pb::DeleteUserRequest>,
-    ) -> Result<Response<user_pb::DeleteUserResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn list_users(
-        &self,
-        _: Request<user_pb::ListUsersRequest>,
-    ) -> Result<Response<user_pb::ListUsersResponse>, Status> {
-        Err(unimplemented())
+    unimplemented {
+        create_user: user_pb::CreateUserRequest => user_pb::CreateUserResponse;
+        get_user: user_pb::GetUserRequest => user_pb::GetUserResponse;
+        update_user: user_pb::UpdateUserRequest => user_pb::UpdateUserResponse;
+        delete_user: user_pb::DeleteUserRequest => user_pb::DeleteUserResponse;
+        list_users: user_pb::ListUsersRequest => user_pb::ListUsersResponse;
     }
 }
 
@@ -156,4 +118,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .serve_with_incoming(incoming)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
+    use grimos_proto::user::v1::user_service_client::UserServiceClient;
+    use tonic::Code;
+
+    use super::*;
+
+    fn assert_unimplemented<T>(reply: Result<T, Status>) {
+        let status = reply.err().unwrap();
+        assert_eq!(status.code(), Code::Unimplemented);
+        assert_eq!(status.message(), unimplemented().message());
+    }
+
+    #[tokio::test]
+    async fn the_floors_answer_their_benchmarked_rpc_and_nothing_else() {
+        // In-process gRPC: the generated client calls the generated server (codec and status
+        // mapping included, no socket).
+        let mut auth = AuthServiceClient::new(AuthServiceServer::new(FloorAuth {
+            reply: grimos_bench::validate_token_response(),
+        }));
+        let reply = auth.validate_token(auth_pb::ValidateTokenRequest::default());
+        let expected = grimos_bench::validate_token_response();
+        assert_eq!(reply.await.unwrap().into_inner(), expected);
+        assert_unimplemented(auth.login(auth_pb::LoginRequest::default()).await);
+
+        let mut users = UserServiceClient::new(UserServiceServer::new(FloorUsers {
+            user: grimos_bench::user(),
+        }));
+        let reply = users.get_current_user(user_pb::GetCurrentUserRequest::default());
+        let user = reply.await.unwrap().into_inner().user;
+        assert_eq!(user, Some(grimos_bench::user()));
+        assert_unimplemented(users.list_users(user_pb::ListUsersRequest::default()).await);
+    }
 }
