@@ -10,6 +10,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
+use http::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Map, Value, json};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetail, FieldViolation, LocalizedMessage, StatusExt};
@@ -113,7 +114,7 @@ impl IntoResponse for HttpError {
             "message": self.status.message(),
             "details": details_json(&self.status),
         });
-        super::json::json_response(http, body.to_string())
+        json_response(http, body.to_string())
     }
 }
 
@@ -278,6 +279,15 @@ pub async fn method_not_allowed() -> HttpError {
     HttpError::method_not_allowed()
 }
 
+/// A response with `status` and an already serialized JSON `body`.
+pub(super) fn json_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -294,7 +304,7 @@ mod tests {
         let status = response.status();
         let content_type = response
             .headers()
-            .get(http::header::CONTENT_TYPE)
+            .get(CONTENT_TYPE)
             .map(|v| v.to_str().unwrap().to_owned());
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await

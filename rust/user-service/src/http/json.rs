@@ -7,24 +7,14 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use http::header::{CONTENT_TYPE, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::Status;
 
-use super::error::HttpError;
+use super::error::{HttpError, json_response};
 
 /// The largest request body the JSON routes accept, in bytes (64 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// A response with `status` and an already serialized JSON `body`.
-pub(super) fn json_response(status: StatusCode, body: String) -> Response {
-    let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
 
 /// A JSON response with `status` and `body` serialized with its serde (proto3 JSON) mapping.
 ///
@@ -226,7 +216,7 @@ mod tests {
         let status = response.status();
         let content_type = response
             .headers()
-            .get(CONTENT_TYPE)
+            .get(http::header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap().to_owned());
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
