@@ -23,22 +23,29 @@ setup:
     # The generated package too: the benchmark harness and the Python example import it.
     .venv/bin/pip install --quiet --disable-pip-version-check ./gen/python
 
-# Regenerate gen/ (Rust, Python, TypeScript) from proto/.
-generate:
+# What `vendor` copies from pinned packages, committed and drift-gated like gen/.
+vendored := "third_party/googleapis rust/user-service/assets/swagger-ui"
+
+# Copy the vendored files byte for byte from their pinned packages: the googleapis protos (PyPI googleapis-common-protos) and Swagger UI (npm swagger-ui-dist).
+vendor:
+    .venv/bin/python tools/vendor.py
+
+# Regenerate gen/ (Rust, Python, TypeScript, the OpenAPI document) from proto/, after vendoring.
+generate: vendor
     buf generate
 
-# Regenerate and fail if gen/ differs from what is committed (the drift gate).
+# Regenerate and fail if gen/ or a vendored copy differs from what is committed (the drift gate).
 check-generated: generate
     #!/usr/bin/env bash
     set -euo pipefail
-    drift=$(git status --porcelain --untracked-files=all -- gen/)
+    drift=$(git status --porcelain --untracked-files=all -- gen/ {{vendored}})
     if [ -n "$drift" ]; then
-        echo "gen/ is stale: run 'just generate' and commit the result. Changed files:" >&2
+        echo "gen/ or a vendored copy is stale: run 'just generate' and commit the result. Changed files:" >&2
         echo "$drift" >&2
-        git --no-pager diff --stat -- gen/ >&2
+        git --no-pager diff --stat -- gen/ {{vendored}} >&2
         exit 1
     fi
-    echo "gen/ is up to date with proto/"
+    echo "gen/ is up to date with proto/, and the vendored copies with their pinned packages"
 
 # Lint everything: buf lint and format, rustfmt, clippy with warnings as errors.
 lint:
@@ -48,13 +55,16 @@ lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
     .venv/bin/python -m mypy --strict --no-incremental bench/run.py tests/hostile
 
+# `breaking` compares the module proto/ alone: the vendored googleapis module is not the API
+# (the baseline image holds one module, and buf compares module by module).
+
 # Fail if proto/ breaks wire, JSON or generated-code compatibility with the released v1 API.
 breaking:
-    buf breaking --against {{baseline}}
+    buf breaking proto --against {{baseline}}
 
 # Record the current proto/ as the released API (only on purpose, in its own commit).
 freeze-api:
-    buf build --exclude-source-info -o {{baseline}}
+    buf build proto --exclude-source-info -o {{baseline}}
 
 # Run every test: Rust, the generated clients, the gates, and the examples against a live system.
 test: test-rust test-clients test-gates test-examples test-examples-tls

@@ -19,9 +19,11 @@ def run(args: list[str], cwd: pathlib.Path, env: dict[str, str] | None = None) -
 
 @pytest.fixture
 def module_copy(tmp_path: pathlib.Path) -> pathlib.Path:
-    """A scratch copy of the buf module (buf.yaml and proto/) to break on purpose."""
+    """A scratch copy of the buf workspace (buf.yaml, proto/ and the vendored googleapis
+    module it imports) to break on purpose."""
     shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
     shutil.copytree(ROOT / "proto", tmp_path / "proto")
+    shutil.copytree(ROOT / "third_party", tmp_path / "third_party")
     return tmp_path
 
 

@@ -1,7 +1,7 @@
 """The breaking-change gate (`just breaking`) rejects changes that break v1 clients.
 
-Each test edits a scratch copy of the module and runs the same command as the Justfile
-recipe: `buf breaking <module> --against gen/baseline/grimos-v1.binpb`.
+Each test edits a scratch copy of the workspace and runs the same command as the Justfile
+recipe: `buf breaking proto --against gen/baseline/grimos-v1.binpb`.
 """
 
 import pathlib
@@ -20,7 +20,7 @@ def edit(module: pathlib.Path, file: pathlib.Path, old: str, new: str) -> None:
 
 
 def breaking(module: pathlib.Path) -> tuple[int, str]:
-    result = run([str(BUF), "breaking", str(module), "--against", str(BASELINE)], module)
+    result = run([str(BUF), "breaking", "proto", "--against", str(BASELINE)], module)
     return result.returncode, result.stdout + result.stderr
 
 
@@ -30,7 +30,7 @@ def test_current_api_is_compatible_with_the_released_baseline(module_copy: pathl
 
 
 def test_renumbered_field_is_rejected(module_copy: pathlib.Path) -> None:
-    edit(module_copy, AUTH, "string password = 2;", "string password = 7;")
+    edit(module_copy, AUTH, "string password = 2 [(google.api.field_behavior) = REQUIRED];", "string password = 7 [(google.api.field_behavior) = REQUIRED];")
     code, output = breaking(module_copy)
     assert code != 0
     assert 'Previously present field "2" with name "password"' in output
@@ -41,7 +41,9 @@ def test_removed_rpc_is_rejected(module_copy: pathlib.Path) -> None:
         module_copy,
         USER,
         "  // ListUsers returns users ordered by creation time, then id. Admins only.\n"
-        "  rpc ListUsers(ListUsersRequest) returns (ListUsersResponse);\n",
+        "  rpc ListUsers(ListUsersRequest) returns (ListUsersResponse) {\n"
+        '    option (google.api.http) = {get: "/v1/users"};\n'
+        "  }\n",
         "",
     )
     code, output = breaking(module_copy)
@@ -50,7 +52,7 @@ def test_removed_rpc_is_rejected(module_copy: pathlib.Path) -> None:
 
 
 def test_renamed_field_is_rejected_because_json_clients_would_break(module_copy: pathlib.Path) -> None:
-    edit(module_copy, USER, "string display_name = 3;", "string name = 3;")
+    edit(module_copy, USER, "string display_name = 3 [", "string name = 3 [")
     code, output = breaking(module_copy)
     assert code != 0
     assert "display_name" in output
@@ -60,8 +62,9 @@ def test_new_optional_field_is_accepted(module_copy: pathlib.Path) -> None:
     edit(
         module_copy,
         AUTH,
-        "  string password = 2;\n}",
-        "  string password = 2;\n  // A one-time code, for accounts with a second factor.\n"
+        "  string password = 2 [(google.api.field_behavior) = REQUIRED];\n}",
+        "  string password = 2 [(google.api.field_behavior) = REQUIRED];\n"
+        "  // A one-time code, for accounts with a second factor.\n"
         "  optional string otp_code = 3;\n}",
     )
     code, output = breaking(module_copy)
@@ -69,7 +72,12 @@ def test_new_optional_field_is_accepted(module_copy: pathlib.Path) -> None:
 
 
 def test_lint_requires_a_comment_on_every_field(module_copy: pathlib.Path) -> None:
-    edit(module_copy, AUTH, "  string password = 2;\n}", "  string password = 2;\n  string otp_code = 3;\n}")
+    edit(
+        module_copy,
+        AUTH,
+        "  string password = 2 [(google.api.field_behavior) = REQUIRED];\n}",
+        "  string password = 2 [(google.api.field_behavior) = REQUIRED];\n  string otp_code = 3;\n}",
+    )
     result = run([str(BUF), "lint", str(module_copy)], module_copy)
     assert result.returncode != 0
     assert "otp_code" in result.stdout + result.stderr

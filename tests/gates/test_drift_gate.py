@@ -23,8 +23,8 @@ def test_fresh_tree_passes_and_stale_trees_fail(repo_copy: pathlib.Path) -> None
     proto = repo_copy / "proto/grimos/user/v1/user.proto"
     proto.write_text(
         proto.read_text().replace(
-            "  string display_name = 3;\n",
-            "  string display_name = 3;\n  // Where the user lives.\n  string city = 7;\n",
+            "  string display_name = 3 [(google.api.field_behavior) = REQUIRED];\n",
+            "  string display_name = 3 [(google.api.field_behavior) = REQUIRED];\n  // Where the user lives.\n  string city = 7;\n",
             1,
         )
     )
@@ -34,6 +34,7 @@ def test_fresh_tree_passes_and_stale_trees_fail(repo_copy: pathlib.Path) -> None
     assert "gen/rust/src/gen/grimos.user.v1.rs" in output
     assert "gen/python/src/grimos/user/v1/user_pb2.py" in output
     assert "gen/ts/src/gen/grimos/user/v1/user_pb.ts" in output
+    assert "gen/openapi/grimos.openapi.json" in output
 
 
 def test_hand_edit_of_generated_code_fails(repo_copy: pathlib.Path) -> None:
@@ -43,3 +44,13 @@ def test_hand_edit_of_generated_code_fails(repo_copy: pathlib.Path) -> None:
     code, output = check_generated(repo_copy)
     assert code != 0
     assert "gen/rust/src/gen/grimos.auth.v1.rs" in output
+
+
+def test_hand_edit_of_a_vendored_copy_fails(repo_copy: pathlib.Path) -> None:
+    # The googleapis protos must stay byte-identical to the pinned wheel's.
+    vendored = repo_copy / "third_party/googleapis/google/api/http.proto"
+    vendored.write_text(vendored.read_text().replace("HttpRule", "HttpRules", 1))
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qam", "hand edit"], repo_copy)
+    code, output = check_generated(repo_copy)
+    assert code != 0
+    assert "third_party/googleapis/google/api/http.proto" in output

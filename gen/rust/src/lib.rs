@@ -1,14 +1,16 @@
 //! Generated Rust code for the grimOS API, as one crate every service depends on.
 //!
-//! Everything under `src/gen/` is written by `just generate` (buf and `grimos-codegen`) from
-//! `proto/`; never edit it. This file and `wkt.rs` are the only hand-written parts: the module
-//! paths users name, and the canonical JSON form of `google.protobuf.FieldMask`.
+//! Everything under `src/gen/` (and `../openapi/`) is written by `just generate` (buf and
+//! `grimos-codegen`) from `proto/`; never edit it. This file and `wkt.rs` are the only
+//! hand-written parts: the module paths users name, and the canonical JSON form of
+//! `google.protobuf.FieldMask`.
 //!
 //! - [`auth::v1`]: `grimos.auth.v1` messages, `auth_service_client::AuthServiceClient` and
 //!   `auth_service_server::{AuthService, AuthServiceServer}`.
 //! - [`user::v1`]: `grimos.user.v1`, likewise.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors (imports included) for
 //!   `tonic-reflection`.
+//! - [`OPENAPI_JSON`]: the OpenAPI 3.1 document of the HTTP/JSON surface.
 //!
 //! Every message implements `serde::Serialize` and `Deserialize` in the canonical proto3 JSON
 //! mapping (lowerCamelCase names, RFC 3339 timestamps, 64-bit integers as strings, field
@@ -22,6 +24,11 @@ mod generated;
 pub mod wkt;
 
 pub use generated::descriptor::FILE_DESCRIPTOR_SET;
+
+/// The OpenAPI 3.1 document of the HTTP/JSON surface (`gen/openapi/grimos.openapi.json`,
+/// written by `just generate` from the same descriptors as this crate), so a server serves
+/// the document of the code it was built from.
+pub const OPENAPI_JSON: &str = include_str!("../../openapi/grimos.openapi.json");
 
 /// The descriptors a server of `package` should offer through reflection: that package's
 /// files and every file that is not part of the grimOS API (the well-known types), so a

@@ -1,11 +1,14 @@
-//! `grimos-codegen`: the buf plugin that writes `gen/rust/src/gen`.
+//! `grimos-codegen`: the buf plugin that writes `gen/rust/src/gen` and, with the parameter
+//! `openapi`, `gen/openapi`.
 //!
 //! buf hands it a `CodeGeneratorRequest` on stdin (with `strategy: all`, every file of the
-//! module in one request, imports included). It runs tonic-prost-build (messages, clients,
-//! servers) and pbjson-build (proto3 JSON serde impls) over the same descriptors and answers
-//! with one `<package>.rs` and `<package>.serde.rs` per package, a `mod.rs` that nests them
-//! under `pub mod` and `file_descriptor_set.rs` (the encoded set, imports included, for server
-//! reflection).
+//! module in one request, imports included). By default it runs tonic-prost-build (messages,
+//! clients, servers) and pbjson-build (proto3 JSON serde impls) over the same descriptors and
+//! answers with one `<package>.rs` and `<package>.serde.rs` per package, a `mod.rs` that nests
+//! them under `pub mod` and `file_descriptor_set.rs` (the encoded set, imports and custom
+//! options included, for server reflection). With `opt: openapi` it answers with
+//! `grimos.openapi.json`, the OpenAPI 3.1 document of the HTTP/JSON surface ([`openapi`]),
+//! whose HTTP behaviour beyond `google.api.http` comes from the table in [`http_rules`].
 //!
 //! It never writes outside the directory buf names, and its output depends only on the
 //! request, so two machines with the same `Cargo.lock` produce byte-identical files.
@@ -23,6 +26,10 @@ use prost::Message;
 use prost_types::FileDescriptorSet;
 use prost_types::compiler::code_generator_response::{Feature, File};
 use prost_types::compiler::{CodeGeneratorRequest, CodeGeneratorResponse};
+
+mod annotations;
+mod http_rules;
+mod openapi;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -52,11 +59,54 @@ fn main() {
     }
 }
 
+/// The request's files as buf encoded them. Decoding into `prost_types` drops what prost does
+/// not know (custom options such as `google.api.http`), so these bytes are what the descriptor
+/// set and the annotations are read from.
+#[derive(Clone, PartialEq, Message)]
+struct RawFiles {
+    /// `CodeGeneratorRequest.proto_file`, each an encoded `FileDescriptorProto`.
+    #[prost(bytes = "vec", repeated, tag = "15")]
+    proto_file: Vec<Vec<u8>>,
+}
+
 fn run() -> Result<CodeGeneratorResponse> {
     let mut input = Vec::new();
     std::io::stdin().read_to_end(&mut input)?;
     let request = CodeGeneratorRequest::decode(input.as_slice())?;
+    let raw = RawFiles::decode(input.as_slice())?.proto_file;
+    if raw.len() != request.proto_file.len() {
+        return Err("the request's files decode differently twice".into());
+    }
+    match request.parameter() {
+        "" => rust(request, &raw),
+        "openapi" => openapi_document(&request, &raw),
+        other => Err(format!("unknown parameter {other:?}: give none (Rust) or `openapi`").into()),
+    }
+}
 
+/// `grimos.openapi.json` for the files to generate.
+fn openapi_document(
+    request: &CodeGeneratorRequest,
+    raw: &[Vec<u8>],
+) -> Result<CodeGeneratorResponse> {
+    let mut annotations = annotations::Annotations::default();
+    for (file, bytes) in request.proto_file.iter().zip(raw) {
+        annotations.add_file(file, bytes)?;
+    }
+    let document = openapi::document(&request.proto_file, &annotations, &request.file_to_generate)?;
+    Ok(CodeGeneratorResponse {
+        supported_features: Some(Feature::Proto3Optional as u64),
+        file: vec![File {
+            name: Some("grimos.openapi.json".to_owned()),
+            content: Some(document),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+/// The Rust code: prost, tonic and pbjson output, `mod.rs` and the descriptor set.
+fn rust(request: CodeGeneratorRequest, raw: &[Vec<u8>]) -> Result<CodeGeneratorResponse> {
     // Packages of the files buf asks for; imports (the well-known types) are only context.
     let packages: BTreeSet<String> = request
         .proto_file
@@ -68,10 +118,15 @@ fn run() -> Result<CodeGeneratorResponse> {
         return Err("no files to generate".into());
     }
 
+    // The set as bytes, from the files' own bytes: re-encoding the decoded files would lose
+    // their custom options.
+    let mut fds_bytes = Vec::new();
+    for file in raw {
+        prost::encoding::bytes::encode(1, file, &mut fds_bytes);
+    }
     let fds = FileDescriptorSet {
         file: request.proto_file,
     };
-    let fds_bytes = fds.encode_to_vec();
 
     let tmp = tempfile::tempdir()?;
     let out = tmp.path();

@@ -60,7 +60,8 @@ pub struct RefreshTokenResponse {
 /// RevokeTokenRequest names the token to revoke.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RevokeTokenRequest {
-    /// An access token or a refresh token.
+    /// An access token or a refresh token. Over HTTP (`POST /v1/auth/logout`) it may be
+    /// left out: the request's bearer access token is revoked instead.
     #[prost(string, tag = "1")]
     pub token: ::prost::alloc::string::String,
 }

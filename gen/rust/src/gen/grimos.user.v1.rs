@@ -71,7 +71,8 @@ pub struct UpdateUserRequest {
     /// The user to update: `id` names it, the fields in `update_mask` carry new values.
     #[prost(message, optional, tag = "1")]
     pub user: ::core::option::Option<User>,
-    /// The fields to change; `display_name` is the only updatable path.
+    /// The fields to change; `display_name` is the only updatable path. Over HTTP it is the
+    /// `updateMask` query parameter, and when that is absent, the fields present in the body.
     #[prost(message, optional, tag = "2")]
     pub update_mask: ::core::option::Option<crate::wkt::FieldMask>,
 }

@@ -22,44 +22,72 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grimos/auth/v1/auth.proto\x12\x0egrimos.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"@\n\x0cLoginRequest\x12\x14\n\x05\x65mail\x18\x01 \x01(\tR\x05\x65mail\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\"\x9a\x02\n\rLoginResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12#\n\rrefresh_token\x18\x02 \x01(\tR\x0crefreshToken\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12;\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12U\n\x19refresh_token_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x16refreshTokenExpireTime\x12\x14\n\x05roles\x18\x06 \x03(\tR\x05roles\":\n\x13RefreshTokenRequest\x12#\n\rrefresh_token\x18\x01 \x01(\tR\x0crefreshToken\"\x8b\x02\n\x14RefreshTokenResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12#\n\rrefresh_token\x18\x02 \x01(\tR\x0crefreshToken\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12U\n\x19refresh_token_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x16refreshTokenExpireTime\x12\x17\n\x07user_id\x18\x05 \x01(\tR\x06userId\"*\n\x12RevokeTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\"4\n\x13RevokeTokenResponse\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\"9\n\x14ValidateTokenRequest\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\"\xc4\x01\n\x15ValidateTokenResponse\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x14\n\x05roles\x18\x02 \x03(\tR\x05roles\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions\x12\x1d\n\nsession_id\x18\x05 \x01(\tR\tsessionId\"[\n\x16\x43heckPermissionRequest\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12\x1e\n\npermission\x18\x02 \x01(\tR\npermission\"3\n\x17\x43heckPermissionResponse\x12\x18\n\x07\x61llowed\x18\x01 \x01(\x08R\x07\x61llowed\"d\n\x17\x43reateCredentialRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password\"0\n\x18\x43reateCredentialResponse\x12\x14\n\x05roles\x18\x01 \x03(\tR\x05roles\"2\n\x17\x44\x65leteCredentialRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\"\x1a\n\x18\x44\x65leteCredentialResponse2\x96\x05\n\x0b\x41uthService\x12\x44\n\x05Login\x12\x1c.grimos.auth.v1.LoginRequest\x1a\x1d.grimos.auth.v1.LoginResponse\x12Y\n\x0cRefreshToken\x12#.grimos.auth.v1.RefreshTokenRequest\x1a$.grimos.auth.v1.RefreshTokenResponse\x12V\n\x0bRevokeToken\x12\".grimos.auth.v1.RevokeTokenRequest\x1a#.grimos.auth.v1.RevokeTokenResponse\x12\\\n\rValidateToken\x12$.grimos.auth.v1.ValidateTokenRequest\x1a%.grimos.auth.v1.ValidateTokenResponse\x12\x62\n\x0f\x43heckPermission\x12&.grimos.auth.v1.CheckPermissionRequest\x1a\'.grimos.auth.v1.CheckPermissionResponse\x12\x65\n\x10\x43reateCredential\x12\'.grimos.auth.v1.CreateCredentialRequest\x1a(.grimos.auth.v1.CreateCredentialResponse\x12\x65\n\x10\x44\x65leteCredential\x12\'.grimos.auth.v1.DeleteCredentialRequest\x1a(.grimos.auth.v1.DeleteCredentialResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grimos/auth/v1/auth.proto\x12\x0egrimos.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\x0cLoginRequest\x12\x1a\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x05\x65mail\x12 \n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x08password\"\x9a\x02\n\rLoginResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12#\n\rrefresh_token\x18\x02 \x01(\tR\x0crefreshToken\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12;\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12U\n\x19refresh_token_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x16refreshTokenExpireTime\x12\x14\n\x05roles\x18\x06 \x03(\tR\x05roles\"@\n\x13RefreshTokenRequest\x12)\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0crefreshToken\"\x8b\x02\n\x14RefreshTokenResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12#\n\rrefresh_token\x18\x02 \x01(\tR\x0crefreshToken\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12U\n\x19refresh_token_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x16refreshTokenExpireTime\x12\x17\n\x07user_id\x18\x05 \x01(\tR\x06userId\"*\n\x12RevokeTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\"4\n\x13RevokeTokenResponse\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\"?\n\x14ValidateTokenRequest\x12\'\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0b\x61\x63\x63\x65ssToken\"\xc4\x01\n\x15ValidateTokenResponse\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x14\n\x05roles\x18\x02 \x03(\tR\x05roles\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions\x12\x1d\n\nsession_id\x18\x05 \x01(\tR\tsessionId\"g\n\x16\x43heckPermissionRequest\x12\'\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0b\x61\x63\x63\x65ssToken\x12$\n\npermission\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\npermission\"3\n\x17\x43heckPermissionResponse\x12\x18\n\x07\x61llowed\x18\x01 \x01(\x08R\x07\x61llowed\"v\n\x17\x43reateCredentialRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\x12\x1a\n\x05\x65mail\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x05\x65mail\x12 \n\x08password\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02R\x08password\"0\n\x18\x43reateCredentialResponse\x12\x14\n\x05roles\x18\x01 \x03(\tR\x05roles\"8\n\x17\x44\x65leteCredentialRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\"\x1a\n\x18\x44\x65leteCredentialResponse2\xea\x05\n\x0b\x41uthService\x12_\n\x05Login\x12\x1c.grimos.auth.v1.LoginRequest\x1a\x1d.grimos.auth.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12v\n\x0cRefreshToken\x12#.grimos.auth.v1.RefreshTokenRequest\x1a$.grimos.auth.v1.RefreshTokenResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12r\n\x0bRevokeToken\x12\".grimos.auth.v1.RevokeTokenRequest\x1a#.grimos.auth.v1.RevokeTokenResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/logout:\x01*\x12\\\n\rValidateToken\x12$.grimos.auth.v1.ValidateTokenRequest\x1a%.grimos.auth.v1.ValidateTokenResponse\x12\x62\n\x0f\x43heckPermission\x12&.grimos.auth.v1.CheckPermissionRequest\x1a\'.grimos.auth.v1.CheckPermissionResponse\x12\x65\n\x10\x43reateCredential\x12\'.grimos.auth.v1.CreateCredentialRequest\x1a(.grimos.auth.v1.CreateCredentialResponse\x12\x65\n\x10\x44\x65leteCredential\x12\'.grimos.auth.v1.DeleteCredentialRequest\x1a(.grimos.auth.v1.DeleteCredentialResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'grimos.auth.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOGINREQUEST']._serialized_start=78
-  _globals['_LOGINREQUEST']._serialized_end=142
-  _globals['_LOGINRESPONSE']._serialized_start=145
-  _globals['_LOGINRESPONSE']._serialized_end=427
-  _globals['_REFRESHTOKENREQUEST']._serialized_start=429
-  _globals['_REFRESHTOKENREQUEST']._serialized_end=487
-  _globals['_REFRESHTOKENRESPONSE']._serialized_start=490
-  _globals['_REFRESHTOKENRESPONSE']._serialized_end=757
-  _globals['_REVOKETOKENREQUEST']._serialized_start=759
-  _globals['_REVOKETOKENREQUEST']._serialized_end=801
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=803
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=855
-  _globals['_VALIDATETOKENREQUEST']._serialized_start=857
-  _globals['_VALIDATETOKENREQUEST']._serialized_end=914
-  _globals['_VALIDATETOKENRESPONSE']._serialized_start=917
-  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1113
-  _globals['_CHECKPERMISSIONREQUEST']._serialized_start=1115
-  _globals['_CHECKPERMISSIONREQUEST']._serialized_end=1206
-  _globals['_CHECKPERMISSIONRESPONSE']._serialized_start=1208
-  _globals['_CHECKPERMISSIONRESPONSE']._serialized_end=1259
-  _globals['_CREATECREDENTIALREQUEST']._serialized_start=1261
-  _globals['_CREATECREDENTIALREQUEST']._serialized_end=1361
-  _globals['_CREATECREDENTIALRESPONSE']._serialized_start=1363
-  _globals['_CREATECREDENTIALRESPONSE']._serialized_end=1411
-  _globals['_DELETECREDENTIALREQUEST']._serialized_start=1413
-  _globals['_DELETECREDENTIALREQUEST']._serialized_end=1463
-  _globals['_DELETECREDENTIALRESPONSE']._serialized_start=1465
-  _globals['_DELETECREDENTIALRESPONSE']._serialized_end=1491
-  _globals['_AUTHSERVICE']._serialized_start=1494
-  _globals['_AUTHSERVICE']._serialized_end=2156
+  _globals['_LOGINREQUEST'].fields_by_name['email']._loaded_options = None
+  _globals['_LOGINREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002'
+  _globals['_LOGINREQUEST'].fields_by_name['password']._loaded_options = None
+  _globals['_LOGINREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002'
+  _globals['_REFRESHTOKENREQUEST'].fields_by_name['refresh_token']._loaded_options = None
+  _globals['_REFRESHTOKENREQUEST'].fields_by_name['refresh_token']._serialized_options = b'\342A\001\002'
+  _globals['_VALIDATETOKENREQUEST'].fields_by_name['access_token']._loaded_options = None
+  _globals['_VALIDATETOKENREQUEST'].fields_by_name['access_token']._serialized_options = b'\342A\001\002'
+  _globals['_CHECKPERMISSIONREQUEST'].fields_by_name['access_token']._loaded_options = None
+  _globals['_CHECKPERMISSIONREQUEST'].fields_by_name['access_token']._serialized_options = b'\342A\001\002'
+  _globals['_CHECKPERMISSIONREQUEST'].fields_by_name['permission']._loaded_options = None
+  _globals['_CHECKPERMISSIONREQUEST'].fields_by_name['permission']._serialized_options = b'\342A\001\002'
+  _globals['_CREATECREDENTIALREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_CREATECREDENTIALREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATECREDENTIALREQUEST'].fields_by_name['email']._loaded_options = None
+  _globals['_CREATECREDENTIALREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002'
+  _globals['_CREATECREDENTIALREQUEST'].fields_by_name['password']._loaded_options = None
+  _globals['_CREATECREDENTIALREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002'
+  _globals['_DELETECREDENTIALREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_DELETECREDENTIALREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
+  _globals['_AUTHSERVICE'].methods_by_name['Login']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['Login']._serialized_options = b'\202\323\344\223\002\023\"\016/v1/auth/login:\001*'
+  _globals['_AUTHSERVICE'].methods_by_name['RefreshToken']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['RefreshToken']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/auth/refresh:\001*'
+  _globals['_AUTHSERVICE'].methods_by_name['RevokeToken']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['RevokeToken']._serialized_options = b'\202\323\344\223\002\024\"\017/v1/auth/logout:\001*'
+  _globals['_LOGINREQUEST']._serialized_start=141
+  _globals['_LOGINREQUEST']._serialized_end=217
+  _globals['_LOGINRESPONSE']._serialized_start=220
+  _globals['_LOGINRESPONSE']._serialized_end=502
+  _globals['_REFRESHTOKENREQUEST']._serialized_start=504
+  _globals['_REFRESHTOKENREQUEST']._serialized_end=568
+  _globals['_REFRESHTOKENRESPONSE']._serialized_start=571
+  _globals['_REFRESHTOKENRESPONSE']._serialized_end=838
+  _globals['_REVOKETOKENREQUEST']._serialized_start=840
+  _globals['_REVOKETOKENREQUEST']._serialized_end=882
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=884
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=936
+  _globals['_VALIDATETOKENREQUEST']._serialized_start=938
+  _globals['_VALIDATETOKENREQUEST']._serialized_end=1001
+  _globals['_VALIDATETOKENRESPONSE']._serialized_start=1004
+  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1200
+  _globals['_CHECKPERMISSIONREQUEST']._serialized_start=1202
+  _globals['_CHECKPERMISSIONREQUEST']._serialized_end=1305
+  _globals['_CHECKPERMISSIONRESPONSE']._serialized_start=1307
+  _globals['_CHECKPERMISSIONRESPONSE']._serialized_end=1358
+  _globals['_CREATECREDENTIALREQUEST']._serialized_start=1360
+  _globals['_CREATECREDENTIALREQUEST']._serialized_end=1478
+  _globals['_CREATECREDENTIALRESPONSE']._serialized_start=1480
+  _globals['_CREATECREDENTIALRESPONSE']._serialized_end=1528
+  _globals['_DELETECREDENTIALREQUEST']._serialized_start=1530
+  _globals['_DELETECREDENTIALREQUEST']._serialized_end=1586
+  _globals['_DELETECREDENTIALRESPONSE']._serialized_start=1588
+  _globals['_DELETECREDENTIALRESPONSE']._serialized_end=1614
+  _globals['_AUTHSERVICE']._serialized_start=1617
+  _globals['_AUTHSERVICE']._serialized_end=2363
 # @@protoc_insertion_point(module_scope)

@@ -165,7 +165,9 @@ class RevokeTokenRequest(_message.Message):
 
     TOKEN_FIELD_NUMBER: _builtins.int
     token: _builtins.str
-    """An access token or a refresh token."""
+    """An access token or a refresh token. Over HTTP (`POST /v1/auth/logout`) it may be
+    left out: the request's bearer access token is revoked instead.
+    """
     def __init__(
         self,
         *,

@@ -22,43 +22,81 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grimos/user/v1/user.proto\x12\x0egrimos.user.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n\x04User\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05\x65mail\x18\x02 \x01(\tR\x05\x65mail\x12!\n\x0c\x64isplay_name\x18\x03 \x01(\tR\x0b\x64isplayName\x12\x14\n\x05roles\x18\x04 \x03(\tR\x05roles\x12;\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\"h\n\x11\x43reateUserRequest\x12\x14\n\x05\x65mail\x18\x01 \x01(\tR\x05\x65mail\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12!\n\x0c\x64isplay_name\x18\x03 \x01(\tR\x0b\x64isplayName\">\n\x12\x43reateUserResponse\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.grimos.user.v1.UserR\x04user\")\n\x0eGetUserRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\";\n\x0fGetUserResponse\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.grimos.user.v1.UserR\x04user\"\x17\n\x15GetCurrentUserRequest\"B\n\x16GetCurrentUserResponse\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.grimos.user.v1.UserR\x04user\"z\n\x11UpdateUserRequest\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.grimos.user.v1.UserR\x04user\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\">\n\x12UpdateUserResponse\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.grimos.user.v1.UserR\x04user\",\n\x11\x44\x65leteUserRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\"\x14\n\x12\x44\x65leteUserResponse\"N\n\x10ListUsersRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"g\n\x11ListUsersResponse\x12*\n\x05users\x18\x01 \x03(\x0b\x32\x14.grimos.user.v1.UserR\x05users\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x8b\x04\n\x0bUserService\x12S\n\nCreateUser\x12!.grimos.user.v1.CreateUserRequest\x1a\".grimos.user.v1.CreateUserResponse\x12J\n\x07GetUser\x12\x1e.grimos.user.v1.GetUserRequest\x1a\x1f.grimos.user.v1.GetUserResponse\x12_\n\x0eGetCurrentUser\x12%.grimos.user.v1.GetCurrentUserRequest\x1a&.grimos.user.v1.GetCurrentUserResponse\x12S\n\nUpdateUser\x12!.grimos.user.v1.UpdateUserRequest\x1a\".grimos.user.v1.UpdateUserResponse\x12S\n\nDeleteUser\x12!.grimos.user.v1.DeleteUserRequest\x1a\".grimos.user.v1.DeleteUserResponse\x12P\n\tListUsers\x12 .grimos.user.v1.ListUsersRequest\x1a!.grimos.user.v1.ListUsersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grimos/user/v1/user.proto\x12\x0egrimos.user.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x02\n\x04User\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12\x1a\n\x05\x65mail\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x05\x65mail\x12\'\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02R\x0b\x64isplayName\x12\x1a\n\x05roles\x18\x04 \x03(\tB\x04\xe2\x41\x01\x03R\x05roles\x12\x41\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\"z\n\x11\x43reateUserRequest\x12\x1a\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x05\x65mail\x12 \n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x08password\x12\'\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02R\x0b\x64isplayName\">\n\x12\x43reateUserResponse\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.grimos.user.v1.UserR\x04user\"/\n\x0eGetUserRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\";\n\x0fGetUserResponse\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.grimos.user.v1.UserR\x04user\"\x17\n\x15GetCurrentUserRequest\"B\n\x16GetCurrentUserResponse\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.grimos.user.v1.UserR\x04user\"\x80\x01\n\x11UpdateUserRequest\x12.\n\x04user\x18\x01 \x01(\x0b\x32\x14.grimos.user.v1.UserB\x04\xe2\x41\x01\x02R\x04user\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\">\n\x12UpdateUserResponse\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.grimos.user.v1.UserR\x04user\"2\n\x11\x44\x65leteUserRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\"\x14\n\x12\x44\x65leteUserResponse\"N\n\x10ListUsersRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"g\n\x11ListUsersResponse\x12*\n\x05users\x18\x01 \x03(\x0b\x32\x14.grimos.user.v1.UserR\x05users\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xa7\x05\n\x0bUserService\x12i\n\nCreateUser\x12!.grimos.user.v1.CreateUserRequest\x1a\".grimos.user.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12g\n\x07GetUser\x12\x1e.grimos.user.v1.GetUserRequest\x1a\x1f.grimos.user.v1.GetUserResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/users/{user_id}\x12u\n\x0eGetCurrentUser\x12%.grimos.user.v1.GetCurrentUserRequest\x1a&.grimos.user.v1.GetCurrentUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/users/me\x12v\n\nUpdateUser\x12!.grimos.user.v1.UpdateUserRequest\x1a\".grimos.user.v1.UpdateUserResponse\"!\x82\xd3\xe4\x93\x02\x1b\x32\x13/v1/users/{user.id}:\x04user\x12p\n\nDeleteUser\x12!.grimos.user.v1.DeleteUserRequest\x1a\".grimos.user.v1.DeleteUserResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/users/{user_id}\x12\x63\n\tListUsers\x12 .grimos.user.v1.ListUsersRequest\x1a!.grimos.user.v1.ListUsersResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usersb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'grimos.user.v1.user_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_USER']._serialized_start=113
-  _globals['_USER']._serialized_end=336
-  _globals['_CREATEUSERREQUEST']._serialized_start=338
-  _globals['_CREATEUSERREQUEST']._serialized_end=442
-  _globals['_CREATEUSERRESPONSE']._serialized_start=444
-  _globals['_CREATEUSERRESPONSE']._serialized_end=506
-  _globals['_GETUSERREQUEST']._serialized_start=508
-  _globals['_GETUSERREQUEST']._serialized_end=549
-  _globals['_GETUSERRESPONSE']._serialized_start=551
-  _globals['_GETUSERRESPONSE']._serialized_end=610
-  _globals['_GETCURRENTUSERREQUEST']._serialized_start=612
-  _globals['_GETCURRENTUSERREQUEST']._serialized_end=635
-  _globals['_GETCURRENTUSERRESPONSE']._serialized_start=637
-  _globals['_GETCURRENTUSERRESPONSE']._serialized_end=703
-  _globals['_UPDATEUSERREQUEST']._serialized_start=705
-  _globals['_UPDATEUSERREQUEST']._serialized_end=827
-  _globals['_UPDATEUSERRESPONSE']._serialized_start=829
-  _globals['_UPDATEUSERRESPONSE']._serialized_end=891
-  _globals['_DELETEUSERREQUEST']._serialized_start=893
-  _globals['_DELETEUSERREQUEST']._serialized_end=937
-  _globals['_DELETEUSERRESPONSE']._serialized_start=939
-  _globals['_DELETEUSERRESPONSE']._serialized_end=959
-  _globals['_LISTUSERSREQUEST']._serialized_start=961
-  _globals['_LISTUSERSREQUEST']._serialized_end=1039
-  _globals['_LISTUSERSRESPONSE']._serialized_start=1041
-  _globals['_LISTUSERSRESPONSE']._serialized_end=1144
-  _globals['_USERSERVICE']._serialized_start=1147
-  _globals['_USERSERVICE']._serialized_end=1670
+  _globals['_USER'].fields_by_name['id']._loaded_options = None
+  _globals['_USER'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_USER'].fields_by_name['email']._loaded_options = None
+  _globals['_USER'].fields_by_name['email']._serialized_options = b'\342A\001\003'
+  _globals['_USER'].fields_by_name['display_name']._loaded_options = None
+  _globals['_USER'].fields_by_name['display_name']._serialized_options = b'\342A\001\002'
+  _globals['_USER'].fields_by_name['roles']._loaded_options = None
+  _globals['_USER'].fields_by_name['roles']._serialized_options = b'\342A\001\003'
+  _globals['_USER'].fields_by_name['create_time']._loaded_options = None
+  _globals['_USER'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_USER'].fields_by_name['update_time']._loaded_options = None
+  _globals['_USER'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_CREATEUSERREQUEST'].fields_by_name['email']._loaded_options = None
+  _globals['_CREATEUSERREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEUSERREQUEST'].fields_by_name['password']._loaded_options = None
+  _globals['_CREATEUSERREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEUSERREQUEST'].fields_by_name['display_name']._loaded_options = None
+  _globals['_CREATEUSERREQUEST'].fields_by_name['display_name']._serialized_options = b'\342A\001\002'
+  _globals['_GETUSERREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_GETUSERREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEUSERREQUEST'].fields_by_name['user']._loaded_options = None
+  _globals['_UPDATEUSERREQUEST'].fields_by_name['user']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEUSERREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_DELETEUSERREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
+  _globals['_USERSERVICE'].methods_by_name['CreateUser']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['CreateUser']._serialized_options = b'\202\323\344\223\002\016\"\t/v1/users:\001*'
+  _globals['_USERSERVICE'].methods_by_name['GetUser']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/users/{user_id}'
+  _globals['_USERSERVICE'].methods_by_name['GetCurrentUser']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['GetCurrentUser']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/users/me'
+  _globals['_USERSERVICE'].methods_by_name['UpdateUser']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['UpdateUser']._serialized_options = b'\202\323\344\223\002\0332\023/v1/users/{user.id}:\004user'
+  _globals['_USERSERVICE'].methods_by_name['DeleteUser']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['DeleteUser']._serialized_options = b'\202\323\344\223\002\025*\023/v1/users/{user_id}'
+  _globals['_USERSERVICE'].methods_by_name['ListUsers']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/users'
+  _globals['_USER']._serialized_start=176
+  _globals['_USER']._serialized_end=435
+  _globals['_CREATEUSERREQUEST']._serialized_start=437
+  _globals['_CREATEUSERREQUEST']._serialized_end=559
+  _globals['_CREATEUSERRESPONSE']._serialized_start=561
+  _globals['_CREATEUSERRESPONSE']._serialized_end=623
+  _globals['_GETUSERREQUEST']._serialized_start=625
+  _globals['_GETUSERREQUEST']._serialized_end=672
+  _globals['_GETUSERRESPONSE']._serialized_start=674
+  _globals['_GETUSERRESPONSE']._serialized_end=733
+  _globals['_GETCURRENTUSERREQUEST']._serialized_start=735
+  _globals['_GETCURRENTUSERREQUEST']._serialized_end=758
+  _globals['_GETCURRENTUSERRESPONSE']._serialized_start=760
+  _globals['_GETCURRENTUSERRESPONSE']._serialized_end=826
+  _globals['_UPDATEUSERREQUEST']._serialized_start=829
+  _globals['_UPDATEUSERREQUEST']._serialized_end=957
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=959
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=1021
+  _globals['_DELETEUSERREQUEST']._serialized_start=1023
+  _globals['_DELETEUSERREQUEST']._serialized_end=1073
+  _globals['_DELETEUSERRESPONSE']._serialized_start=1075
+  _globals['_DELETEUSERRESPONSE']._serialized_end=1095
+  _globals['_LISTUSERSREQUEST']._serialized_start=1097
+  _globals['_LISTUSERSREQUEST']._serialized_end=1175
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1177
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1280
+  _globals['_USERSERVICE']._serialized_start=1283
+  _globals['_USERSERVICE']._serialized_end=1962
 # @@protoc_insertion_point(module_scope)

@@ -223,7 +223,9 @@ class UpdateUserRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """The fields to change; `display_name` is the only updatable path."""
+        """The fields to change; `display_name` is the only updatable path. Over HTTP it is the
+        `updateMask` query parameter, and when that is absent, the fields present in the body.
+        """
 
     def __init__(
         self,
