@@ -22,9 +22,10 @@ use super::error::HttpError;
 use super::json::{ProtoJson, body_limit, json_with_status};
 use crate::api::UserApi;
 
-/// The routes of `/v1`.
+/// The routes of `/v1`, and the API's description (`/openapi.json`, `/docs`).
 pub fn routes(api: UserApi) -> Router {
     Router::new()
+        .merge(super::docs::routes())
         .route("/v1/users", post(create_user).get(list_users))
         .route("/v1/users/me", get(current_user))
         .route(

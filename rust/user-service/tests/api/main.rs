@@ -8,6 +8,7 @@
 mod auth_edge;
 mod binary;
 mod consistency;
+mod docs;
 mod expiry;
 mod health;
 mod helpers;
