@@ -29,6 +29,7 @@ use prost_types::compiler::{CodeGeneratorRequest, CodeGeneratorResponse};
 
 mod annotations;
 mod http_rules;
+mod input_rules;
 mod openapi;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;

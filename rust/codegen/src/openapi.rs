@@ -8,7 +8,8 @@
 //! 64-bit integers as strings, `Timestamp` as an RFC 3339 `date-time` string, `FieldMask` as a
 //! comma-separated string, enums by name. Proto comments become descriptions;
 //! `(google.api.field_behavior)` `OUTPUT_ONLY` becomes `readOnly`, `INPUT_ONLY` `writeOnly`
-//! and `REQUIRED` `required`. Message schemas refuse unknown properties, as the services do.
+//! and `REQUIRED` `required`. Message schemas refuse unknown properties, as the services do,
+//! and the input rules JSON Schema can state exactly come from [`crate::input_rules`].
 //!
 //! The output depends only on the descriptors and the rule table: objects are written with
 //! sorted keys (serde_json's map), lists in proto order.
@@ -23,6 +24,7 @@ use serde_json::{Map, Value, json};
 
 use crate::annotations::{Annotations, HttpRule, field_behavior};
 use crate::http_rules::{self, Auth, Success};
+use crate::input_rules;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -421,7 +423,7 @@ impl<'a> Builder<'_, 'a> {
                 "name": variable.name,
                 "in": "path",
                 "required": true,
-                "schema": self.field_schema(&owner, field)?,
+                "schema": self.constrained_schema(&owner, field)?,
             });
             if let Some(description) = self.field_comment(&owner, field)? {
                 parameter["description"] = description.into();
@@ -444,7 +446,7 @@ impl<'a> Builder<'_, 'a> {
                 let mut parameter = json!({
                     "name": field.json_name(),
                     "in": "query",
-                    "schema": self.field_schema(method.input_type(), field)?,
+                    "schema": self.constrained_schema(method.input_type(), field)?,
                 });
                 if self.annotations.has_behavior(
                     &format!("{}.{top}", method.input_type()),
@@ -641,7 +643,7 @@ impl<'a> Builder<'_, 'a> {
                 continue;
             }
             let key = format!("{message}.{}", field.name());
-            let mut schema = self.field_schema(message, field)?;
+            let mut schema = self.constrained_schema(message, field)?;
             if let Some(description) = self.field_comment(message, field)? {
                 schema["description"] = description.into();
             }
@@ -675,6 +677,18 @@ impl<'a> Builder<'_, 'a> {
         }
         if let Some(comment) = comment {
             schema["description"] = comment.into();
+        }
+        Ok(schema)
+    }
+
+    /// [`Self::field_schema`] with the field's input rules ([`crate::input_rules`]), if any.
+    fn constrained_schema(&mut self, message: &str, field: &FieldDescriptorProto) -> Result<Value> {
+        let mut schema = self.field_schema(message, field)?;
+        if let Some(Value::Object(keywords)) =
+            input_rules::keywords(&format!("{message}.{}", field.name()))
+            && let Value::Object(object) = &mut schema
+        {
+            object.extend(keywords);
         }
         Ok(schema)
     }
