@@ -53,7 +53,7 @@ lint:
     buf format --diff --exit-code
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
-    .venv/bin/python -m mypy --strict --no-incremental bench/run.py tests/hostile
+    .venv/bin/python -m mypy --strict --no-incremental bench/run.py tests/hostile tests/schema
 
 # `breaking` compares the module proto/ alone: the vendored googleapis module is not the API
 # (the baseline image holds one module, and buf compares module by module).
@@ -66,8 +66,8 @@ breaking:
 freeze-api:
     buf build proto --exclude-source-info -o {{baseline}}
 
-# Run every test: Rust, the generated clients, the gates, and the examples against a live system.
-test: test-rust test-clients test-gates test-examples test-examples-tls
+# Run every test: Rust, the generated clients, the gates, the API document and the examples against a live system.
+test: test-rust test-clients test-gates test-schema test-examples test-examples-tls
 
 # Run the Rust workspace's tests with cargo-nextest; the PostgreSQL ones need GRIMOS_TEST_POSTGRES_URL.
 test-rust *ARGS:
@@ -112,6 +112,17 @@ test-clients:
 # Prove the breaking-change and drift gates reject bad input.
 test-gates:
     .venv/bin/python -m pytest -q -p no:cacheprovider tests/gates
+
+# The served OpenAPI document against a private system: headless Chromium checks that /docs
+# renders every operation of /openapi.json, then schemathesis fuzzes every operation from it,
+# signed in as a user and then as the admin of GRIMOS_ADMIN_EMAILS, about 70 s each
+# (tests/schema/fuzz.py: `--max-time`; SCHEMA_SEED=N repeats a run). Any 5xx, any answer the
+# document does not allow, or any schema-breaking request accepted fails it.
+
+# Check /docs in headless Chromium and fuzz every operation of /openapi.json with schemathesis, against a private system.
+test-schema *ARGS:
+    GRIMOS_ADMIN_EMAILS=schema-admin@example.com tools/with-system.sh bash -c \
+        'node tests/schema/docs_page.mjs && .venv/bin/python tests/schema/fuzz.py "$@"' test-schema {{ARGS}}
 
 # The system is `just dev`'s by default, or USER_SERVICE_URL, AUTH_SERVICE_URL and WEB_ORIGIN
 # (an origin user-service allows by CORS).
@@ -221,7 +232,7 @@ ci:
     stage lint just lint
     stage breaking just breaking
     stage test-rust just test-rust
-    together test-clients test-gates
+    together test-clients test-gates test-schema
     stage test-examples just test-examples
     stage test-examples-tls just test-examples-tls
     stage bench-quick just bench-quick

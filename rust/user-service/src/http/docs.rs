@@ -17,13 +17,15 @@ const SWAGGER_UI_JS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui-
 /// Swagger UI's stylesheet.
 const SWAGGER_UI_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.css");
 
-/// The reference page: Swagger UI's container, its assets and [`INIT_JS`].
+/// The reference page: Swagger UI's container, its assets and [`INIT_JS`]. The empty icon keeps
+/// browsers from asking for `/favicon.ico`, which is not served.
 const DOCS_HTML: &str = r#"<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>grimOS API reference</title>
+  <link rel="icon" href="data:,">
   <link rel="stylesheet" href="docs/swagger-ui.css">
 </head>
 <body>
