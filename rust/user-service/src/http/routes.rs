@@ -191,8 +191,10 @@ async fn list_users(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, HttpError> {
     let params = query_params(query)?;
+    // Absent is the proto default (0: 50 users); present must be an integer, as the
+    // OpenAPI document says, so `?pageSize=` is refused like `?pageSize=lots`.
     let page_size = match param(&params, "pageSize", "page_size") {
-        None | Some("") => 0,
+        None => 0,
         Some(raw) => raw
             .parse::<i32>()
             .map_err(|_| bad_request("page_size", "page_size must be an integer"))?,

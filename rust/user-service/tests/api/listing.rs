@@ -117,6 +117,20 @@ async fn page_size_defaults_caps_and_rejects_negatives() {
         "page_size"
     );
     expect_http_error(list("lots", "").await.unwrap(), 400, 3).await;
+    // Given but empty is not an integer either (schemathesis found it answered as 0).
+    let error = expect_http_error(list("", "").await.unwrap(), 400, 3).await;
+    assert_eq!(
+        error["details"][0]["fieldViolations"][0]["field"],
+        "page_size"
+    );
+    // Absent is the default.
+    let response = app
+        .authed(Method::GET, "/v1/users", &admin)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(users(&body), 50, "no pageSize means 50");
 
     // Over gRPC: a negative size is INVALID_ARGUMENT too.
     let result = app
