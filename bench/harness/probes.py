@@ -129,6 +129,9 @@ def metrics_errors(
         if delta <= 0:
             continue
         label = dict(labels)
+        if label.get("server", "user") != "user" and name != "auth_client_requests_total":
+            # The embedded auth-service counts its in-process calls under server="auth".
+            continue
         if name == "grpc_server_requests_total" and rpc and label.get("rpc") == rpc:
             if label.get("code") == "0":
                 ok += delta

@@ -82,6 +82,12 @@ pub struct Config {
     #[arg(long, env = "AUTH_REVOCATION_SYNC_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub revocation_sync_interval: Duration,
 
+    /// Address of the metrics port: `GET /metrics` (Prometheus text) over plain HTTP/1.1,
+    /// apart from the gRPC port (which speaks HTTP/2 only). Unset: no metrics port (embedded
+    /// in user-service, its metrics are on user-service's `/metrics`).
+    #[arg(long, env = "AUTH_METRICS_LISTEN_ADDR")]
+    pub metrics_listen_addr: Option<SocketAddr>,
+
     /// TLS files (`GRIMOS_TLS_*`): a setting of the process, not read here (see [`Cli`]).
     #[arg(skip)]
     pub tls: TlsSettings,
@@ -148,6 +154,7 @@ impl Config {
             login_slowdown: Duration::from_millis(500),
             hash_concurrency: None,
             revocation_sync_interval: Duration::from_secs(2),
+            metrics_listen_addr: None,
             tls: TlsSettings::default(),
             limits: Limits::default(),
         }

@@ -47,6 +47,8 @@ pub struct App {
     /// in-process ([`App::in_process`]).
     router: axum::Router,
     health: HealthReporter,
+    /// The metrics port, when `AUTH_METRICS_LISTEN_ADDR` is set.
+    metrics_listener: Option<TcpListener>,
     store: Arc<dyn Store>,
     revocations: Arc<Revocations>,
     sync_interval: Duration,
@@ -69,6 +71,7 @@ impl App {
     /// [`App::build`] on a listener the caller has bound (`config.listen_addr` is not used):
     /// for a supervisor or a test that owns the socket.
     pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
+        grimos_server::metrics::install();
         let tls = tls_config(&config)?;
         let store: Arc<dyn Store> = if grimos_common::db::is_postgres_url(&config.database_url) {
             Arc::new(PostgresStore::open(&config.database_url).await?)
@@ -105,12 +108,20 @@ impl App {
 
         let (health, health_service) = tonic_health::server::health_reporter();
         let router = router(&auth, health_service, config.limits.request_timeout)?;
+        let metrics_listener =
+            match config.metrics_listen_addr {
+                Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                    format!("AUTH_METRICS_LISTEN_ADDR: cannot listen on {addr}")
+                })?),
+                None => None,
+            };
         let local_addr = listener.local_addr()?;
         Ok(Self {
             listener,
             local_addr,
             router,
             health,
+            metrics_listener,
             store,
             revocations,
             sync_interval: config.revocation_sync_interval,
@@ -124,6 +135,13 @@ impl App {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the metrics port, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The gRPC services of this auth-service as a tower service, for a client in the same
@@ -169,17 +187,45 @@ impl App {
         };
         tracing::info!(addr = %self.local_addr, transport, "auth-service listening (gRPC)");
 
+        let (stopped, on_stop) = tokio::sync::watch::channel(false);
         let stopping = async move {
             shutdown.await;
             health_watch.abort();
             health::set(&health, &names, ServingStatus::NotServing).await;
             tracing::info!("auth-service stopping; finishing in-flight calls");
+            let _ = stopped.send(true);
         };
+        let metrics = self.metrics_listener.map(|listener| {
+            let mut on_stop = on_stop.clone();
+            let ops = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(|| async { grimos_server::metrics::render() }),
+            );
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "auth-service metrics on HTTP");
+            }
+            tokio::spawn(
+                grimos_server::Server::new("auth-metrics", self.limits.clone()).serve(
+                    listener,
+                    ops,
+                    async move {
+                        let _ = on_stop.wait_for(|stopped| *stopped).await;
+                    },
+                ),
+            )
+        });
         let served = grimos_server::Server::new("auth", self.limits)
             .tls(self.tls)
             .http2_only()
             .serve(self.listener, self.router, stopping)
             .await;
+        if let Some(metrics) = metrics {
+            match metrics.await {
+                Ok(Err(error)) => tracing::warn!(%error, "the metrics port failed"),
+                Err(error) => tracing::warn!(%error, "the metrics port task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
         sync.abort();
         served.context("auth-service server failed")?;
         tracing::info!("auth-service stopped");
@@ -214,6 +260,10 @@ fn router(
         .into_axum_router()
         // Every call ends by the caller's grpc-timeout, and by GRIMOS_REQUEST_TIMEOUT
         // whatever the caller asked: DEADLINE_EXCEEDED.
+        .route_layer(axum::middleware::from_fn_with_state(
+            "auth",
+            grimos_server::metrics::track,
+        ))
         .layer(DeadlineLayer::grpc(request_timeout))
         // The caller's request id (user-service sends its own) on every log line of the
         // call, so one request can be followed across both services' logs.

@@ -31,6 +31,7 @@ mod deadline;
 pub mod health;
 mod limits;
 mod linger;
+pub mod metrics;
 mod overload;
 mod request_id;
 pub mod tls;
@@ -137,7 +138,7 @@ impl Server {
                 // Without it, small responses wait for the peer's delayed ACK (~40 ms).
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
-            metrics::counter!("server_connections_total", "server" => self.name).increment(1);
+            ::metrics::counter!("server_connections_total", "server" => self.name).increment(1);
             let Ok(permit) = slots.clone().try_acquire_owned() else {
                 overload.answer(tcp, tls.is_some());
                 continue;

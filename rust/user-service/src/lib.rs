@@ -10,7 +10,6 @@ pub mod auth_edge;
 pub mod config;
 pub mod error;
 pub mod http;
-pub mod metrics;
 pub mod page_token;
 pub mod service;
 pub mod startup;

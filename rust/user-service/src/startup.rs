@@ -67,6 +67,7 @@ pub struct App {
 impl App {
     /// Prepares everything that can fail before serving.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        grimos_server::metrics::install();
         let tls = server_tls(&config.tls)?;
         let store: Arc<dyn UserStore> =
             if grimos_common::db::is_postgres_url(&config.user_database_url) {
@@ -289,9 +290,12 @@ async fn router(
 
     let router = Router::new()
         .merge(routes::routes(api).layer(DeadlineLayer::http(max_time, error::deadline_exceeded)))
-        .merge(ops::routes(users, crate::metrics::handle()))
+        .merge(ops::routes(users))
         .merge(grpc)
-        .route_layer(axum::middleware::from_fn(crate::metrics::track))
+        .route_layer(axum::middleware::from_fn_with_state(
+            "user",
+            grimos_server::metrics::track,
+        ))
         .fallback(fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(PropagateRequestIdLayer::x_request_id())

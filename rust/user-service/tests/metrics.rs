@@ -79,6 +79,7 @@ async fn requests_are_counted_by_route_or_rpc_and_status_and_auth_calls_by_rpc()
         count(
             "grpc_server_requests_total",
             &[
+                ("server", "user"),
                 ("rpc", "/grimos.user.v1.UserService/GetCurrentUser"),
                 ("code", "16")
             ]
@@ -97,10 +98,21 @@ async fn requests_are_counted_by_route_or_rpc_and_status_and_auth_calls_by_rpc()
         Some(1.0),
         "{text}"
     );
-    // The sign-up and the login each called auth-service once.
+    // The sign-up and the login each called auth-service once, and the embedded
+    // auth-service (called in-process, sharing this process's recorder) counted each call
+    // under its own server label.
     for rpc in ["CreateCredential", "Login"] {
         assert_eq!(
             count("auth_client_requests_total", &[("rpc", rpc)]),
+            Some(1.0),
+            "{rpc}: {text}"
+        );
+        let path = format!("/grimos.auth.v1.AuthService/{rpc}");
+        assert_eq!(
+            count(
+                "grpc_server_requests_total",
+                &[("server", "auth"), ("rpc", path.as_str()), ("code", "0")]
+            ),
             Some(1.0),
             "{rpc}: {text}"
         );

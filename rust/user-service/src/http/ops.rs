@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tonic::Status;
 
 use super::error::HttpError;
@@ -17,16 +16,15 @@ use crate::service::Users;
 #[derive(Clone)]
 struct Ops {
     users: Arc<Users>,
-    metrics: PrometheusHandle,
 }
 
 /// The operations routes.
-pub fn routes(users: Arc<Users>, metrics: PrometheusHandle) -> Router {
+pub fn routes(users: Arc<Users>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
-        .with_state(Ops { users, metrics })
+        .with_state(Ops { users })
 }
 
 async fn healthz() -> Response {
@@ -49,13 +47,8 @@ async fn readyz(State(ops): State<Ops>) -> Result<Response, HttpError> {
         .into_response())
 }
 
-async fn render_metrics(State(ops): State<Ops>) -> Response {
-    (
-        [(
-            http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        ops.metrics.render(),
-    )
-        .into_response()
+/// The process's metrics: user-service's, and the embedded auth-service's when it runs one
+/// (one recorder per process; the `server` label tells them apart).
+async fn render_metrics() -> Response {
+    grimos_server::metrics::render()
 }

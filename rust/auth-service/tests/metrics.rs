@@ -1,0 +1,89 @@
+//! `AUTH_METRICS_LISTEN_ADDR`: auth-service's `/metrics`, in a test binary of its own (the
+//! Prometheus recorder is global to a process, so here the only traffic is this test's and
+//! the counts can be exact).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+
+use auth_service::{App, Config};
+use grimos_proto::auth::v1 as pb;
+use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// `GET /metrics` over plain HTTP/1.1: the status line and the body.
+async fn scrape(addr: SocketAddr) -> (String, String) {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: auth\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// The value of `name{labels}` in Prometheus text (the sample may have other labels too).
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+        let (set, value) = rest.split_once("} ")?;
+        labels
+            .iter()
+            .all(|(k, v)| set.split(',').any(|pair| pair == format!("{k}=\"{v}\"")))
+            .then(|| value.trim().parse().unwrap())
+    })
+}
+
+#[tokio::test]
+async fn every_rpc_is_counted_by_code_on_the_metrics_port() {
+    grimos_test_support::init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::with_data_dir(dir.path(), "127.0.0.1:0".parse().unwrap());
+    config.metrics_listen_addr = Some("127.0.0.1:0".parse().unwrap());
+    let app = App::build(config).await.unwrap();
+    let (grpc_addr, metrics_addr) = (app.local_addr(), app.metrics_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+
+    let mut client = AuthServiceClient::connect(format!("http://{grpc_addr}"))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let status = client
+            .validate_token(pb::ValidateTokenRequest {
+                access_token: "not.a.token".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    }
+
+    let (status_line, text) = scrape(metrics_addr).await;
+    assert_eq!(status_line, "HTTP/1.1 200 OK");
+    let rpc = "/grimos.auth.v1.AuthService/ValidateToken";
+    assert_eq!(
+        sample(
+            &text,
+            "grpc_server_requests_total",
+            &[("server", "auth"), ("rpc", rpc), ("code", "16")]
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "grpc_server_request_duration_seconds_count",
+            &[("server", "auth"), ("rpc", rpc)]
+        ) == Some(3.0),
+        "{text}"
+    );
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    // The metrics port stops with the service.
+    assert!(tokio::net::TcpStream::connect(metrics_addr).await.is_err());
+}
