@@ -68,11 +68,11 @@ impl Passwords {
         F: FnOnce() -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let _admitted = self
-            .admitted
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::Busy)?;
+        let Ok(admitted) = self.admitted.clone().try_acquire_owned() else {
+            metrics::counter!("auth_password_hash_rejections_total").increment(1);
+            return Err(Error::Busy);
+        };
+        let _admitted = Admitted::new(admitted);
         let running = self
             .running
             .clone()
@@ -86,6 +86,25 @@ impl Passwords {
         })
         .await
         .map_err(|join| Error::Internal(anyhow::anyhow!("password task failed: {join}")))?
+    }
+}
+
+/// A hash admitted to the queue (waiting or running): counted in
+/// `auth_password_hash_queue_depth` while held.
+struct Admitted {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Admitted {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        metrics::gauge!("auth_password_hash_queue_depth").increment(1.0);
+        Self { _permit: permit }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        metrics::gauge!("auth_password_hash_queue_depth").decrement(1.0);
     }
 }
 

@@ -138,6 +138,7 @@ impl Auth {
         if attempts > max {
             let retry_after = (window_start + window - now).max(1);
             tracing::warn!(attempts, "login throttled");
+            metrics::counter!("auth_login_throttled_total").increment(1);
             return Err(Error::Throttled {
                 retry_after: Duration::from_secs(u64::try_from(retry_after).unwrap_or(1)),
             });

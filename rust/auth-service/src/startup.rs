@@ -71,7 +71,7 @@ impl App {
     /// [`App::build`] on a listener the caller has bound (`config.listen_addr` is not used):
     /// for a supervisor or a test that owns the socket.
     pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
-        grimos_server::metrics::install();
+        grimos_server::metrics::install("auth", env!("CARGO_PKG_VERSION"));
         let tls = tls_config(&config)?;
         let store: Arc<dyn Store> = if grimos_common::db::is_postgres_url(&config.database_url) {
             Arc::new(PostgresStore::open(&config.database_url).await?)
@@ -327,12 +327,22 @@ async fn sync_revocations(
     let mut last_purge = tokio::time::Instant::now();
     loop {
         ticker.tick().await;
-        if let Err(error) = load_revocations(store.as_ref(), &revocations).await {
-            tracing::warn!(
-                error = format!("{error:#}"),
-                "revocation sync failed; retrying"
-            );
+        match load_revocations(store.as_ref(), &revocations).await {
+            Ok(()) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |since| since.as_secs_f64());
+                metrics::gauge!("auth_revocation_last_sync_timestamp_seconds").set(now);
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "revocation sync failed; retrying"
+                );
+            }
         }
+        #[allow(clippy::cast_precision_loss)] // a count far below 2^52
+        metrics::gauge!("auth_revocations").set(revocations.len() as f64);
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = tokio::time::Instant::now();
             let now = i64::try_from(tokens::unix_now()).unwrap_or(i64::MAX);

@@ -26,8 +26,11 @@ async fn scrape(addr: SocketAddr) -> (String, String) {
 /// The value of `name{labels}` in Prometheus text (the sample may have other labels too).
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
-        let (set, value) = rest.split_once("} ")?;
+        let rest = line.strip_prefix(name)?;
+        let (set, value) = match rest.strip_prefix('{') {
+            Some(labelled) => labelled.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
         labels
             .iter()
             .all(|(k, v)| set.split(',').any(|pair| pair == format!("{k}=\"{v}\"")))
@@ -41,6 +44,8 @@ async fn every_rpc_is_counted_by_code_on_the_metrics_port() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::with_data_dir(dir.path(), "127.0.0.1:0".parse().unwrap());
     config.metrics_listen_addr = Some("127.0.0.1:0".parse().unwrap());
+    config.login_slowdown = std::time::Duration::from_millis(1);
+    config.revocation_sync_interval = std::time::Duration::from_millis(100);
     let app = App::build(config).await.unwrap();
     let (grpc_addr, metrics_addr) = (app.local_addr(), app.metrics_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -61,7 +66,47 @@ async fn every_rpc_is_counted_by_code_on_the_metrics_port() {
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
     }
 
+    // Five attempts are allowed per email and window; the sixth is throttled.
+    for attempt in 1..=6 {
+        let status = client
+            .login(pb::LoginRequest {
+                email: "nobody@example.com".into(),
+                password: "wrong password".into(),
+            })
+            .await
+            .unwrap_err();
+        let expected = if attempt == 6 {
+            tonic::Code::ResourceExhausted
+        } else {
+            tonic::Code::Unauthenticated
+        };
+        assert_eq!(status.code(), expected, "attempt {attempt}");
+    }
+    // The revocation sync has run (every 100 ms here).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
     let (status_line, text) = scrape(metrics_addr).await;
+    assert_eq!(
+        sample(&text, "auth_login_throttled_total", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "auth_password_hash_queue_depth", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "auth_revocations", &[]), Some(0.0), "{text}");
+    assert!(
+        sample(&text, "auth_revocation_last_sync_timestamp_seconds", &[])
+            .is_some_and(|t| t > 1.7e9),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "grimos_build_info", &[("server", "auth")]),
+        Some(1.0),
+        "{text}"
+    );
     assert_eq!(status_line, "HTTP/1.1 200 OK");
     let rpc = "/grimos.auth.v1.AuthService/ValidateToken";
     assert_eq!(

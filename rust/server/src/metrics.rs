@@ -17,10 +17,12 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
-/// Installs the process's recorder, if it is not yet: call it before recording anything
-/// (each service's `App::build` does), or the first values go to no recorder.
-pub fn install() {
+/// Installs the process's recorder, if it is not yet, and records `grimos_build_info` for
+/// `server` at `version`: call it before recording anything (each service's `App::build`
+/// does), or the first values go to no recorder.
+pub fn install(server: &'static str, version: &'static str) {
     recorder();
+    metrics::gauge!("grimos_build_info", "server" => server, "version" => version).set(1.0);
 }
 
 /// The process's recorder, installed on first use; render it for `/metrics`.

@@ -67,7 +67,7 @@ pub struct App {
 impl App {
     /// Prepares everything that can fail before serving.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        grimos_server::metrics::install();
+        grimos_server::metrics::install("user", env!("CARGO_PKG_VERSION"));
         let tls = server_tls(&config.tls)?;
         let store: Arc<dyn UserStore> =
             if grimos_common::db::is_postgres_url(&config.user_database_url) {
