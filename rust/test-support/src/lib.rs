@@ -2,6 +2,8 @@
 //!
 //! - [`pki`]: a throwaway certificate authority, and the certificates it signs, as PEM text and
 //!   as files in a temporary folder, for the TLS and mutual TLS tests;
+//! - [`backend`]: which database a test runs on (`GRIMOS_TEST_BACKEND` for the API suites, both
+//!   for a store's scenarios with [`on_both_backends!`]);
 //! - [`clock`]: waiting until the wall clock reads a given moment;
 //! - [`grpc`]: small helpers for calls and their statuses (bearer metadata, expected codes,
 //!   `BadRequest` field violations, a bounded health check);
@@ -23,6 +25,7 @@
 // A panic in test support is a failed test, which is what a test wants.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod backend;
 pub mod clock;
 pub mod grpc;
 pub mod pki;
