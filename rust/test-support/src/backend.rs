@@ -3,13 +3,11 @@
 //!
 //! - A store's scenarios run on both, as two tests each: [`on_both_backends!`](crate::on_both_backends).
 //! - A service's API suite runs on the backend `GRIMOS_TEST_BACKEND` names ([`Backend::from_env`]):
-//!   `sqlite` (the default) or `postgres`. `just test-rust` runs each service's suite a second
-//!   time with `postgres`. A test that only makes sense on one backend says so with
-//!   [`Backend::skip_unless`], which prints why it did nothing.
-
-use std::path::Path;
-
-use crate::postgres::PgDatabase;
+//!   `sqlite` (the default) or `postgres`; `spawn_app()` puts its data there
+//!   ([`crate::app::TestData`]). `just test-rust` runs each service's API suite a second time
+//!   with `postgres`. A test about one backend only names it: `postgres` in its name (it makes
+//!   its own database) or `sqlite` (it starts its app on [`TestData::on`](crate::app::TestData::on)
+//!   SQLite); that second run leaves both kinds out, since they do not depend on the variable.
 
 /// The variable that picks the API suites' backend.
 pub const VARIABLE: &str = "GRIMOS_TEST_BACKEND";
@@ -40,51 +38,6 @@ impl Backend {
         match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
-        }
-    }
-
-    /// Whether a test that needs `backend` (because `why`) runs on the suite's backend;
-    /// when not, it prints that it was skipped and why, and the test returns at once:
-    /// `if !Backend::skip_unless(Backend::Sqlite, "it reads the SQLite file") { return; }`.
-    #[must_use = "the test must return when this is false"]
-    pub fn skip_unless(backend: Backend, why: &str) -> bool {
-        let current = Backend::from_env();
-        if current != backend {
-            println!(
-                "SKIPPED on {}: this test is about {} only ({why})",
-                current.name(),
-                backend.name()
-            );
-        }
-        current == backend
-    }
-}
-
-/// A service's database for one test app, on the suite's backend: its URL, and what keeps it
-/// (on PostgreSQL, the database, dropped with the last app using it).
-pub struct TestDatabase {
-    /// The URL to give the service (`AUTH_DATABASE_URL`, `USER_DATABASE_URL`).
-    pub url: String,
-    /// The PostgreSQL database, when the suite runs on PostgreSQL.
-    pub postgres: Option<PgDatabase>,
-}
-
-impl TestDatabase {
-    /// A new database for a service on the suite's backend: `sqlite://<dir>/<file>` (the
-    /// service creates the file), or a fresh PostgreSQL database.
-    pub async fn new(dir: &Path, file: &str) -> Self {
-        match Backend::from_env() {
-            Backend::Sqlite => TestDatabase {
-                url: format!("sqlite://{}", dir.join(file).display()),
-                postgres: None,
-            },
-            Backend::Postgres => {
-                let database = crate::postgres::database().await;
-                TestDatabase {
-                    url: database.url.clone(),
-                    postgres: Some(database),
-                }
-            }
         }
     }
 }
