@@ -349,7 +349,7 @@ async fn the_callers_request_id_is_on_the_log_lines_of_its_call() {
 
 /// `AUTH_DATABASE_URL` naming a PostgreSQL server that does not answer (needs no server).
 #[tokio::test]
-async fn an_unreachable_server_fails_the_start_quickly_without_the_password() {
+async fn an_unreachable_postgres_server_fails_the_start_quickly_without_the_password() {
     let start = Instant::now();
     let error = build_error(|c| {
         c.database_url = "postgres://grimos:pg-s3cret-pw@127.0.0.1:1/grimos".into();

@@ -236,7 +236,7 @@ async fn a_write_blocked_by_another_sqlite_writer_is_503_and_then_succeeds() {
 
 /// `USER_DATABASE_URL` naming a PostgreSQL server that does not answer (needs no server).
 #[tokio::test]
-async fn an_unreachable_server_fails_the_start_quickly_without_the_password() {
+async fn an_unreachable_postgres_server_fails_the_start_quickly_without_the_password() {
     let start = Instant::now();
     let (postgres, postgresql) = tokio::join!(
         build_error(|c| {
