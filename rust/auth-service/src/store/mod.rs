@@ -234,6 +234,40 @@ pub(super) mod tests {
         }
     }
 
+    /// Rotates refresh token `old` to `new` at `now`, revocations living 900 s.
+    async fn rotate<DB: Backend>(
+        store: &SqlStore<DB>,
+        old: &[u8],
+        new: &[u8],
+        now: i64,
+    ) -> RefreshOutcome {
+        store
+            .rotate_refresh_token(old, new, now, 900)
+            .await
+            .unwrap()
+    }
+
+    /// Logs out with refresh token `token` at `now`, revocations living 900 s.
+    async fn end<DB: Backend>(store: &SqlStore<DB>, token: &[u8], now: i64) -> RefreshOutcome {
+        store.end_session(token, now, 900).await.unwrap()
+    }
+
+    /// The subjects of the stored revocations, oldest first.
+    async fn revoked<DB: Backend>(store: &SqlStore<DB>) -> Vec<String> {
+        let rows = store.revocations_after(0).await.unwrap();
+        rows.into_iter().map(|(_, r)| r.subject).collect()
+    }
+
+    /// What an outcome was, in a word.
+    fn kind(outcome: &RefreshOutcome) -> &'static str {
+        match outcome {
+            RefreshOutcome::Rotated { .. } => "rotated",
+            RefreshOutcome::Ended { reused: false, .. } => "ended",
+            RefreshOutcome::Ended { reused: true, .. } => "ended, reused",
+            RefreshOutcome::Invalid => "invalid",
+        }
+    }
+
     /// The first column of every row `sql` returns, as text.
     async fn texts<DB: Backend>(store: &SqlStore<DB>, sql: &str) -> Vec<String> {
         DB::query(sql)
@@ -295,10 +329,7 @@ pub(super) mod tests {
         }
         assert_eq!(deleted, 1, "exactly one concurrent deletion deletes");
         assert_eq!(store.revocations_after(0).await.unwrap().len(), 1);
-        let outcome = store
-            .rotate_refresh_token(b"t1", b"t2", 1_001, 900)
-            .await
-            .unwrap();
+        let outcome = rotate(store, b"t1", b"t2", 1_001).await;
         assert!(matches!(outcome, RefreshOutcome::Invalid), "{outcome:?}");
         let tokens: i64 = DB::query("SELECT count(*) FROM refresh_tokens")
             .fetch_one(&store.pool)
@@ -350,42 +381,20 @@ pub(super) mod tests {
     async fn ending_a_session_reports_reuse_and_only_once<DB: Backend>(fixture: Fixture<DB>) {
         let store = &fixture.store;
         ada_with_sessions(store, &[("s1", b"t0"), ("s2", b"x0")]).await;
-        let outcome = store
-            .rotate_refresh_token(b"t0", b"t1", 1_001, 900)
-            .await
-            .unwrap();
-        assert!(matches!(outcome, RefreshOutcome::Rotated { .. }));
+        assert_eq!(kind(&rotate(store, b"t0", b"t1", 1_001).await), "rotated");
         // Logging out with the current token; then with the rotated one: already ended.
-        let outcome = store.end_session(b"t1", 1_002, 900).await.unwrap();
-        assert!(
-            matches!(outcome, RefreshOutcome::Ended { reused: false, .. }),
-            "{outcome:?}"
-        );
-        let outcome = store.end_session(b"t0", 1_003, 900).await.unwrap();
-        assert!(matches!(outcome, RefreshOutcome::Invalid), "{outcome:?}");
+        assert_eq!(kind(&end(store, b"t1", 1_002).await), "ended");
+        assert_eq!(kind(&end(store, b"t0", 1_003).await), "invalid");
         // Logging out with a rotated token of a live session reports the reuse.
-        let outcome = store
-            .rotate_refresh_token(b"x0", b"x1", 1_001, 900)
-            .await
-            .unwrap();
-        assert!(matches!(outcome, RefreshOutcome::Rotated { .. }));
-        let outcome = store.end_session(b"x0", 1_004, 900).await.unwrap();
-        assert!(
-            matches!(outcome, RefreshOutcome::Ended { reused: true, .. }),
-            "{outcome:?}"
-        );
+        assert_eq!(kind(&rotate(store, b"x0", b"x1", 1_001).await), "rotated");
+        assert_eq!(kind(&end(store, b"x0", 1_004).await), "ended, reused");
         // Unknown and expired tokens are invalid.
-        let outcome = store.end_session(b"nope", 1_004, 900).await.unwrap();
-        assert!(matches!(outcome, RefreshOutcome::Invalid));
+        assert_eq!(kind(&end(store, b"nope", 1_004).await), "invalid");
         store
             .create_session(&session("s3", "u1"), b"y0")
             .await
             .unwrap();
-        let outcome = store
-            .rotate_refresh_token(b"y0", b"y1", 10_000, 900)
-            .await
-            .unwrap();
-        assert!(matches!(outcome, RefreshOutcome::Invalid), "expired");
+        assert_eq!(kind(&rotate(store, b"y0", b"y1", 10_000).await), "invalid");
     }
 
     async fn a_session_ends_by_id_once_even_when_it_is_gone<DB: Backend>(fixture: Fixture<DB>) {
@@ -403,10 +412,7 @@ pub(super) mod tests {
         let outcome = store.end_session_by_id("s1", 1_002, 900).await.unwrap();
         assert!(matches!(outcome, RefreshOutcome::Invalid), "{outcome:?}");
         // Its refresh token is over with it.
-        let outcome = store
-            .rotate_refresh_token(b"t0", b"t1", 1_003, 900)
-            .await
-            .unwrap();
+        let outcome = rotate(store, b"t0", b"t1", 1_003).await;
         assert!(matches!(outcome, RefreshOutcome::Invalid), "{outcome:?}");
         // A session no longer stored (purged while an access token of it lives) still ends.
         let outcome = store.end_session_by_id("gone", 1_004, 900).await.unwrap();
@@ -414,14 +420,7 @@ pub(super) mod tests {
             matches!(outcome, RefreshOutcome::Ended { reused: false, .. }),
             "{outcome:?}"
         );
-        let subjects: Vec<_> = store
-            .revocations_after(0)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(_, r)| r.subject)
-            .collect();
-        assert_eq!(subjects, ["s1", "gone"]);
+        assert_eq!(revoked(store).await, ["s1", "gone"]);
     }
 
     async fn parallel_login_attempts_are_each_counted<DB: Backend>(fixture: Fixture<DB>) {
@@ -494,14 +493,7 @@ pub(super) mod tests {
             .unwrap();
 
         store.purge(2_000, 60).await.unwrap();
-        let left: Vec<_> = store
-            .revocations_after(0)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(_, r)| r.subject)
-            .collect();
-        assert_eq!(left, ["kept"]);
+        assert_eq!(revoked(store).await, ["kept"]);
         assert_eq!(
             texts(store, "SELECT id FROM sessions ORDER BY id").await,
             ["new"]

@@ -81,10 +81,8 @@ async fn start(data: &TestData, adjust: impl FnOnce(&mut Config)) -> (SocketAddr
         .await
         .expect("auth-service builds");
     let addr = app.local_addr();
-    (
-        addr,
-        Running::spawn(|stopped| app.run_until_stopped(stopped)),
-    )
+    let running = Running::spawn(|stopped| app.run_until_stopped(stopped));
+    (addr, running)
 }
 
 /// The configuration tests start from, on `data` (port 0, fast throttling), as `adjust`
