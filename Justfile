@@ -66,8 +66,8 @@ breaking:
 freeze-api:
     buf build proto --exclude-source-info -o {{baseline}}
 
-# Run every test: Rust, the generated clients, the gates, the API document and the examples against a live system.
-test: test-rust test-clients test-gates test-schema test-examples test-examples-tls
+# Run every test: Rust (both API suites on SQLite, then on PostgreSQL), the generated clients, the gates, the API document and the examples against a live system.
+test: test-rust test-api-postgres test-clients test-gates test-schema test-examples test-examples-tls
 
 # Run the Rust workspace's tests with cargo-nextest; the PostgreSQL ones need GRIMOS_TEST_POSTGRES_URL.
 test-rust *ARGS:
@@ -93,6 +93,28 @@ test-rust *ARGS:
         profile=no-postgres
     fi
     cargo nextest run --workspace --locked --no-fail-fast --profile "$profile" {{ARGS}}
+
+# Run both services' API suites (tests/api) again with their databases on PostgreSQL, on the server of
+# GRIMOS_TEST_POSTGRES_URL; skipped, saying so, when it is unset (an error where GRIMOS_REQUIRE_POSTGRES is set, as in CI).
+test-api-postgres *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -z "${GRIMOS_TEST_POSTGRES_URL:-}" ]; then
+        if [ -n "${GRIMOS_REQUIRE_POSTGRES:-}" ]; then
+            echo "test-api-postgres: GRIMOS_REQUIRE_POSTGRES is set but GRIMOS_TEST_POSTGRES_URL is not" >&2
+            exit 1
+        fi
+        echo "test-api-postgres: SKIPPED (set GRIMOS_TEST_POSTGRES_URL to run it)"
+        exit 0
+    fi
+    # spawn_app() puts every app's data on the backend GRIMOS_TEST_BACKEND names. A test named
+    # for one backend (`sqlite`, `postgres`) makes its own database whatever that says, and has
+    # run in test-rust already: nextest counts those as skipped here. `--workspace` with a
+    # filter, not `-p ... --test api`, so that the test binaries test-rust built are reused
+    # (a subset of packages unifies other features and rebuilds their dependencies).
+    GRIMOS_TEST_BACKEND=postgres cargo nextest run --workspace --locked --no-fail-fast \
+        -E '(binary_id(auth-service::api) | binary_id(user-service::api)) & not test(/sqlite|postgres/)' \
+        {{ARGS}}
 
 # Smoke-test the generated Python (fresh venv) and TypeScript packages.
 test-clients:
@@ -232,6 +254,7 @@ ci:
     stage lint just lint
     stage breaking just breaking
     stage test-rust just test-rust
+    stage test-api-postgres just test-api-postgres
     together test-clients test-gates test-schema
     stage test-examples just test-examples
     stage test-examples-tls just test-examples-tls

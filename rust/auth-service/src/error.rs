@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use grimos_common::db::Failure;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
@@ -37,7 +38,7 @@ pub enum Error {
     #[error("too many logins in progress; try again shortly")]
     Busy,
     /// The database cannot be reached or is busy: the caller may retry.
-    #[error("the database is unavailable; try again")]
+    #[error("{}", grimos_common::db::UNAVAILABLE_MESSAGE)]
     Unavailable,
     /// Anything the caller cannot fix: database, key or task failures.
     #[error("internal error: {0}")]
@@ -53,11 +54,10 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
-        if grimos_common::db::database_unavailable(&error) {
-            tracing::warn!(%error, "the database is unavailable");
-            return Self::Unavailable;
+        match Failure::from(error) {
+            Failure::Unavailable => Self::Unavailable,
+            Failure::Fault(error) => Self::Internal(error),
         }
-        Self::Internal(anyhow::Error::new(error).context("database"))
     }
 }
 

@@ -2,6 +2,11 @@
 //!
 //! - [`pki`]: a throwaway certificate authority, and the certificates it signs, as PEM text and
 //!   as files in a temporary folder, for the TLS and mutual TLS tests;
+//! - [`app`]: what a service's `spawn_app()` shares with the other's: the data an app keeps
+//!   (a folder, and its databases on the suite's backend), stopping it, and its database seen
+//!   directly;
+//! - [`backend`]: which database a test runs on (`GRIMOS_TEST_BACKEND` for the API suites, both
+//!   for a store's scenarios with [`on_both_backends!`]);
 //! - [`clock`]: waiting until the wall clock reads a given moment;
 //! - [`grpc`]: small helpers for calls and their statuses (bearer metadata, expected codes,
 //!   `BadRequest` field violations, a bounded health check);
@@ -23,6 +28,8 @@
 // A panic in test support is a failed test, which is what a test wants.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod app;
+pub mod backend;
 pub mod clock;
 pub mod grpc;
 pub mod pki;
@@ -31,6 +38,9 @@ pub mod postgres;
 pub mod process;
 pub mod sqlite;
 pub mod wire;
+
+/// A password that passes the input rules: the one the services' tests sign users up with.
+pub const PASSWORD: &str = "correct horse battery";
 
 /// The `rcgen` the PKI is made with, for tests that build certificates of their own.
 pub use rcgen;

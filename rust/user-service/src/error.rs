@@ -2,6 +2,7 @@
 //! maps that status onward (`http::error`). Internal errors are logged here and leave as a
 //! bare "internal error".
 
+use grimos_common::db::{Failure, UNAVAILABLE_MESSAGE};
 use tonic::{Code, Status};
 use tonic_types::FieldViolation;
 
@@ -44,11 +45,10 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
-        if grimos_common::db::database_unavailable(&error) {
-            tracing::warn!(%error, "the database is unavailable");
-            return Self::Unavailable("the database is unavailable; try again".to_owned());
+        match Failure::from(error) {
+            Failure::Unavailable => Self::Unavailable(UNAVAILABLE_MESSAGE.to_owned()),
+            Failure::Fault(error) => Self::Internal(error),
         }
-        Self::Internal(anyhow::Error::new(error).context("database"))
     }
 }
 

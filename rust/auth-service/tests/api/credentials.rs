@@ -1,9 +1,13 @@
 //! CreateCredential and DeleteCredential: input rules, roles, the service credential.
 
 use grimos_proto::auth::v1 as pb;
+use grimos_test_support::app::TestData;
+use grimos_test_support::backend::Backend;
 use tonic::Code;
 
-use crate::helpers::{PASSWORD, SERVICE_TOKEN, bearer, expect_code, spawn_app, violated_fields};
+use crate::helpers::{
+    PASSWORD, SERVICE_TOKEN, bearer, expect_code, spawn_app, spawn_in, violated_fields,
+};
 
 #[tokio::test]
 async fn create_credential_grants_user_and_admin_roles_from_the_admin_list() {
@@ -202,8 +206,10 @@ async fn delete_credential_checks_the_user_id() {
 }
 
 #[tokio::test]
-async fn a_write_blocked_by_another_writer_is_unavailable_and_then_succeeds() {
-    let app = spawn_app().await;
+async fn a_write_blocked_by_another_sqlite_writer_is_unavailable_and_then_succeeds() {
+    // About SQLite's one write lock, whatever the suite's backend (PostgreSQL outages:
+    // `health.rs`).
+    let app = spawn_in(TestData::on(Backend::Sqlite), |_| {}).await;
     app.sign_up("bob@example.com").await;
     // Another process holds auth.db's write lock past the 5 s busy timeout. A sign-up writes
     // the credential; a login writes its attempt count before it checks the password.

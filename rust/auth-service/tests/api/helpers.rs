@@ -1,4 +1,6 @@
 //! `spawn_app()` and friends: start the real auth-service in-process, talk to it over gRPC.
+//! Its database is on the suite's backend (`GRIMOS_TEST_BACKEND`: SQLite files, or
+//! PostgreSQL), like every app these tests start.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,48 +9,25 @@ use std::time::Duration;
 use auth_service::{App, Config};
 use grimos_proto::auth::v1 as pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
-use grimos_test_support::{init_logs, start_error};
+use grimos_test_support::app::{Running, TestData};
+use grimos_test_support::init_logs;
 use secrecy::SecretString;
-use tempfile::TempDir;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::Status;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+pub use grimos_test_support::PASSWORD;
 pub use grimos_test_support::grpc::{bearer, expect_code, violated_fields};
 
 /// The service credential every test app is configured with.
 pub const SERVICE_TOKEN: &str = "test-service-token-0123456789";
-/// A password that passes the input rules.
-pub const PASSWORD: &str = "correct horse battery";
 
 /// A running auth-service and a client for it.
 pub struct TestApp {
     pub addr: SocketAddr,
-    pub dir: Arc<TempDir>,
+    /// Its folder (key file) and database: restart or replicate it with [`spawn_in`].
+    pub dir: Arc<TestData>,
+    running: Running,
     pub client: AuthServiceClient<Channel>,
-    stop: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-/// The configuration tests start from: a fresh data folder, port 0, fast throttling.
-pub fn test_config(dir: &TempDir) -> Config {
-    let mut config = Config::with_data_dir(dir.path(), "127.0.0.1:0".parse().unwrap());
-    config.service_token = Some(SecretString::from(SERVICE_TOKEN.to_owned()));
-    config.admin_emails = vec!["root@grimos.dev".to_owned()];
-    config.login_slowdown = Duration::from_millis(10);
-    config.hash_concurrency = Some(2);
-    config.revocation_sync_interval = Duration::from_millis(200);
-    config
-}
-
-/// The error `App::build` returns for the test settings as `adjust` changes them (for
-/// settings that must fail the start).
-pub async fn build_error(adjust: impl FnOnce(&mut Config)) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(&dir);
-    adjust(&mut config);
-    start_error(App::build(config).await, "auth-service")
 }
 
 /// Starts auth-service with the test configuration.
@@ -58,46 +37,28 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts auth-service with the test configuration as `adjust` changes it.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    spawn_in(dir, adjust).await
+    spawn_in(TestData::new(), adjust).await
 }
 
-/// Starts auth-service on the data folder `dir` (for restarts and replicas).
-pub async fn spawn_in(dir: Arc<TempDir>, adjust: impl FnOnce(&mut Config)) -> TestApp {
-    init_logs();
-    let mut config = test_config(&dir);
-    adjust(&mut config);
-    let app = App::build(config).await.expect("auth-service builds");
-    let addr = app.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+/// Starts auth-service on `data` (its key file and database; for restarts and replicas).
+pub async fn spawn_in(data: Arc<TestData>, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let (addr, running) = start(&data, adjust).await;
     let client = AuthServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("client connects");
     TestApp {
         addr,
-        dir,
+        dir: data,
+        running,
         client,
-        stop: Some(stop),
-        handle: Some(handle),
     }
 }
 
 /// Starts auth-service with the TLS settings `adjust` gives it; its `client` speaks TLS, with
 /// `tls`, to `https://127.0.0.1:port`.
 pub async fn spawn_tls_app_with(adjust: impl FnOnce(&mut Config), tls: ClientTlsConfig) -> TestApp {
-    init_logs();
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = test_config(&dir);
-    adjust(&mut config);
-    let app = App::build(config).await.expect("auth-service builds");
-    let addr = app.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let data = TestData::new();
+    let (addr, running) = start(&data, adjust).await;
     let channel = Endpoint::from_shared(format!("https://{addr}"))
         .unwrap()
         .tls_config(tls)
@@ -107,11 +68,42 @@ pub async fn spawn_tls_app_with(adjust: impl FnOnce(&mut Config), tls: ClientTls
         .expect("TLS client connects");
     TestApp {
         addr,
-        dir,
+        dir: data,
+        running,
         client: AuthServiceClient::new(channel),
-        stop: Some(stop),
-        handle: Some(handle),
     }
+}
+
+/// Builds and runs auth-service on `data`, with the test configuration as `adjust` changes it.
+async fn start(data: &TestData, adjust: impl FnOnce(&mut Config)) -> (SocketAddr, Running) {
+    init_logs();
+    let app = App::build(test_config(data, adjust).await)
+        .await
+        .expect("auth-service builds");
+    let addr = app.local_addr();
+    let running = Running::spawn(|stopped| app.run_until_stopped(stopped));
+    (addr, running)
+}
+
+/// The configuration tests start from, on `data` (port 0, fast throttling), as `adjust`
+/// changes it.
+pub async fn test_config(data: &TestData, adjust: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::with_data_dir(data.path(), "127.0.0.1:0".parse().unwrap());
+    config.database_url = data.database_url("auth.db").await;
+    config.service_token = Some(SecretString::from(SERVICE_TOKEN.to_owned()));
+    config.admin_emails = vec!["root@grimos.dev".to_owned()];
+    config.login_slowdown = Duration::from_millis(10);
+    config.hash_concurrency = Some(2);
+    config.revocation_sync_interval = Duration::from_millis(200);
+    adjust(&mut config);
+    config
+}
+
+/// The error `App::build` returns for the test settings as `adjust` changes them (for
+/// settings that must fail the start).
+pub async fn build_error(adjust: impl FnOnce(&mut Config)) -> String {
+    let build = async |data: Arc<TestData>| App::build(test_config(&data, adjust).await).await;
+    grimos_test_support::app::build_error(build, "auth-service").await
 }
 
 impl TestApp {
@@ -131,14 +123,9 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Stops the server gracefully and waits until it has; returns the data folder.
-    pub async fn stop(mut self) -> Arc<TempDir> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(handle) = self.handle.take() {
-            handle.await.unwrap().unwrap();
-        }
+    /// Stops the server gracefully and waits until it has; returns its data.
+    pub async fn stop(mut self) -> Arc<TestData> {
+        self.running.stop().await;
         self.dir.clone()
     }
 

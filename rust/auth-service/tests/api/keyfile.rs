@@ -17,6 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+use grimos_test_support::app::TestData;
 
 use crate::helpers::{TestApp, spawn_in};
 
@@ -84,7 +85,7 @@ fn stdout_of(output: Output, what: &str) -> String {
 
 /// Starts auth-service on `dir`, whose key file (if any) is already in place; checks that a
 /// login's access token validates and was signed by the key in the file.
-async fn assert_signs_with_the_key_file(dir: Arc<tempfile::TempDir>, email: &str) -> TestApp {
+async fn assert_signs_with_the_key_file(dir: Arc<TestData>, email: &str) -> TestApp {
     let app = spawn_in(dir, |_| {}).await;
     let login = app.signed_in(email).await;
     app.validate(&login.access_token).await.unwrap();
@@ -98,7 +99,7 @@ async fn assert_signs_with_the_key_file(dir: Arc<tempfile::TempDir>, email: &str
 
 #[tokio::test]
 async fn the_generated_key_file_is_pkcs8_v1_and_read_by_openssl_and_python_cryptography() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let dir = TestData::new();
     let app = assert_signs_with_the_key_file(dir, "ada@example.com").await;
     let path = app.dir.path().join("auth-signing-key.pem");
     let pem = app.signing_key_pem();
@@ -151,7 +152,7 @@ print(key.public_key().public_bytes_raw().hex())
 
 #[tokio::test]
 async fn a_key_made_by_openssl_genpkey_signs_tokens_that_validate() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let dir = TestData::new();
     let path = dir.path().join("auth-signing-key.pem");
     stdout_of(
         openssl(&[
@@ -175,7 +176,7 @@ async fn a_key_file_in_the_pkcs8_v2_form_still_loads_and_signs() {
     use ed25519_dalek::pkcs8::EncodePrivateKey as _;
     use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 
-    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let dir = TestData::new();
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let v2 = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
     let der = private_key_der(&v2);

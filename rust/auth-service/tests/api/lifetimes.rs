@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::json;
 use tonic::Code;
 
-use crate::helpers::{PASSWORD, TestApp, expect_code, spawn_app, spawn_app_with};
+use crate::helpers::{PASSWORD, expect_code, spawn_app, spawn_app_with};
 use crate::tokens::{check, good_claims, sign_real, unix_now, with};
 
 /// Waits until the wall clock reads `unix_secs`: the condition these tests wait for is the
@@ -82,9 +82,11 @@ async fn tokens_expired_6_to_59_seconds_ago_are_refused_and_2_seconds_ago_accept
     }
 }
 
-/// A session with a 2 s `AUTH_REFRESH_TOKEN_TTL` on `app`: it refreshes while it lives, and
-/// once its end has passed neither RefreshToken nor RevokeToken takes its refresh token.
-pub async fn a_session_ends_with_its_lifetime_on(app: &TestApp) {
+/// A session with a 2 s `AUTH_REFRESH_TOKEN_TTL`: it refreshes while it lives, and once its
+/// end has passed neither RefreshToken nor RevokeToken takes its refresh token.
+#[tokio::test]
+async fn a_refresh_token_is_refused_once_its_session_lifetime_has_passed() {
+    let app = spawn_app_with(|c| c.refresh_token_ttl = Duration::from_secs(2)).await;
     let login = app.signed_in("ada@example.com").await;
     let end = seconds(login.refresh_token_expire_time.as_ref());
     let lifetime = end - unix_now();
@@ -119,10 +121,4 @@ pub async fn a_session_ends_with_its_lifetime_on(app: &TestApp) {
     // The account is fine: a new login opens a new session.
     let again = app.login("ada@example.com", PASSWORD).await.unwrap();
     app.refresh(&again.refresh_token).await.unwrap();
-}
-
-#[tokio::test]
-async fn a_refresh_token_is_refused_once_its_session_lifetime_has_passed() {
-    let app = spawn_app_with(|c| c.refresh_token_ttl = Duration::from_secs(2)).await;
-    a_session_ends_with_its_lifetime_on(&app).await;
 }

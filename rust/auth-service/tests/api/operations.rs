@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use grimos_proto::auth::v1 as pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
+use grimos_test_support::app::TestData;
 use grimos_test_support::grpc::{ServingStatus, wait_for_health};
 use grimos_test_support::process::{
     Log, assert_none_logged, jwt_signature, kill_and_read_log, start_logging, stop_with,
@@ -117,23 +118,22 @@ async fn in_flight_calls_finish_during_graceful_shutdown() {
             .await
     });
     // In flight once its attempt is counted (a login counts before it waits out the slowdown).
-    let url = format!("sqlite://{}", app.dir.path().join("auth.db").display());
-    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let mut db = app.dir.connect("auth.db", "auth_service").await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let attempts: Option<i64> =
-            sqlx::query_scalar("SELECT attempts FROM login_attempts WHERE email = ?1")
-                .bind("ada@example.com")
-                .fetch_optional(&db)
-                .await
-                .unwrap();
+        let attempts = db
+            .fetch_i64(
+                "SELECT attempts FROM login_attempts WHERE email = $1",
+                &["ada@example.com".into()],
+            )
+            .await;
         if attempts == Some(3) {
             break;
         }
         assert!(Instant::now() < deadline, "the third login never started");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    db.close().await;
+    drop(db);
     assert!(!slow.is_finished(), "the login is slowed by 600 ms");
     let addr = app.addr;
     app.stop().await;
@@ -178,16 +178,16 @@ async fn client_deadlines_are_honoured() {
     );
 }
 
-/// The real binary on a free port, with its data in `dir`, logging at `info`.
-fn start_binary(dir: &std::path::Path) -> (Child, String) {
-    let (child, url, _, _) = start_binary_logging(dir, "info");
+/// The real binary on a free port, with its data in `data`, logging at `info`.
+async fn start_binary(data: &TestData) -> (Child, String) {
+    let (child, url, _, _) = start_binary_logging(data, "info").await;
     (child, url)
 }
 
 /// The real binary, logging at `level`; every stderr line is collected, by a thread that ends
 /// when the binary's stderr does.
-fn start_binary_logging(
-    dir: &std::path::Path,
+async fn start_binary_logging(
+    data: &TestData,
     level: &str,
 ) -> (Child, String, Log, std::thread::JoinHandle<()>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_auth-service"));
@@ -195,11 +195,8 @@ fn start_binary_logging(
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AUTH_LISTEN_ADDR", "127.0.0.1:0")
-        .env(
-            "AUTH_DATABASE_URL",
-            format!("sqlite://{}/auth.db", dir.display()),
-        )
-        .env("AUTH_SIGNING_KEY_FILE", dir.join("key.pem"))
+        .env("AUTH_DATABASE_URL", data.database_url("auth.db").await)
+        .env("AUTH_SIGNING_KEY_FILE", data.path().join("key.pem"))
         .env("GRIMOS_SERVICE_TOKEN", SERVICE_TOKEN)
         .env("RUST_LOG", level);
     let (child, addr, log, reader) = start_logging(command, "auth-service listening");
@@ -208,8 +205,8 @@ fn start_binary_logging(
 
 #[tokio::test]
 async fn the_binary_keeps_committed_writes_across_kill_9_and_stops_on_sigterm_and_sigint() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut child, url) = start_binary(dir.path());
+    let data = TestData::new();
+    let (mut child, url) = start_binary(&data).await;
     let mut client = AuthServiceClient::connect(url).await.unwrap();
     let create = pb::CreateCredentialRequest {
         user_id: "u-1".into(),
@@ -231,7 +228,7 @@ async fn the_binary_keeps_committed_writes_across_kill_9_and_stops_on_sigterm_an
     child.kill().unwrap(); // SIGKILL: no chance to flush anything
     child.wait().unwrap();
 
-    let (child, url) = start_binary(dir.path());
+    let (child, url) = start_binary(&data).await;
     let mut client = AuthServiceClient::connect(url).await.unwrap();
     let again = client
         .login(pb::LoginRequest {
@@ -253,7 +250,7 @@ async fn the_binary_keeps_committed_writes_across_kill_9_and_stops_on_sigterm_an
     assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
 
     // Ctrl-C (SIGINT) is a graceful stop too.
-    let (child, url) = start_binary(dir.path());
+    let (child, url) = start_binary(&data).await;
     AuthServiceClient::connect(url).await.unwrap();
     let exit = stop_with(child, "-INT").await;
     assert!(exit.success(), "clean exit on SIGINT: {exit:?}");
@@ -261,8 +258,8 @@ async fn the_binary_keeps_committed_writes_across_kill_9_and_stops_on_sigterm_an
 
 #[tokio::test]
 async fn no_password_hash_or_token_reaches_the_logs_even_at_debug() {
-    let dir = tempfile::tempdir().unwrap();
-    let (child, url, log, reader) = start_binary_logging(dir.path(), "debug");
+    let data = TestData::new();
+    let (child, url, log, reader) = start_binary_logging(&data, "debug").await;
     let mut client = AuthServiceClient::connect(url).await.unwrap();
     let password = "log-canary-password-1";
     let create = pb::CreateCredentialRequest {
@@ -319,8 +316,8 @@ async fn no_password_hash_or_token_reaches_the_logs_even_at_debug() {
 
 #[tokio::test]
 async fn the_callers_request_id_is_on_the_log_lines_of_its_call() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut child, url, log, _) = start_binary_logging(dir.path(), "debug");
+    let data = TestData::new();
+    let (mut child, url, log, _) = start_binary_logging(&data, "debug").await;
     let mut client = AuthServiceClient::connect(url).await.unwrap();
     let mut request = tonic::Request::new(pb::ValidateTokenRequest {
         access_token: "not-a-token".into(),
@@ -352,7 +349,7 @@ async fn the_callers_request_id_is_on_the_log_lines_of_its_call() {
 
 /// `AUTH_DATABASE_URL` naming a PostgreSQL server that does not answer (needs no server).
 #[tokio::test]
-async fn an_unreachable_server_fails_the_start_quickly_without_the_password() {
+async fn an_unreachable_postgres_server_fails_the_start_quickly_without_the_password() {
     let start = Instant::now();
     let error = build_error(|c| {
         c.database_url = "postgres://grimos:pg-s3cret-pw@127.0.0.1:1/grimos".into();

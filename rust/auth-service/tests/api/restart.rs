@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use auth_service::keys::{KeyRing, generate_pem};
 use clap::CommandFactory as _;
 use grimos_proto::auth::v1 as pb;
+use grimos_test_support::app::TestData;
 use grimos_test_support::shipped_duration;
 use tonic::Code;
 
@@ -239,4 +240,31 @@ async fn a_credential_deleted_on_one_replica_is_rejected_by_the_other_within_5_s
         Code::Unauthenticated,
     );
     a.validate(&bystander.access_token).await.unwrap();
+}
+
+#[tokio::test]
+async fn replicas_starting_together_on_a_new_database_all_start() {
+    let data = TestData::new();
+    let url = data.database_url("auth.db").await;
+    // Four replicas migrate the empty database at once (each with its own key file, so that
+    // only the database is shared).
+    let starts = (0..4).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { spawn_in(TestData::new(), move |c| c.database_url = url).await })
+    });
+    let mut apps = Vec::new();
+    for start in starts.collect::<Vec<_>>() {
+        apps.push(start.await.unwrap());
+    }
+    apps[0].sign_up("ada@example.com").await;
+    for app in &apps {
+        let login = app.login("ada@example.com", PASSWORD).await.unwrap();
+        app.validate(&login.access_token).await.unwrap();
+    }
+    expect_code(
+        apps[3]
+            .create_credential("u-other", "ada@example.com", PASSWORD)
+            .await,
+        Code::AlreadyExists,
+    );
 }

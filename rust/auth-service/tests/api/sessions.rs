@@ -2,33 +2,18 @@
 //! token, or RevokeToken of a refresh token, stops every refresh token and every access token
 //! descended from the same login, at once on the replica that served it and within 5 s on the
 //! others, while the user's other sessions keep working. Each scenario runs on two replicas
-//! sharing SQLite, and sharing PostgreSQL when a server is configured.
+//! sharing one database.
 
-use grimos_test_support::postgres::{PgDatabase, database};
 use tonic::Code;
 
-use crate::helpers::{PASSWORD, TestApp, expect_code, spawn_app_with, spawn_in};
+use crate::helpers::{PASSWORD, TestApp, expect_code, spawn_app, spawn_in};
 use crate::restart::{REPLICA_AGREEMENT, rejected_within};
 
-/// Two replicas sharing one database and key file: SQLite, or PostgreSQL if `postgres`. The
-/// database handle must outlive the replicas.
-async fn two_replicas(postgres: bool) -> (TestApp, TestApp, Option<PgDatabase>) {
-    let db = if postgres {
-        Some(database().await)
-    } else {
-        None
-    };
-    let url = db.as_ref().map(|db| db.url.clone());
-    let on_db = |url: Option<String>| {
-        move |c: &mut auth_service::Config| {
-            if let Some(url) = url {
-                c.database_url = url;
-            }
-        }
-    };
-    let a = spawn_app_with(on_db(url.clone())).await;
-    let b = spawn_in(a.dir.clone(), on_db(url)).await;
-    (a, b, db)
+/// Two replicas sharing one database (on the suite's backend) and key file.
+async fn two_replicas() -> (TestApp, TestApp) {
+    let a = spawn_app().await;
+    let b = spawn_in(a.dir.clone(), |_| {}).await;
+    (a, b)
 }
 
 async fn assert_rejected_within_agreement(app: &TestApp, token: &str, what: &str) {
@@ -111,25 +96,13 @@ async fn revoking_a_refresh_token_ends_every_access_token_of_its_session(a: &Tes
 }
 
 #[tokio::test]
-async fn logout_with_an_access_token_ends_its_session_on_sqlite() {
-    let (a, b, _db) = two_replicas(false).await;
+async fn logout_with_an_access_token_ends_its_session_on_every_replica() {
+    let (a, b) = two_replicas().await;
     logout_with_an_access_token_ends_its_session(&a, &b).await;
 }
 
 #[tokio::test]
-async fn logout_with_an_access_token_ends_its_session_on_postgres() {
-    let (a, b, _db) = two_replicas(true).await;
-    logout_with_an_access_token_ends_its_session(&a, &b).await;
-}
-
-#[tokio::test]
-async fn revoking_a_refresh_token_ends_every_access_token_of_its_session_on_sqlite() {
-    let (a, b, _db) = two_replicas(false).await;
-    revoking_a_refresh_token_ends_every_access_token_of_its_session(&a, &b).await;
-}
-
-#[tokio::test]
-async fn revoking_a_refresh_token_ends_every_access_token_of_its_session_on_postgres() {
-    let (a, b, _db) = two_replicas(true).await;
+async fn revoking_a_refresh_token_ends_every_access_token_of_its_session_on_every_replica() {
+    let (a, b) = two_replicas().await;
     revoking_a_refresh_token_ends_every_access_token_of_its_session(&a, &b).await;
 }

@@ -5,16 +5,13 @@ use std::time::Duration;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::helpers::{PASSWORD, TestApp, expect_code, spawn_app, spawn_app_with};
+use crate::helpers::{PASSWORD, expect_code, spawn_app, spawn_app_with};
 
+/// 12 parallel wrong-password attempts (5 attempts per 15 minutes): 5 are checked, 7
+/// refused; then even the right password is refused, with RetryInfo; other emails are not.
 #[tokio::test]
 async fn parallel_attempts_cannot_exceed_the_limit() {
-    parallel_attempts_cannot_exceed_the_limit_of(&spawn_app().await).await;
-}
-
-/// 12 parallel wrong-password attempts on `app` (5 attempts per 15 minutes): 5 are checked,
-/// 7 refused; then even the right password is refused, with RetryInfo; other emails are not.
-pub async fn parallel_attempts_cannot_exceed_the_limit_of(app: &TestApp) {
+    let app = spawn_app().await;
     app.sign_up("ada@example.com").await;
     let attempts = (0..12).map(|_| {
         let mut client = app.client.clone();

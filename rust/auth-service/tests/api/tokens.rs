@@ -628,3 +628,39 @@ async fn a_token_signed_by_an_unknown_key_is_rejected() {
     let no_kid = encode(&Header::new(Algorithm::EdDSA), &claims, &real).unwrap();
     expect_code(app.validate(&no_kid).await, Code::Unauthenticated);
 }
+
+#[tokio::test]
+async fn parallel_refreshes_of_one_token_rotate_it_once() {
+    let app = spawn_app().await;
+    let login = app.signed_in("ada@example.com").await;
+
+    let refreshes = (0..8).map(|_| {
+        let mut client = app.client.clone();
+        let token = login.refresh_token.clone();
+        tokio::spawn(async move {
+            client
+                .refresh_token(pb::RefreshTokenRequest {
+                    refresh_token: token,
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        })
+    });
+    let mut rotated = Vec::new();
+    for refresh in refreshes.collect::<Vec<_>>() {
+        match refresh.await.unwrap() {
+            Ok(response) => rotated.push(response),
+            Err(status) => assert_eq!(status.code(), Code::Unauthenticated, "{status:?}"),
+        }
+    }
+    assert_eq!(rotated.len(), 1, "exactly one refresh succeeds");
+    // The others were reuse of the rotated token: the session is over.
+    expect_code(
+        app.refresh(&rotated[0].refresh_token).await,
+        Code::Unauthenticated,
+    );
+    expect_code(
+        app.validate(&rotated[0].access_token).await,
+        Code::Unauthenticated,
+    );
+}

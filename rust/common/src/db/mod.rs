@@ -1,7 +1,10 @@
 //! Databases both services use: opening SQLite ([`sqlite`]) and PostgreSQL ([`postgres`])
-//! from a URL ([`url`]), and telling an unavailable database from a fault.
+//! from a URL ([`url`]), store code written once for both ([`sql`]), the roles column both
+//! schemas keep ([`split_roles`], [`join_roles`]), and what a database error means for the
+//! caller ([`Failure`]).
 
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 pub mod url;
 
@@ -39,9 +42,70 @@ pub fn database_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// A database error as a service reports it: the one rule behind both services'
+/// `From<sqlx::Error>`.
+#[derive(Debug)]
+pub enum Failure {
+    /// The database cannot take the request now ([`database_unavailable`]): the service
+    /// answers UNAVAILABLE ([`UNAVAILABLE_MESSAGE`]), which callers may retry. Logged (a
+    /// warning) when classified.
+    Unavailable,
+    /// Anything else: a fault, which the service answers INTERNAL and logs as an error.
+    Fault(anyhow::Error),
+}
+
+/// What callers are told when the database is unavailable.
+pub const UNAVAILABLE_MESSAGE: &str = "the database is unavailable; try again";
+
+impl From<sqlx::Error> for Failure {
+    fn from(error: sqlx::Error) -> Self {
+        if database_unavailable(&error) {
+            tracing::warn!(%error, "the database is unavailable");
+            return Self::Unavailable;
+        }
+        Self::Fault(anyhow::Error::new(error).context("database"))
+    }
+}
+
+/// The roles column of both services' schemas: comma-separated role names, as auth-service
+/// grants them (`user,admin`); empty names are skipped, so `""` is no roles.
+pub fn split_roles(column: &str) -> Vec<String> {
+    column
+        .split(',')
+        .filter(|role| !role.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `roles` as the roles column stores them ([`split_roles`] reads them back).
+pub fn join_roles(roles: &[String]) -> String {
+    roles.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roles_round_trip_through_the_column() {
+        let roles = vec!["user".to_owned(), "admin".to_owned()];
+        assert_eq!(join_roles(&roles), "user,admin");
+        assert_eq!(split_roles(&join_roles(&roles)), roles);
+        assert!(split_roles("").is_empty());
+        assert_eq!(split_roles(",user,,"), ["user"]);
+    }
+
+    #[test]
+    fn failures_tell_unavailable_from_faults() {
+        assert!(matches!(
+            Failure::from(sqlx::Error::PoolTimedOut),
+            Failure::Unavailable
+        ));
+        match Failure::from(sqlx::Error::RowNotFound) {
+            Failure::Fault(error) => assert!(format!("{error:#}").starts_with("database")),
+            Failure::Unavailable => panic!("a missing row is a fault"),
+        }
+    }
 
     #[tokio::test]
     async fn unreachable_or_busy_databases_are_unavailable_and_faults_are_not() {

@@ -1,7 +1,9 @@
 //! Profile storage behind one trait ([`UserStore`]), so handlers never see SQL, with two
-//! backends of the same observable behaviour: [`SqliteUserStore`] (`sqlite://` URLs) and
-//! [`PostgresUserStore`] (`postgres://` URLs). Every conditional write is one statement or
-//! one transaction, so among concurrent requests exactly one wins each state change.
+//! backends: [`SqliteUserStore`] (`sqlite://` URLs) and [`PostgresUserStore`] (`postgres://`
+//! URLs). Both are [`sql::SqlUserStore`], the one implementation, so they behave the same by
+//! construction; each backend's file holds only its SQL where the dialects differ and how it
+//! serves the hot reads. Every conditional write is one statement or one transaction, so
+//! among concurrent requests exactly one wins each state change.
 //!
 //! This module never talks to auth-service: keeping the two databases consistent is
 //! `service.rs`'s job, through the `state` and `lease_until` columns.
@@ -11,6 +13,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 
 mod postgres;
+pub mod sql;
 mod sqlite;
 
 pub use postgres::{MIGRATOR as POSTGRES_MIGRATOR, PostgresUserStore};
@@ -127,23 +130,6 @@ impl Reservation {
     }
 }
 
-/// A profile's columns, in the order both backends read them.
-macro_rules! columns {
-    () => {
-        "id, email, display_name, roles, state, create_time, update_time, lease_until"
-    };
-}
-use columns;
-
-/// The roles column: comma-separated, as granted by auth-service.
-fn split_roles(roles: &str) -> Vec<String> {
-    roles
-        .split(',')
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The same behaviour checked on both backends: SQLite, and PostgreSQL on the server of
 /// `GRIMOS_TEST_POSTGRES_URL`.
 #[cfg(test)]
@@ -156,7 +142,7 @@ mod tests {
     use crate::error::Error;
 
     /// A store, and what must live as long as it (its folder or database).
-    struct Backend {
+    struct Fixture {
         name: &'static str,
         store: Arc<dyn UserStore>,
         url: String,
@@ -164,10 +150,10 @@ mod tests {
     }
 
     /// SQLite, in a new folder.
-    async fn sqlite_backend() -> Backend {
+    async fn sqlite_backend() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/user.db", dir.path().display());
-        Backend {
+        Fixture {
             name: "sqlite",
             store: Arc::new(SqliteUserStore::open(&url).await.unwrap()),
             url,
@@ -176,12 +162,12 @@ mod tests {
     }
 
     /// PostgreSQL, in a new database (panics without `GRIMOS_TEST_POSTGRES_URL`).
-    async fn postgres_backend() -> Backend {
+    async fn postgres_backend() -> Fixture {
         let db = grimos_test_support::postgres::database().await;
         let store = PostgresUserStore::open(&db.url, Duration::from_secs(5))
             .await
             .unwrap();
-        Backend {
+        Fixture {
             name: "postgres",
             store: Arc::new(store),
             url: db.url.clone(),
@@ -189,31 +175,9 @@ mod tests {
         }
     }
 
-    /// Each scenario as two tests, `on_sqlite::NAME` and `on_postgres::NAME`; the second
-    /// needs a server, so without one it is skipped (`just test-rust`) or fails, and never
-    /// passes having tested nothing.
-    macro_rules! on_both_backends {
-        ($($name:ident),* $(,)?) => {
-            mod on_sqlite {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                    async fn $name() {
-                        super::$name(super::sqlite_backend().await).await;
-                    }
-                )*
-            }
-            mod on_postgres {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                    async fn $name() {
-                        super::$name(super::postgres_backend().await).await;
-                    }
-                )*
-            }
-        };
-    }
-
-    on_both_backends!(
+    grimos_test_support::on_both_backends!(
+        sqlite_backend,
+        postgres_backend;
         the_sign_up_and_deletion_states,
         abandoned_sign_ups_are_taken_over_once_and_claimed_by_the_reconciler,
         updates_keep_update_time_increasing,
@@ -239,7 +203,7 @@ mod tests {
         matches!(r, Reservation::Reserved)
     }
 
-    async fn the_sign_up_and_deletion_states(b: Backend) {
+    async fn the_sign_up_and_deletion_states(b: Fixture) {
         let (s, n) = (&b.store, b.name);
         let ada = pending("id-ada", "ada@x.io", 1_000, 2_000);
         assert!(reserved(&s.reserve(&ada).await.unwrap()), "{n}");
@@ -314,7 +278,7 @@ mod tests {
         );
     }
 
-    async fn abandoned_sign_ups_are_taken_over_once_and_claimed_by_the_reconciler(b: Backend) {
+    async fn abandoned_sign_ups_are_taken_over_once_and_claimed_by_the_reconciler(b: Fixture) {
         let (s, n) = (&b.store, b.name);
         let old = pending("id-old", "bob@x.io", 1_000, 2_000);
         assert!(reserved(&s.reserve(&old).await.unwrap()), "{n}");
@@ -365,7 +329,7 @@ mod tests {
         assert!(s.get("id-carol").await.unwrap().is_none(), "{n}");
     }
 
-    async fn updates_keep_update_time_increasing(b: Backend) {
+    async fn updates_keep_update_time_increasing(b: Fixture) {
         let (s, n) = (&b.store, b.name);
         let p = pending("id-1", "u@x.io", 1_000, 2_000);
         s.reserve(&p).await.unwrap();
@@ -408,7 +372,7 @@ mod tests {
         assert_eq!(times, (6_000..6_016).collect::<Vec<_>>(), "{n}");
     }
 
-    async fn concurrent_claims_have_exactly_one_winner(b: Backend) {
+    async fn concurrent_claims_have_exactly_one_winner(b: Fixture) {
         let (s, n) = (&b.store, b.name);
         for round in 0..5 {
             // One email, many sign-ups at once.
@@ -470,7 +434,7 @@ mod tests {
         }
     }
 
-    async fn lists_walk_active_rows_by_create_time_then_bytewise_id(b: Backend) {
+    async fn lists_walk_active_rows_by_create_time_then_bytewise_id(b: Fixture) {
         let (s, n) = (&b.store, b.name);
         // Ties on create time, ids whose order differs between byte order and
         // natural-language collations ("B" < "a", "a-c" < "ab" only byte-wise).
@@ -507,7 +471,7 @@ mod tests {
         assert_eq!(unique.len(), expected.len());
     }
 
-    async fn the_page_key_is_made_once_and_kept(b: Backend) {
+    async fn the_page_key_is_made_once_and_kept(b: Fixture) {
         let key = b.store.page_key().await.unwrap();
         assert_eq!(key.len(), 32, "{}", b.name);
         assert_eq!(b.store.page_key().await.unwrap(), key, "{}", b.name);
@@ -554,7 +518,7 @@ mod tests {
             .execute(&mut conn)
             .await
             .unwrap();
-        for (query, params) in [(postgres::LIST_FIRST, 1), (postgres::LIST_AFTER, 3)] {
+        for (query, params) in [(sql::LIST_FIRST, 1), (sql::LIST_AFTER, 3)] {
             let query = format!("EXPLAIN {query}");
             let mut explain = sqlx::query_scalar::<_, String>(&query);
             if params == 3 {

@@ -8,39 +8,48 @@ use std::process::{Child, Command};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use grimos_test_support::app::TestData;
+use grimos_test_support::backend::Backend;
 use serde_json::{Value, json};
 
 use crate::helpers::PASSWORD;
 
-/// Starts `user-service` (with its embedded auth-service) on free ports, data in `dir`.
-fn start(dir: &std::path::Path) -> (Child, String) {
-    let (child, base, _, _) = start_logging(dir, &[("RUST_LOG", "info")]);
+/// Starts `user-service` (with its embedded auth-service) on free ports, in the folder of
+/// `data`: on SQLite with the default database URLs (files under `./data`), on PostgreSQL with
+/// the database of `data`.
+async fn start(data: &TestData) -> (Child, String) {
+    let (child, base, _, _) = start_logging(data, &[("RUST_LOG", "info")]).await;
     (child, base)
 }
 
 /// [`start`] with `env` added; every stderr line is collected, by a thread that ends when the
 /// binary's stderr does.
-fn start_logging(
-    dir: &std::path::Path,
+async fn start_logging(
+    data: &TestData,
     env: &[(&str, &str)],
 ) -> (Child, String, Log, JoinHandle<()>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_user-service"));
     command
-        .current_dir(dir)
+        .current_dir(data.path())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("USER_LISTEN_ADDR", "127.0.0.1:0")
         .env("AUTH_LISTEN_ADDR", "127.0.0.1:0")
         .envs(env.iter().copied());
+    if data.backend() == Backend::Postgres {
+        command
+            .env("USER_DATABASE_URL", data.database_url("user.db").await)
+            .env("AUTH_DATABASE_URL", data.database_url("auth.db").await);
+    }
     let (child, addr, log, reader) = process::start_logging(command, "user-service listening");
     (child, format!("http://{addr}"), log, reader)
 }
 
 #[tokio::test]
 async fn a_signed_up_user_survives_kill_9_of_the_whole_system() {
-    let dir = tempfile::tempdir().unwrap();
+    let data = TestData::new();
     let http = reqwest::Client::new();
-    let (mut child, base) = start(dir.path());
+    let (mut child, base) = start(&data).await;
     let response = http
         .post(format!("{base}/v1/users"))
         .json(&json!({"email": "ada@example.com", "password": PASSWORD, "displayName": "Ada"}))
@@ -50,10 +59,13 @@ async fn a_signed_up_user_survives_kill_9_of_the_whole_system() {
     assert_eq!(response.status(), 201);
     child.kill().unwrap(); // SIGKILL, right after the 201
     child.wait().unwrap();
-    // The default relative sqlite:// URLs put everything under ./data.
-    assert!(dir.path().join("data/user.db").exists() && dir.path().join("data/auth.db").exists());
+    if data.backend() == Backend::Sqlite {
+        // The default relative sqlite:// URLs put everything under ./data.
+        let path = data.path();
+        assert!(path.join("data/user.db").exists() && path.join("data/auth.db").exists());
+    }
 
-    let (child, base) = start(dir.path());
+    let (child, base) = start(&data).await;
     let login: Value = http
         .post(format!("{base}/v1/auth/login"))
         .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
@@ -83,15 +95,16 @@ async fn a_signed_up_user_survives_kill_9_of_the_whole_system() {
 
 #[tokio::test]
 async fn an_in_flight_request_finishes_on_sigterm_and_sigint_stops_cleanly_too() {
-    let dir = tempfile::tempdir().unwrap();
+    let data = TestData::new();
     // Logins slowed by 1 s from the third attempt on; request starts logged (tower-http).
     let (child, base, log, _) = start_logging(
-        dir.path(),
+        &data,
         &[
             ("RUST_LOG", "info,tower_http=debug"),
             ("AUTH_LOGIN_SLOWDOWN", "1s"),
         ],
-    );
+    )
+    .await;
     let http = reqwest::Client::new();
     let response = http
         .post(format!("{base}/v1/users"))
@@ -128,7 +141,7 @@ async fn an_in_flight_request_finishes_on_sigterm_and_sigint_stops_cleanly_too()
     assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
 
     // Ctrl-C (SIGINT) is a graceful stop too.
-    let (child, base) = start(dir.path());
+    let (child, base) = start(&data).await;
     assert_eq!(
         http.get(format!("{base}/healthz"))
             .send()
@@ -143,8 +156,8 @@ async fn an_in_flight_request_finishes_on_sigterm_and_sigint_stops_cleanly_too()
 
 #[tokio::test]
 async fn no_password_hash_or_token_reaches_user_services_logs_even_at_debug() {
-    let dir = tempfile::tempdir().unwrap();
-    let (child, base, log, reader) = start_logging(dir.path(), &[("RUST_LOG", "debug")]);
+    let data = TestData::new();
+    let (child, base, log, reader) = start_logging(&data, &[("RUST_LOG", "debug")]).await;
     let http = reqwest::Client::new();
     let password = "log-canary-password-2";
     let post = |path: &str, body: Value| http.post(format!("{base}{path}")).json(&body).send();
@@ -210,8 +223,8 @@ async fn no_password_hash_or_token_reaches_user_services_logs_even_at_debug() {
 
 #[tokio::test]
 async fn a_500_says_nothing_to_the_client_and_is_logged_once_with_its_cause() {
-    let dir = tempfile::tempdir().unwrap();
-    let (child, base, log, reader) = start_logging(dir.path(), &[("RUST_LOG", "info")]);
+    let data = TestData::new();
+    let (child, base, log, reader) = start_logging(&data, &[("RUST_LOG", "info")]).await;
     let http = reqwest::Client::new();
     let signed_up: Value = http
         .post(format!("{base}/v1/users"))
@@ -235,10 +248,11 @@ async fn a_500_says_nothing_to_the_client_and_is_logged_once_with_its_cause() {
     let token = login["accessToken"].as_str().unwrap().to_owned();
 
     // A fault no client can cause: the profiles table is gone from under the service.
-    let database = rusqlite::Connection::open(dir.path().join("data/user.db")).unwrap();
+    // (On SQLite the binary keeps its default database, `data/user.db` in its folder.)
+    let mut database = data.connect("data/user.db", "user_service").await;
     database
-        .execute_batch("ALTER TABLE users RENAME TO users_gone")
-        .unwrap();
+        .execute("ALTER TABLE users RENAME TO users_gone", &[])
+        .await;
     let response = http
         .get(format!("{base}/v1/users/{user_id}"))
         .bearer_auth(&token)
@@ -257,7 +271,9 @@ async fn a_500_says_nothing_to_the_client_and_is_logged_once_with_its_cause() {
     let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
     assert_eq!(errors.len(), 1, "one line for one 500: {errors:#?}");
     assert!(
-        errors[0].contains("no such table") && errors[0].contains("the-failing-request"),
+        // SQLite's words, or PostgreSQL's.
+        (errors[0].contains("no such table") || errors[0].contains("does not exist"))
+            && errors[0].contains("the-failing-request"),
         "the line has the cause and the request id: {}",
         errors[0]
     );

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use grimos_proto::auth::v1 as auth_pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
+use grimos_test_support::app::TestData;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, bearer, spawn_app_with};
+use crate::helpers::{AuthService, PASSWORD, TestApp, bearer, spawn_app_with, start_auth};
 
 const TOKEN: &str = "consistency-test-token";
 
@@ -22,16 +23,13 @@ pub async fn app_with_known_auth(
 ) -> (
     TestApp,
     AuthServiceClient<tonic::transport::Channel>,
-    tempfile::TempDir,
+    AuthService,
 ) {
-    let auth_dir = tempfile::tempdir().unwrap();
-    let mut config =
-        auth_service::Config::with_data_dir(auth_dir.path(), "127.0.0.1:0".parse().unwrap());
-    config.service_token = Some(SecretString::from(TOKEN.to_owned()));
-    config.admin_emails = vec![crate::helpers::ADMIN_EMAIL.to_owned()];
-    let auth = auth_service::App::build(config).await.unwrap();
-    let addr = auth.local_addr();
-    tokio::spawn(auth.run_until_stopped(std::future::pending()));
+    let auth = start_auth(TestData::new(), None, TOKEN, |c| {
+        c.admin_emails = vec![crate::helpers::ADMIN_EMAIL.to_owned()];
+    })
+    .await;
+    let addr = auth.addr;
     let app = spawn_app_with(|c| {
         c.auth_service_address = Some(format!("http://{addr}"));
         c.auth.service_token = Some(SecretString::from(TOKEN.to_owned()));
@@ -42,7 +40,7 @@ pub async fn app_with_known_auth(
     let client = AuthServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
-    (app, client, auth_dir)
+    (app, client, auth)
 }
 
 /// The first half of what a crash between CreateCredential and activation leaves: the
@@ -73,23 +71,18 @@ async fn interrupted_sign_up(
     email: &str,
 ) {
     store_credential(auth, id, email).await;
-    let url = format!("sqlite://{}", app.dir.path().join("user.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query(
+    let mut db = app.dir.connect("user.db", "user_service").await;
+    db.execute(
         "INSERT INTO users (id, email, display_name, roles, state, create_time, update_time, lease_until)
-         VALUES (?1, ?2, 'Interrupted', '', 'pending', 1000, 1000, 0)",
+         VALUES ($1, $2, 'Interrupted', '', 'pending', 1000, 1000, 0)",
+        &[id.into(), email.into()],
     )
-    .bind(id)
-    .bind(email)
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
+    .await;
 }
 
 #[tokio::test]
 async fn an_interrupted_sign_up_is_invisible_until_the_user_signs_in_then_complete() {
-    let (app, mut auth, _auth_dir) = app_with_known_auth(Duration::from_secs(3600), |_| {}).await;
+    let (app, mut auth, _auth) = app_with_known_auth(Duration::from_secs(3600), |_| {}).await;
     let id = "0190d0e0-0000-7000-8000-000000000001";
     interrupted_sign_up(&app, &mut auth, id, "ada@example.com").await;
     let admin = app.admin().await;
@@ -135,7 +128,7 @@ async fn an_interrupted_sign_up_is_invisible_until_the_user_signs_in_then_comple
 
 #[tokio::test]
 async fn retrying_an_interrupted_sign_up_replaces_it_cleanly() {
-    let (app, mut auth, _auth_dir) = app_with_known_auth(Duration::from_secs(3600), |_| {}).await;
+    let (app, mut auth, _auth) = app_with_known_auth(Duration::from_secs(3600), |_| {}).await;
     let old = "0190d0e0-0000-7000-8000-000000000002";
     interrupted_sign_up(&app, &mut auth, old, "bob@example.com").await;
     let user = app
@@ -152,7 +145,7 @@ async fn retrying_an_interrupted_sign_up_replaces_it_cleanly() {
 
 #[tokio::test]
 async fn the_reconciler_removes_abandoned_sign_ups_and_their_credentials() {
-    let (app, mut auth, _auth_dir) = app_with_known_auth(Duration::from_millis(200), |_| {}).await;
+    let (app, mut auth, _auth) = app_with_known_auth(Duration::from_millis(200), |_| {}).await;
     let id = "0190d0e0-0000-7000-8000-000000000003";
     interrupted_sign_up(&app, &mut auth, id, "carol@example.com").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

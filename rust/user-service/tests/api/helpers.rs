@@ -1,4 +1,6 @@
-//! `spawn_app()` and friends: start the real user-service in-process and talk to it.
+//! `spawn_app()` and friends: start the real user-service in-process and talk to it. Its
+//! databases (and its embedded auth-service's) are on the suite's backend
+//! (`GRIMOS_TEST_BACKEND`: SQLite files, or PostgreSQL), like every app these tests start.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,20 +10,19 @@ use grimos_proto::auth::v1 as auth_pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
 use grimos_proto::user::v1 as pb;
 use grimos_proto::user::v1::user_service_client::UserServiceClient;
-use grimos_test_support::{init_logs, start_error};
+use grimos_test_support::app::{Running, TestData};
+use grimos_test_support::init_logs;
+use grimos_test_support::ports::Reserved;
+use secrecy::SecretString;
 use serde_json::{Value, json};
-use tempfile::TempDir;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::Status;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use user_service::{App, Config};
 use x509_parser::extensions::GeneralName;
 
+pub use grimos_test_support::PASSWORD;
 pub use grimos_test_support::grpc::{bearer, expect_code, violated_fields};
 
-/// A password that passes the input rules.
-pub const PASSWORD: &str = "correct horse battery";
 /// The admin email every test app is configured with.
 pub const ADMIN_EMAIL: &str = "root@grimos.dev";
 
@@ -29,34 +30,15 @@ pub const ADMIN_EMAIL: &str = "root@grimos.dev";
 pub struct TestApp {
     pub addr: SocketAddr,
     pub auth_addr: Option<SocketAddr>,
-    pub dir: Arc<TempDir>,
+    /// Its folder and databases: restart it with [`spawn_in`].
+    pub dir: Arc<TestData>,
     pub grpc: UserServiceClient<Channel>,
     pub http: reqwest::Client,
     /// `http://addr`, or `https://<name in its certificate>:port` when it serves TLS.
     pub base_url: String,
     /// How [`TestApp::channel`] connects (TLS trusting the app's certificate, if it serves TLS).
     endpoint: Endpoint,
-    stop: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-/// The configuration tests start from: a fresh data folder, port 0 everywhere.
-pub fn test_config(dir: &TempDir) -> Config {
-    let mut config = Config::with_data_dir(dir.path());
-    config.auth.admin_emails = vec![ADMIN_EMAIL.to_owned()];
-    config.auth.login_slowdown = Duration::from_millis(10);
-    config.auth.hash_concurrency = Some(2);
-    config.auth.login_max_attempts = 50;
-    config
-}
-
-/// The error `App::build` returns for the test settings as `adjust` changes them (for
-/// settings that must fail the start).
-pub async fn build_error(adjust: impl FnOnce(&mut Config)) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(&dir);
-    adjust(&mut config);
-    start_error(App::build(config).await, "user-service")
+    running: Running,
 }
 
 /// Starts user-service with the test configuration.
@@ -66,24 +48,18 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts user-service with the test configuration as `adjust` changes it.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    spawn_in(dir, adjust).await
+    spawn_in(TestData::new(), adjust).await
 }
 
-/// Starts user-service on the data folder `dir`.
-pub async fn spawn_in(dir: Arc<TempDir>, adjust: impl FnOnce(&mut Config)) -> TestApp {
+/// Starts user-service on `data` (its databases and files; for restarts).
+pub async fn spawn_in(data: Arc<TestData>, adjust: impl FnOnce(&mut Config)) -> TestApp {
     init_logs();
-    let mut config = test_config(&dir);
-    adjust(&mut config);
+    let config = test_config(&data, adjust).await;
     let app = App::build(config.clone())
         .await
         .expect("user-service builds");
-    let addr = app.local_addr();
-    let auth_addr = app.embedded_auth_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let (addr, auth_addr) = (app.local_addr(), app.embedded_auth_addr());
+    let running = Running::spawn(|stopped| app.run_until_stopped(stopped));
     let (base_url, endpoint, http) = match TlsClient::for_app(&config) {
         None => (
             format!("http://{addr}"),
@@ -100,13 +76,79 @@ pub async fn spawn_in(dir: Arc<TempDir>, adjust: impl FnOnce(&mut Config)) -> Te
     TestApp {
         addr,
         auth_addr,
-        dir,
+        dir: data,
         grpc: UserServiceClient::new(channel),
         http,
         base_url,
         endpoint,
-        stop: Some(stop),
-        handle: Some(handle),
+        running,
+    }
+}
+
+/// The configuration tests start from, on `data` (port 0 everywhere; the embedded
+/// auth-service's database beside user-service's), as `adjust` changes it.
+pub async fn test_config(data: &TestData, adjust: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::with_data_dir(data.path());
+    config.user_database_url = data.database_url("user.db").await;
+    config.auth.database_url = data.database_url("auth.db").await;
+    config.auth.admin_emails = vec![ADMIN_EMAIL.to_owned()];
+    config.auth.login_slowdown = Duration::from_millis(10);
+    config.auth.hash_concurrency = Some(2);
+    config.auth.login_max_attempts = 50;
+    adjust(&mut config);
+    config
+}
+
+/// The error `App::build` returns for the test settings as `adjust` changes them (for
+/// settings that must fail the start).
+pub async fn build_error(adjust: impl FnOnce(&mut Config)) -> String {
+    let build = async |data: Arc<TestData>| App::build(test_config(&data, adjust).await).await;
+    grimos_test_support::app::build_error(build, "user-service").await
+}
+
+/// A separate auth-service (the production topology) on the suite's backend; it stops when
+/// dropped, or gracefully with [`AuthService::stop`].
+pub struct AuthService {
+    pub addr: SocketAddr,
+    /// Its key file and database: start it again on them with [`start_auth`].
+    pub data: Arc<TestData>,
+    running: Running,
+}
+
+/// Starts auth-service on `data` (on the reserved `port` if given, else a free one) with
+/// `service_token`, fast test settings, and `adjust`ed.
+pub async fn start_auth(
+    data: Arc<TestData>,
+    port: Option<&Reserved>,
+    service_token: &str,
+    adjust: impl FnOnce(&mut auth_service::Config),
+) -> AuthService {
+    let addr = port.map_or_else(|| "127.0.0.1:0".parse().unwrap(), Reserved::addr);
+    let mut config = auth_service::Config::with_data_dir(data.path(), addr);
+    config.database_url = data.database_url("auth.db").await;
+    config.service_token = Some(SecretString::from(service_token.to_owned()));
+    config.login_slowdown = Duration::from_millis(10);
+    config.hash_concurrency = Some(2);
+    adjust(&mut config);
+    let app = match port {
+        Some(port) => auth_service::App::build_on(config, port.listener()).await,
+        None => auth_service::App::build(config).await,
+    }
+    .expect("auth-service builds");
+    let addr = app.local_addr();
+    let running = Running::spawn(|stopped| app.run_until_stopped(stopped));
+    AuthService {
+        addr,
+        data,
+        running,
+    }
+}
+
+impl AuthService {
+    /// Stops it gracefully and waits until it has; returns its data.
+    pub async fn stop(mut self) -> Arc<TestData> {
+        self.running.stop().await;
+        self.data.clone()
     }
 }
 
@@ -179,14 +221,9 @@ impl TestApp {
         self.endpoint.connect().await.unwrap()
     }
 
-    /// Stops the app gracefully; returns the data folder.
-    pub async fn stop(mut self) -> Arc<TempDir> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(handle) = self.handle.take() {
-            handle.await.unwrap().unwrap();
-        }
+    /// Stops the app gracefully; returns its data.
+    pub async fn stop(mut self) -> Arc<TestData> {
+        self.running.stop().await;
         self.dir.clone()
     }
 

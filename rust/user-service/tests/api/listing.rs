@@ -7,16 +7,33 @@ use serde_json::Value;
 use tonic::Code;
 
 use crate::helpers::{
-    PASSWORD, TestApp, bearer, expect_code, expect_http_error, spawn_app, violated_fields,
+    PASSWORD, Session, TestApp, bearer, expect_code, expect_http_error, spawn_app, spawn_in,
+    violated_fields,
 };
 use grimos_proto::user::v1 as pb;
+
+/// `GET /v1/users?pageSize=5&pageToken=…` as `admin`: the ids listed, and the next token
+/// (empty on the last page).
+async fn http_page(app: &TestApp, admin: &Session, token: &str) -> (Vec<String>, String) {
+    let body: Value = app
+        .get_json(&format!("/v1/users?pageSize=5&pageToken={token}"), admin)
+        .await;
+    let ids = body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .collect();
+    let next = body["nextPageToken"].as_str().unwrap_or("").to_owned();
+    (ids, next)
+}
 
 #[tokio::test]
 async fn walking_every_page_sees_each_user_once_in_creation_order() {
     let app = spawn_app().await;
     let admin = app.admin().await;
     let mut created = vec![admin.user_id.clone()];
-    for i in 0..22 {
+    for i in 0..23 {
         created.push(
             app.create_user(&format!("u{i}@example.com"), PASSWORD, "U")
                 .await
@@ -24,30 +41,45 @@ async fn walking_every_page_sees_each_user_once_in_creation_order() {
                 .id,
         );
     }
+    // A pending sign-up is never listed.
+    let mut db = app.dir.connect("user.db", "user_service").await;
+    db.execute(
+        "INSERT INTO users (id, email, display_name, roles, state, create_time, update_time, lease_until)
+         VALUES ('0190d0e0-0000-7000-8000-0000000000ff', 'pending@example.com', 'P', '', 'pending', 1, 1, 9223372036854775807)",
+        &[],
+    )
+    .await;
     let mut seen = Vec::new();
     let mut token = String::new();
     let mut pages = 0;
     loop {
-        let response = app
-            .grpc
-            .clone()
-            .list_users(bearer(
-                pb::ListUsersRequest {
-                    page_size: 5,
-                    page_token: token.clone(),
-                },
-                &admin.access_token,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+        // Alternate gRPC and HTTP: the same tokens serve both.
+        let (users, next) = if pages % 2 == 0 {
+            let response = app
+                .grpc
+                .clone()
+                .list_users(bearer(
+                    pb::ListUsersRequest {
+                        page_size: 5,
+                        page_token: token.clone(),
+                    },
+                    &admin.access_token,
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            let ids: Vec<String> = response.users.into_iter().map(|u| u.id).collect();
+            (ids, response.next_page_token)
+        } else {
+            http_page(&app, &admin, &token).await
+        };
         pages += 1;
-        assert!(response.users.len() <= 5);
-        seen.extend(response.users.into_iter().map(|u| u.id));
-        if response.next_page_token.is_empty() {
+        assert!(users.len() <= 5);
+        seen.extend(users);
+        if next.is_empty() {
             break;
         }
-        token = response.next_page_token;
+        token = next;
         // A user created mid-walk lands at the end, without disturbing the pages before it.
         if pages == 2 {
             created.push(
@@ -58,27 +90,61 @@ async fn walking_every_page_sees_each_user_once_in_creation_order() {
             );
         }
     }
-    assert_eq!(pages, 5);
+    assert_eq!(pages, 5, "25 users in pages of 5");
     assert_eq!(seen, created, "every user once, by create time then id");
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), seen.len());
+
+    // A tampered token is still INVALID_ARGUMENT.
+    let result = app
+        .grpc
+        .clone()
+        .list_users(bearer(
+            pb::ListUsersRequest {
+                page_size: 5,
+                page_token: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            },
+            &admin.access_token,
+        ))
+        .await;
+    expect_code(result, Code::InvalidArgument);
 }
 
-/// Writes `count` active profiles straight into the app's SQLite file (no credentials: listing
+#[tokio::test]
+async fn users_and_page_tokens_survive_a_restart() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let ada = app.sign_up("ada@example.com").await;
+    app.sign_up("bob@example.com").await;
+    let first: Value = app.get_json("/v1/users?pageSize=1", &admin).await;
+    let token = first["nextPageToken"].as_str().unwrap().to_owned();
+    let dir = app.stop().await;
+
+    let app = spawn_in(dir, |_| {}).await;
+    let body: Value = app.get_json("/v1/users/me", &ada).await;
+    assert_eq!(body["user"]["id"], ada.user_id.as_str());
+    assert_eq!(body["user"]["email"], "ada@example.com");
+    // The page-token key is in the database: a token from before the restart still works.
+    let (ids, _) = http_page(&app, &admin, &token).await;
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids[0], ada.user_id);
+    expect_code(
+        app.create_user("ada@example.com", PASSWORD, "Ada").await,
+        Code::AlreadyExists,
+    );
+}
+
+/// Writes `count` active profiles straight into the app's database (no credentials: listing
 /// reads profiles only), created before anyone signed up through the API.
-async fn seed_profiles(app: &TestApp, count: u32) {
-    let url = format!("sqlite://{}", app.dir.path().join("user.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+async fn seed_profiles(app: &TestApp, count: i64) {
+    let mut db = app.dir.connect("user.db", "user_service").await;
+    db.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)
          INSERT INTO users (id, email, display_name, roles, state, create_time, update_time, lease_until)
-         SELECT printf('seed-%05d', i), printf('seed%d@example.com', i), 'Seeded', 'user', 'active', i, i, NULL
+         SELECT 'seed-' || i, 'seed' || i || '@example.com', 'Seeded', 'user', 'active', i, i, NULL
          FROM n",
+        &[count.into()],
     )
-    .bind(count)
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
+    .await;
 }
 
 #[tokio::test]

@@ -1,15 +1,16 @@
 //! Restarts, auth-service and database outages, and gRPC-Web.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use grimos_test_support::app::TestData;
+use grimos_test_support::backend::Backend;
 use grimos_test_support::ports::Reserved;
 use prost::Message as _;
 use reqwest::Method;
 use secrecy::SecretString;
 
 use crate::helpers::{
-    PASSWORD, build_error, expect_http_error, spawn_app, spawn_app_with, spawn_in,
+    PASSWORD, build_error, expect_http_error, spawn_app, spawn_app_with, spawn_in, start_auth,
 };
 use grimos_proto::user::v1 as pb;
 
@@ -29,34 +30,17 @@ async fn users_and_sessions_survive_a_restart() {
     assert_eq!(app.login("ada@example.com", PASSWORD).await.status(), 200);
 }
 
-/// A separate auth-service with a known service token, on `port` (which stays reserved for
-/// the test when it stops, so it can come back on the same address).
-async fn start_auth(
-    dir: &std::path::Path,
-    port: &Reserved,
-) -> (
-    std::net::SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    let mut config = auth_service::Config::with_data_dir(dir, port.addr());
-    config.service_token = Some(SecretString::from("outage-test-token".to_owned()));
-    let app = auth_service::App::build_on(config, port.listener())
-        .await
-        .unwrap();
-    let addr = app.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-    (addr, stop, handle)
-}
-
 #[tokio::test]
 async fn auth_down_gives_503_within_the_deadline_and_the_service_recovers_by_itself() {
-    let auth_dir = Arc::new(tempfile::tempdir().unwrap());
     let auth_port = Reserved::new();
-    let (auth_addr, stop_auth, auth_task) = start_auth(auth_dir.path(), &auth_port).await;
+    let auth = start_auth(
+        TestData::new(),
+        Some(&auth_port),
+        "outage-test-token",
+        |_| {},
+    )
+    .await;
+    let auth_addr = auth.addr;
     let app = spawn_app_with(|c| {
         c.auth_service_address = Some(format!("http://{auth_addr}"));
         c.auth.service_token = Some(SecretString::from("outage-test-token".to_owned()));
@@ -65,8 +49,7 @@ async fn auth_down_gives_503_within_the_deadline_and_the_service_recovers_by_its
     .await;
     let ada = app.sign_up("ada@example.com").await;
 
-    stop_auth.send(()).unwrap();
-    auth_task.await.unwrap().unwrap();
+    let auth_data = auth.stop().await;
     let start = Instant::now();
     let response = app
         .authed(Method::GET, "/v1/users/me", &ada)
@@ -96,7 +79,7 @@ async fn auth_down_gives_503_within_the_deadline_and_the_service_recovers_by_its
     expect_http_error(response, 503, 14).await;
 
     // auth-service comes back on the same address: no restart of user-service needed.
-    let (_, _stop_again, _task) = start_auth(auth_dir.path(), &auth_port).await;
+    let _auth = start_auth(auth_data, Some(&auth_port), "outage-test-token", |_| {}).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let response = app
@@ -210,8 +193,10 @@ async fn grpc_calls_to_unknown_methods_are_unimplemented() {
 }
 
 #[tokio::test]
-async fn a_write_blocked_by_another_writer_is_503_and_then_succeeds() {
-    let app = spawn_app().await;
+async fn a_write_blocked_by_another_sqlite_writer_is_503_and_then_succeeds() {
+    // About SQLite's one write lock, whatever the suite's backend (PostgreSQL outages:
+    // `health.rs`, `postgres.rs`).
+    let app = spawn_in(TestData::on(Backend::Sqlite), |_| {}).await;
     let ada = app.sign_up("ada@example.com").await;
     let path = format!("/v1/users/{}", ada.user_id);
 
@@ -251,7 +236,7 @@ async fn a_write_blocked_by_another_writer_is_503_and_then_succeeds() {
 
 /// `USER_DATABASE_URL` naming a PostgreSQL server that does not answer (needs no server).
 #[tokio::test]
-async fn an_unreachable_server_fails_the_start_quickly_without_the_password() {
+async fn an_unreachable_postgres_server_fails_the_start_quickly_without_the_password() {
     let start = Instant::now();
     let (postgres, postgresql) = tokio::join!(
         build_error(|c| {

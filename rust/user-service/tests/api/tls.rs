@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use grimos_common::tls::TlsSettings;
+use grimos_test_support::app::TestData;
 use grimos_test_support::grpc::health;
 use grimos_test_support::pki::{Issued, Pki};
 use grimos_test_support::rcgen::ExtendedKeyUsagePurpose;
@@ -15,15 +16,13 @@ use prost::Message as _;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::Value;
-use tempfile::TempDir;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::Code;
 use tonic::transport::{Certificate, ClientTlsConfig};
 use user_service::Config;
 
 use crate::helpers::{
-    PASSWORD, TestApp, bearer, build_error, expect_code, expect_http_error, spawn_app_with,
+    AuthService, PASSWORD, TestApp, bearer, build_error, expect_code, expect_http_error,
+    spawn_app_with, start_auth,
 };
 use grimos_proto::user::v1 as pb;
 
@@ -38,34 +37,9 @@ fn serve(pki: &Pki, tls: &mut TlsSettings, server: &Issued, mutual: bool) {
     tls.ca = mutual.then(|| pki.ca_file());
 }
 
-/// A standalone auth-service; stops when dropped.
-struct AuthServer {
-    addr: SocketAddr,
-    _dir: TempDir,
-    _stop: oneshot::Sender<()>,
-    _task: JoinHandle<anyhow::Result<()>>,
-}
-
-async fn start_auth(adjust: impl FnOnce(&mut auth_service::Config)) -> AuthServer {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config =
-        auth_service::Config::with_data_dir(dir.path(), "127.0.0.1:0".parse().unwrap());
-    config.service_token = Some(SecretString::from(SERVICE_TOKEN.to_owned()));
-    config.login_slowdown = Duration::from_millis(10);
-    config.hash_concurrency = Some(2);
-    adjust(&mut config);
-    let app = auth_service::App::build(config).await.unwrap();
-    let addr = app.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-    AuthServer {
-        addr,
-        _dir: dir,
-        _stop: stop,
-        _task: task,
-    }
+/// A standalone auth-service with the test's service token, `adjust`ed; stops when dropped.
+async fn start_tls_auth(adjust: impl FnOnce(&mut auth_service::Config)) -> AuthService {
+    start_auth(TestData::new(), None, SERVICE_TOKEN, adjust).await
 }
 
 /// user-service calling the external auth-service at `address`, with `adjust`ed settings.
@@ -106,7 +80,7 @@ async fn sign_up_and_use(app: &TestApp, email: &str) {
 async fn an_external_auth_service_is_called_over_https_trusting_grimos_tls_ca() {
     let pki = Pki::new("grimos-test-ca");
     let server = pki.server();
-    let auth = start_auth(|c| serve(&pki, &mut c.tls, &server, false)).await;
+    let auth = start_tls_auth(|c| serve(&pki, &mut c.tls, &server, false)).await;
     let app = spawn_calling(format!("https://{}", auth.addr), |c| {
         c.tls.ca = Some(pki.ca_file());
     })
@@ -122,7 +96,7 @@ async fn with_mutual_tls_every_address_form_works_with_a_client_certificate() {
     let pki = Pki::new("grimos-test-ca");
     let server = pki.server();
     let client = pki.issue("user-service", &["user-service"]);
-    let auth = start_auth(|c| serve(&pki, &mut c.tls, &server, true)).await;
+    let auth = start_tls_auth(|c| serve(&pki, &mut c.tls, &server, true)).await;
     let port = auth.addr.port();
     let forms = [
         format!("https://localhost:{port}"),
@@ -165,7 +139,7 @@ async fn assert_unavailable_in_time(app: &TestApp) -> String {
 async fn a_wrong_ca_or_a_missing_client_certificate_gives_503_in_time() {
     let pki = Pki::new("grimos-test-ca");
     let server = pki.server();
-    let auth = start_auth(|c| serve(&pki, &mut c.tls, &server, true)).await;
+    let auth = start_tls_auth(|c| serve(&pki, &mut c.tls, &server, true)).await;
     let address = format!("https://localhost:{}", auth.addr.port());
 
     // user-service trusts another CA, which also signed its certificate: it refuses
