@@ -45,11 +45,8 @@ async fn start_logging(
     (child, format!("http://{addr}"), log, reader)
 }
 
-#[tokio::test]
-async fn a_signed_up_user_survives_kill_9_of_the_whole_system() {
-    let data = TestData::new();
-    let http = reqwest::Client::new();
-    let (mut child, base) = start(&data).await;
+/// Signs Ada up over HTTP: the 201's body.
+async fn sign_up(http: &reqwest::Client, base: &str) -> Value {
     let response = http
         .post(format!("{base}/v1/users"))
         .json(&json!({"email": "ada@example.com", "password": PASSWORD, "displayName": "Ada"}))
@@ -57,6 +54,27 @@ async fn a_signed_up_user_survives_kill_9_of_the_whole_system() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
+/// Ada's login over HTTP: the answer's body.
+async fn login(http: &reqwest::Client, base: &str) -> Value {
+    http.post(format!("{base}/v1/auth/login"))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_signed_up_user_survives_kill_9_of_the_whole_system() {
+    let data = TestData::new();
+    let http = reqwest::Client::new();
+    let (mut child, base) = start(&data).await;
+    sign_up(&http, &base).await;
     child.kill().unwrap(); // SIGKILL, right after the 201
     child.wait().unwrap();
     if data.backend() == Backend::Sqlite {
@@ -66,15 +84,7 @@ async fn a_signed_up_user_survives_kill_9_of_the_whole_system() {
     }
 
     let (child, base) = start(&data).await;
-    let login: Value = http
-        .post(format!("{base}/v1/auth/login"))
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = login(&http, &base).await;
     let token = login["accessToken"]
         .as_str()
         .expect("login works after the crash");
@@ -106,13 +116,7 @@ async fn an_in_flight_request_finishes_on_sigterm_and_sigint_stops_cleanly_too()
     )
     .await;
     let http = reqwest::Client::new();
-    let response = http
-        .post(format!("{base}/v1/users"))
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD, "displayName": "Ada"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    sign_up(&http, &base).await;
     let login = |password: &str, request_id: &str| {
         http.post(format!("{base}/v1/auth/login"))
             .header("x-request-id", request_id)
@@ -226,25 +230,9 @@ async fn a_500_says_nothing_to_the_client_and_is_logged_once_with_its_cause() {
     let data = TestData::new();
     let (child, base, log, reader) = start_logging(&data, &[("RUST_LOG", "info")]).await;
     let http = reqwest::Client::new();
-    let signed_up: Value = http
-        .post(format!("{base}/v1/users"))
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD, "displayName": "Ada"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let signed_up = sign_up(&http, &base).await;
     let user_id = signed_up["user"]["id"].as_str().unwrap().to_owned();
-    let login: Value = http
-        .post(format!("{base}/v1/auth/login"))
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = login(&http, &base).await;
     let token = login["accessToken"].as_str().unwrap().to_owned();
 
     // A fault no client can cause: the profiles table is gone from under the service.
