@@ -60,6 +60,19 @@ pub struct Config {
     #[arg(long, env = "GRIMOS_SERVICE_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     pub service_token: Option<SecretString>,
 
+    /// The service token read from this file instead (`GRIMOS_SERVICE_TOKEN_FILE`; one trailing
+    /// newline is not part of it), as Compose and Kubernetes mount secrets. Read at start; an
+    /// unreadable or empty file, or both settings at once, fail the start. Each binary moves
+    /// it into the service token once it has read its settings.
+    #[arg(
+        long = "service-token-file",
+        env = "GRIMOS_SERVICE_TOKEN_FILE",
+        value_name = "PATH",
+        value_parser = read_secret_file,
+        conflicts_with = "service_token"
+    )]
+    pub service_token_from_file: Option<SecretString>,
+
     /// Login attempts allowed per email within `login_lockout`; further ones are refused with
     /// RESOURCE_EXHAUSTED until the window ends. A successful login resets the count.
     #[arg(long, env = "AUTH_LOGIN_MAX_ATTEMPTS", default_value_t = 5)]
@@ -120,6 +133,12 @@ pub struct Cli {
     /// Bounds on what clients can hold of the port.
     #[command(flatten)]
     pub limits: Limits,
+
+    /// Ask the gRPC health of the auth-service at `AUTH_LISTEN_ADDR` (plaintext; `0.0.0.0`
+    /// is asked on loopback) and exit: 0 when SERVING, 1 otherwise. A health check for
+    /// containers without a shell.
+    #[arg(long)]
+    pub health_check: bool,
 }
 
 impl Cli {
@@ -128,7 +147,7 @@ impl Cli {
         Config {
             tls: self.tls,
             limits: self.limits,
-            ..self.config
+            ..self.config.with_service_token_file()
         }
     }
 }
@@ -137,7 +156,30 @@ fn parse_secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(raw.to_owned()))
 }
 
+/// A secret from a file: its text without one trailing newline (`\n` or `\r\n`, which
+/// `echo` and editors add); an unreadable or empty file is an error naming the path.
+fn read_secret_file(path: &str) -> Result<SecretString, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let secret = text.strip_suffix('\n').map_or(text.as_str(), |line| {
+        line.strip_suffix('\r').unwrap_or(line)
+    });
+    if secret.is_empty() {
+        return Err(format!("{path} is empty"));
+    }
+    Ok(SecretString::from(secret.to_owned()))
+}
+
 impl Config {
+    /// This configuration with the token of `GRIMOS_SERVICE_TOKEN_FILE`, if given, as the
+    /// service token (the two settings exclude each other): what each binary does once after
+    /// reading its settings.
+    pub fn with_service_token_file(mut self) -> Self {
+        if let Some(token) = self.service_token_from_file.take() {
+            self.service_token = Some(token);
+        }
+        self
+    }
+
     /// The defaults, with the database and key file in `data_dir` and the listener on
     /// `listen_addr`: what tests and the embedded mode start from.
     pub fn with_data_dir(data_dir: &Path, listen_addr: SocketAddr) -> Self {
@@ -149,6 +191,7 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             admin_emails: Vec::new(),
             service_token: None,
+            service_token_from_file: None,
             login_max_attempts: 5,
             login_lockout: Duration::from_secs(15 * 60),
             login_slowdown: Duration::from_millis(500),
@@ -191,5 +234,65 @@ mod tests {
         );
         assert!(parse(&["--tls-cert", "c.pem"]).is_err());
         assert!(parse(&["--tls-key", "k.pem"]).is_err());
+    }
+
+    fn parse(args: &[&str]) -> Result<super::Config, clap::Error> {
+        use clap::Parser as _;
+        super::Cli::try_parse_from(std::iter::once("auth-service").chain(args.iter().copied()))
+            .map(super::Cli::into_config)
+    }
+
+    #[test]
+    fn the_service_token_file_gives_the_token_without_its_trailing_newline() {
+        use secrecy::ExposeSecret as _;
+        let dir = tempfile::tempdir().unwrap();
+        for (content, token) in [
+            ("s3cret\n", "s3cret"),
+            ("s3cret\r\n", "s3cret"),
+            ("s3cret", "s3cret"),
+            ("a b\n\n", "a b\n"),
+        ] {
+            let path = dir.path().join("token");
+            std::fs::write(&path, content).unwrap();
+            let config = parse(&["--service-token-file", path.to_str().unwrap()]).unwrap();
+            assert_eq!(
+                config.service_token.unwrap().expose_secret(),
+                token,
+                "{content:?}"
+            );
+            assert!(config.service_token_from_file.is_none());
+        }
+        let config = parse(&["--service-token", "direct"]).unwrap();
+        assert_eq!(config.service_token.unwrap().expose_secret(), "direct");
+    }
+
+    #[test]
+    fn a_missing_or_empty_token_file_or_both_settings_fail_naming_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let error = parse(&["--service-token-file", missing.to_str().unwrap()]).unwrap_err();
+        assert!(error.to_string().contains("cannot read"), "{error}");
+        assert!(
+            error.to_string().contains(missing.to_str().unwrap()),
+            "{error}"
+        );
+
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let error = parse(&["--service-token-file", empty.to_str().unwrap()]).unwrap_err();
+        assert!(error.to_string().contains("is empty"), "{error}");
+
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file").unwrap();
+        let both = parse(&[
+            "--service-token",
+            "direct",
+            "--service-token-file",
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            both.unwrap_err().kind(),
+            clap::error::ErrorKind::ArgumentConflict
+        );
     }
 }

@@ -33,6 +33,7 @@ mod limits;
 mod linger;
 pub mod metrics;
 mod overload;
+pub mod probe;
 mod request_id;
 pub mod tls;
 

@@ -86,6 +86,36 @@ pub struct Config {
     pub auth: auth_service::Config,
 }
 
+/// The user-service binary's command line: [`Config`], and `--health-check`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "user-service",
+    version,
+    about = "grimOS user-service: profiles over gRPC, gRPC-Web and HTTP/JSON"
+)]
+pub struct Cli {
+    /// user-service's settings.
+    #[command(flatten)]
+    pub config: Config,
+
+    /// Ask the gRPC health of the user-service at `USER_LISTEN_ADDR` (plaintext; `0.0.0.0` is
+    /// asked on loopback) and exit: 0 when SERVING (its database and auth-service answer), 1
+    /// otherwise. A health check for containers without a shell.
+    #[arg(long)]
+    pub health_check: bool,
+}
+
+impl Cli {
+    /// The [`Config`] to build user-service with: the service token of
+    /// `GRIMOS_SERVICE_TOKEN_FILE`, if given, moved into place.
+    pub fn into_config(self) -> Config {
+        Config {
+            auth: self.config.auth.clone().with_service_token_file(),
+            ..self.config
+        }
+    }
+}
+
 impl Config {
     /// The defaults, with both databases and the key file in `data_dir` and both listeners on
     /// port 0 of loopback: what tests start from.
@@ -135,6 +165,26 @@ mod tests {
             "ca.pem",
         ]);
         assert!(parsed.is_ok(), "{parsed:?}");
+    }
+
+    #[test]
+    fn the_binary_takes_the_service_token_from_a_file_for_its_auth_client() {
+        use clap::Parser as _;
+        use secrecy::ExposeSecret as _;
+        super::Cli::command().debug_assert();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let cli = super::Cli::try_parse_from([
+            "user-service",
+            "--health-check",
+            "--service-token-file",
+            path.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert!(cli.health_check);
+        let config = cli.into_config();
+        assert_eq!(config.auth.service_token.unwrap().expose_secret(), "s3cret");
     }
 
     #[test]

@@ -15,5 +15,5 @@ pub mod service;
 pub mod startup;
 pub mod store;
 
-pub use config::Config;
+pub use config::{Cli, Config};
 pub use startup::App;

@@ -1,15 +1,25 @@
 //! The user-service binary: settings from the environment, serve until SIGTERM or Ctrl-C.
 //! With `AUTH_SERVICE_ADDRESS` unset it also runs auth-service in-process, so this one
-//! command is the whole system.
+//! command is the whole system. With `--health-check` it asks a running user-service's gRPC
+//! health and exits instead.
+
+use std::process::ExitCode;
 
 use clap::Parser;
-use user_service::{App, Config};
+use user_service::{App, Cli};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    if cli.health_check {
+        let listen = cli.config.user_listen_addr;
+        return Ok(
+            grimos_server::probe::health_check("user-service", listen, &cli.config.tls).await,
+        );
+    }
     grimos_common::telemetry::init_tracing();
-    let config = Config::parse();
-    let app = App::build(config).await?;
+    let app = App::build(cli.into_config()).await?;
     app.run_until_stopped(grimos_common::shutdown::shutdown_signal())
-        .await
+        .await?;
+    Ok(ExitCode::SUCCESS)
 }

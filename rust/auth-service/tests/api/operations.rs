@@ -364,3 +364,70 @@ async fn an_unreachable_postgres_server_fails_the_start_quickly_without_the_pass
         "the password leaked: {error}"
     );
 }
+
+/// `auth-service --health-check` with only `AUTH_LISTEN_ADDR` set, as a container health check
+/// runs it beside the service.
+fn health_check(addr: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_auth-service"))
+        .arg("--health-check")
+        .env_clear()
+        .env("AUTH_LISTEN_ADDR", addr)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_health_check_flag_exits_0_while_the_binary_serves_and_1_once_it_stopped() {
+    let data = TestData::new();
+    let (child, url) = start_binary(&data).await;
+    let addr = url.trim_start_matches("http://").to_owned();
+    let serving = health_check(&addr);
+    let stdout = String::from_utf8_lossy(&serving.stdout);
+    assert!(serving.status.success(), "{serving:?}");
+    assert!(stdout.contains("SERVING"), "{stdout}");
+
+    let exit = stop_with(child, "-TERM").await;
+    assert!(exit.success(), "{exit:?}");
+    let stopped = health_check(&addr);
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(1), "{stopped:?}");
+    assert!(
+        stderr.contains("not serving") && stderr.contains(&addr),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_binary_reads_the_service_token_from_grimos_service_token_file() {
+    let data = TestData::new();
+    let token_file = data.path().join("service-token");
+    std::fs::write(&token_file, "token-from-a-file\n").unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_auth-service"));
+    command
+        .env_clear()
+        .env("AUTH_LISTEN_ADDR", "127.0.0.1:0")
+        .env("AUTH_DATABASE_URL", data.database_url("auth.db").await)
+        .env("AUTH_SIGNING_KEY_FILE", data.path().join("key.pem"))
+        .env("GRIMOS_SERVICE_TOKEN_FILE", &token_file);
+    let (child, addr, log, reader) = start_logging(command, "auth-service listening");
+    let mut client = AuthServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let create = |user_id: &str| pb::CreateCredentialRequest {
+        user_id: user_id.into(),
+        email: format!("{user_id}@example.com"),
+        password: PASSWORD.into(),
+    };
+    // The file's text without its newline is the token, and only it.
+    client
+        .create_credential(bearer(create("u-1"), "token-from-a-file"))
+        .await
+        .unwrap();
+    let other = client
+        .create_credential(bearer(create("u-2"), "token-from-a-fil"))
+        .await;
+    expect_code(other, Code::Unauthenticated);
+    let log = kill_and_read_log(child, reader, &log).await;
+    assert!(!log.contains("GRIMOS_SERVICE_TOKEN is not set"), "{log}");
+    assert_none_logged(&log, &["token-from-a-file".to_owned()]);
+}

@@ -270,3 +270,40 @@ async fn a_500_says_nothing_to_the_client_and_is_logged_once_with_its_cause() {
         &[token, jwt_signature(login["accessToken"].as_str().unwrap())],
     );
 }
+
+/// `user-service --health-check` with only `USER_LISTEN_ADDR` set, as a container health check
+/// runs it beside the service.
+fn health_check(base: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_user-service"))
+        .arg("--health-check")
+        .env_clear()
+        .env("USER_LISTEN_ADDR", base.trim_start_matches("http://"))
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_health_check_flag_follows_readiness_not_serving_without_auth_service() {
+    let data = TestData::new();
+    let (child, base) = start(&data).await;
+    let serving = health_check(&base);
+    assert!(serving.status.success(), "{serving:?}");
+    stop_with(child, "-TERM").await;
+
+    // An auth-service that refuses connections: the port serves, its health is NOT_SERVING.
+    let auth = grimos_test_support::ports::Reserved::new();
+    let address = format!("http://{}", auth.addr());
+    let (child, base, _, _) = start_logging(
+        &data,
+        &[
+            ("AUTH_SERVICE_ADDRESS", &address),
+            ("GRIMOS_SERVICE_TOKEN", "t"),
+        ],
+    )
+    .await;
+    let not_serving = health_check(&base);
+    let stderr = String::from_utf8_lossy(&not_serving.stderr);
+    assert_eq!(not_serving.status.code(), Some(1), "{not_serving:?}");
+    assert!(stderr.contains("status NOT_SERVING"), "{stderr}");
+    stop_with(child, "-TERM").await;
+}
