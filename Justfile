@@ -53,7 +53,7 @@ lint:
     buf format --diff --exit-code
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
-    .venv/bin/python -m mypy --strict --no-incremental bench/run.py tests/hostile tests/schema
+    .venv/bin/python -m mypy --strict --no-incremental bench/run.py tests/hostile tests/schema tests/deploy/image.py
 
 # `breaking` compares the module proto/ alone: the vendored googleapis module is not the API
 # (the baseline image holds one module, and buf compares module by module).
@@ -216,6 +216,14 @@ bench-quick-postgres *ARGS:
     fi
     .venv/bin/python bench/run.py --quick --postgres "$GRIMOS_TEST_POSTGRES_URL" {{ARGS}}
 
+# Build the container image localhost/grimos-services:latest with buildah from the release binaries (deploy/Containerfile; docs/deploy.md).
+image:
+    deploy/build-image.sh
+
+# Build the image and start it as a container runtime would (read-only root, its user, entrypoint and env) and sign up, log in and call /me through it; cleans up after itself.
+test-image:
+    .venv/bin/python tests/deploy/image.py
+
 # Everything CI runs, in order.
 ci:
     #!/usr/bin/env bash
@@ -259,6 +267,8 @@ ci:
     stage test-examples just test-examples
     stage test-examples-tls just test-examples-tls
     stage bench-quick just bench-quick
+    # After the benchmark, which built the release binaries the image is made of.
+    stage test-image just test-image
     stage bench-quick-postgres just bench-quick-postgres
     stage test-hostile just test-hostile
     echo "== ci: stage times"
