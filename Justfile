@@ -224,6 +224,15 @@ image:
 test-image:
     .venv/bin/python tests/deploy/image.py
 
+# Write the secrets Compose and the Kubernetes dev overlay read (deploy/secrets/, deploy/k8s/overlays/dev/secrets/; git-ignored; existing files kept).
+deploy-secrets:
+    deploy/secrets.sh deploy/secrets
+    deploy/secrets.sh deploy/k8s/overlays/dev/secrets
+
+# Validate deploy/compose.yaml (Compose Specification) and the Kubernetes overlays (kubectl kustomize, strict schemas of the supported versions) and what they promise.
+validate-deploy:
+    .venv/bin/python -m pytest -q -p no:cacheprovider tests/deploy
+
 # Everything CI runs, in order.
 ci:
     #!/usr/bin/env bash
@@ -263,7 +272,7 @@ ci:
     stage breaking just breaking
     stage test-rust just test-rust
     stage test-api-postgres just test-api-postgres
-    together test-clients test-gates test-schema
+    together test-clients test-gates test-schema validate-deploy
     stage test-examples just test-examples
     stage test-examples-tls just test-examples-tls
     stage bench-quick just bench-quick
