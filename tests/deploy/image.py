@@ -52,21 +52,12 @@ IMAGE = "localhost/grimos-services:test"
 EMAIL = "image-test@example.com"
 PASSWORD = "image-test-password"
 LISTENING = re.compile(r"listening.*?\baddr=(127\.0\.0\.1:\d+)")
+METRICS = re.compile(r"metrics on HTTP addr=(127\.0\.0\.1:\d+)")
 # Names that must not be anywhere in the image: shells and package managers.
 FORBIDDEN = {"sh", "bash", "dash", "ash", "busybox", "apt", "apt-get", "dpkg", "rpm", "apk", "yum", "dnf"}
-# Every file the image may hold (directories aside).
-EXPECTED_FILES = {
-    "etc/group",
-    "etc/nsswitch.conf",
-    "etc/passwd",
-    "etc/ssl/certs/ca-certificates.crt",
-    "lib/x86_64-linux-gnu/libc.so.6",
-    "lib/x86_64-linux-gnu/libgcc_s.so.1",
-    "lib/x86_64-linux-gnu/libm.so.6",
-    "lib64/ld-linux-x86-64.so.2",
-    "usr/local/bin/auth-service",
-    "usr/local/bin/user-service",
-}
+BINARIES = {"usr/local/bin/auth-service", "usr/local/bin/user-service"}
+# Every file the image holds besides the binaries and the libraries `ldd` names for them.
+ETC_FILES = {"etc/group", "etc/nsswitch.conf", "etc/passwd", "etc/ssl/certs/ca-certificates.crt"}
 
 
 class Failed(Exception):
@@ -141,7 +132,7 @@ def image_config(buildah: Buildah) -> ImageConfig:
     uid, gid = int(match.group(1)), int(match.group(2))
     check(uid != 0 and gid != 0, f"the image runs as root ({user})")
     ports = set(config.get("ExposedPorts", {}))
-    check(ports == {"8080/tcp", "50051/tcp"}, f"exposed ports {sorted(ports)}")
+    check(ports == {"8080/tcp", "50051/tcp", "9090/tcp"}, f"exposed ports {sorted(ports)}")
     volumes = set(config.get("Volumes", {}))
     check(volumes == {"/var/lib/grimos"}, f"volumes {sorted(volumes)}")
     env = dict(item.split("=", 1) for item in config.get("Env", []))
@@ -153,22 +144,37 @@ def image_config(buildah: Buildah) -> ImageConfig:
     return ImageConfig((uid, gid), env, entrypoint, list(config.get("Cmd") or []), config.get("WorkingDir") or "/")
 
 
+def libraries(binary: Path) -> set[str]:
+    """The shared libraries and the loader `ldd` names for binary, as paths in the image."""
+    found = set()
+    for line in run(["ldd", str(binary)]).splitlines():
+        words = line.split()
+        path = words[2] if len(words) > 2 and words[1] == "=>" else words[0]
+        if path.startswith("/"):
+            found.add(path.lstrip("/"))
+    return found
+
+
 def check_files(rootfs: Path, uid: int) -> None:
-    """No shell, no package manager, nothing unexpected; the volume belongs to the user."""
+    """Exactly the binaries, the libraries they load and a few /etc files: no shell, no
+    package manager; the volume belongs to the user."""
+    expected = BINARIES | ETC_FILES
+    for binary in BINARIES:
+        expected |= libraries(rootfs / binary)
     files = set()
     for path in rootfs.rglob("*"):
         relative = path.relative_to(rootfs).as_posix()
         check(path.name not in FORBIDDEN, f"the image holds {relative}")
         if not path.is_dir():
             files.add(relative)
-    check(files == EXPECTED_FILES, f"unexpected files {sorted(files ^ EXPECTED_FILES)}")
+    check(files == expected, f"unexpected or missing files {sorted(files ^ expected)}")
     check((rootfs / "etc/ssl/certs/ca-certificates.crt").stat().st_size > 100_000, "the CA bundle is empty")
     volume = (rootfs / "var/lib/grimos").stat()
     check(volume.st_uid == uid and volume.st_mode & 0o777 == 0o700, "/var/lib/grimos is not the user's own (0700)")
     for parent in ("var", "var/lib", "usr/local/bin"):
         check((rootfs / parent).stat().st_uid == 0, f"/{parent} is not root's")
     size = sum((rootfs / f).stat().st_size for f in files)
-    log(f"files: {len(files)} ({size / 1e6:.1f} MB), no shell or package manager")
+    log(f"files: {len(files)} ({size / 1e6:.1f} MB), {len(expected - BINARIES - ETC_FILES)} of them what ldd names; no shell or package manager")
 
 
 @dataclass
@@ -270,6 +276,17 @@ def wait_ready(base: str, seconds: float) -> float:
     raise Failed(f"{base}/readyz did not answer 200 within {seconds} s (last: {last})")
 
 
+def auth_metrics(log_path: Path) -> str:
+    """GET /metrics of auth-service's metrics port, whose address it logs once it serves."""
+    deadline = time.monotonic() + 10
+    while not (found := METRICS.search(log_path.read_text(errors="replace"))):
+        check(time.monotonic() < deadline, "auth-service did not log its metrics port within 10 s")
+        time.sleep(0.05)
+    with urllib.request.urlopen(f"http://{found.group(1)}/metrics", timeout=10) as response:
+        text: str = response.read().decode()
+    return text
+
+
 def proc_status(pid: int) -> dict[str, str]:
     lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
@@ -306,7 +323,7 @@ def serve_and_check(container: Container, workdir: Path) -> None:
             Mount("/run/secrets/service-token", str(token_file), read_only=True),
         ]
 
-    auth_env = {**token, "AUTH_LISTEN_ADDR": "127.0.0.1:0"}
+    auth_env = {**token, "AUTH_LISTEN_ADDR": "127.0.0.1:0", "AUTH_METRICS_LISTEN_ADDR": "127.0.0.1:0"}
     auth_argv = ["/usr/local/bin/auth-service"]
     auth, auth_log, auth_addr = container.start("auth-service", auth_argv, auth_env, mounts("auth"))
     port = auth_addr.rsplit(":", 1)[1]
@@ -327,6 +344,10 @@ def serve_and_check(container: Container, workdir: Path) -> None:
     status, me = http("GET", f"{base}/v1/users/me", token=login["accessToken"])
     check(status == 200 and me.get("user", {}).get("email") == EMAIL, f"/me: {status} {me}")
     log(f"sign-up 201, login 200, /me 200 ({me['user']['id']})")
+    metrics = auth_metrics(auth_log)
+    credential_rpc = 'rpc="/grimos.auth.v1.AuthService/CreateCredential"'
+    check(any(line.startswith("grpc_server_requests_total{") and credential_rpc in line for line in metrics.splitlines()), f"auth-service's /metrics does not count the CreateCredential call:\n{metrics}")
+    log("auth-service's metrics port counts the calls it answered")
 
     check_process("auth-service", auth.pid, uid, gid)
     check_process("user-service", user.pid, uid, gid)

@@ -133,7 +133,8 @@ def test_services_run_the_images_user_and_entrypoints_with_grpc_probes_on_their_
         assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (uid, gid), name
         (container,) = pod["containers"]
         assert container["command"] == [f"/usr/local/bin/{name}"], name
-        assert [p["containerPort"] for p in container["ports"]] == [port] and port in exposed, name
+        ports = [p["containerPort"] for p in container["ports"]]
+        assert ports[0] == port and set(ports) <= exposed, name
         assert container["startupProbe"]["grpc"] == {"port": port}, name
         assert container["readinessProbe"]["grpc"] == {"port": port}, name
     assert specs["auth-service"]["containers"][0]["livenessProbe"]["grpc"] == {"port": 50051}
@@ -186,8 +187,13 @@ def test_only_user_service_reaches_auth_service(rendered: dict[str, pathlib.Path
         {
             "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "user-service"}}}],
             "ports": [{"protocol": "TCP", "port": 50051}],
-        }
+        },
+        # The metrics port, for Prometheus: nothing else.
+        {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 9090}]},
     ]
+    auth = pods(objects(rendered[overlay]))["auth-service"]["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in auth["ports"]} == {"grpc": 50051, "metrics": 9090}
+    assert env_of(auth)["AUTH_METRICS_LISTEN_ADDR"] == "0.0.0.0:9090"
 
 
 def secret_references(pod: dict[str, Any]) -> set[tuple[str, str]]:
