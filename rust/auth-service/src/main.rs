@@ -1,4 +1,5 @@
-//! The auth-service binary: settings from the environment, serve until SIGTERM or Ctrl-C.
+//! The auth-service binary: settings from the environment, serve until SIGTERM (drain, then
+//! stop) or Ctrl-C (stop now).
 
 use auth_service::{App, Cli};
 use clap::Parser;
