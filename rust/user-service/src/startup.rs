@@ -38,7 +38,7 @@ use tower_http::request_id::PropagateRequestIdLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::UserApi;
-use crate::auth_client::{AuthClient, AuthClientConfig, DEFAULT_DNS_REFRESH, tls};
+use crate::auth_client::{AuthClient, AuthClientConfig, tls};
 use crate::auth_edge::AuthEdge;
 use crate::config::Config;
 use crate::http::{error, json, ops, routes};
@@ -91,7 +91,8 @@ impl App {
                     deadline: config.auth_deadline,
                     service_token: config.auth.service_token.clone(),
                     tls,
-                    dns_refresh: DEFAULT_DNS_REFRESH,
+                    dns_refresh: config.auth_dns_refresh,
+                    health_check_interval: config.auth_health_check_interval,
                 })
                 .with_context(|| format!("AUTH_SERVICE_ADDRESS {address:?}"))?;
                 (client, None, None)

@@ -10,22 +10,10 @@
 mod helpers;
 
 use grimos_proto::user::v1 as pb;
+use grimos_test_support::metrics::sample;
 use tonic::Code;
 
 use helpers::{PASSWORD, expect_code, spawn_app};
-
-/// The value of the sample `name{labels}` in Prometheus text `text` (labels in any order;
-/// the sample may have others too), or `None`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
-        let (set, value) = rest.split_once("} ")?;
-        let all = labels
-            .iter()
-            .all(|(k, v)| set.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
-        all.then(|| value.trim().parse().unwrap())
-    })
-}
 
 #[tokio::test]
 async fn requests_are_counted_by_route_or_rpc_and_status_and_auth_calls_by_rpc() {
@@ -121,13 +109,4 @@ async fn requests_are_counted_by_route_or_rpc_and_status_and_auth_calls_by_rpc()
         text.contains("auth_client_request_duration_seconds"),
         "{text}"
     );
-}
-
-#[test]
-fn sample_finds_a_sample_by_its_labels() {
-    let text = "# TYPE x counter\nx{a=\"1\",b=\"2\"} 3\nx{a=\"1\",b=\"3\"} 4\n";
-    assert_eq!(sample(text, "x", &[("b", "3"), ("a", "1")]), Some(4.0));
-    assert_eq!(sample(text, "x", &[("a", "1")]), Some(3.0));
-    assert_eq!(sample(text, "x", &[("a", "2")]), None);
-    assert_eq!(sample(text, "y", &[]), None);
 }
