@@ -54,6 +54,7 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
     .venv/bin/python -m mypy --strict --no-incremental bench/run.py tests/hostile tests/schema tests/deploy/image.py
+    .venv/bin/python -m mypy --strict --no-incremental tests/topology
 
 # `breaking` compares the module proto/ alone: the vendored googleapis module is not the API
 # (the baseline image holds one module, and buf compares module by module).
@@ -192,6 +193,10 @@ test-examples-tls:
 test-hostile *ARGS:
     .venv/bin/python tests/hostile/suite.py {{ARGS}}
 
+# The multi-host topology test, as root: network namespaces on 10.213.0.0/24, 3 auth and 2 user replicas, PostgreSQL and nginx; restarts, a partition, scaling and a database restart under load. Figures in target/topology/.
+test-topology *ARGS:
+    .venv/bin/python tests/topology/topology.py {{ARGS}}
+
 # Benchmark the system on loopback: release build, h2load and wrk; report in target/bench/ (see docs/BENCHMARKS.md).
 bench *ARGS:
     .venv/bin/python bench/run.py {{ARGS}}
@@ -280,6 +285,7 @@ ci:
     stage test-image just test-image
     stage bench-quick-postgres just bench-quick-postgres
     stage test-hostile just test-hostile
+    stage test-topology just test-topology
     echo "== ci: stage times"
     printf '   %s\n' "${times[@]}"
     printf '   %-36s %5d s\n' total $((SECONDS - total))

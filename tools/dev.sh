@@ -6,7 +6,8 @@
 # Settings (environment): DEV_DATA_DIR (data/dev), AUTH_LISTEN_ADDR (127.0.0.1:50051),
 # USER_LISTEN_ADDR (127.0.0.1:8080; port 0 in either picks a free port, and the address each
 # service listens on is written to DEV_DATA_DIR/auth-service.addr and user-service.addr), USER_CORS_ALLOWED_ORIGINS (the web example's origin,
-# http://127.0.0.1:5173), GRIMOS_ADMIN_EMAILS, RUST_LOG, DEV_PROFILE (debug or release),
+# http://127.0.0.1:5173), GRIMOS_DRAIN_GRACE (0s: no balancer sends work to a local system, so
+# a stop need not drain), GRIMOS_ADMIN_EMAILS, RUST_LOG, DEV_PROFILE (debug or release),
 # DEV_SKIP_BUILD (set: use the binaries already built), DEV_BUILD_ONLY (set: build, then exit),
 # and any other service setting, which both processes inherit.
 #
@@ -26,6 +27,7 @@ export USER_CORS_ALLOWED_ORIGINS=${USER_CORS_ALLOWED_ORIGINS:-http://127.0.0.1:5
 export AUTH_DATABASE_URL=${AUTH_DATABASE_URL:-sqlite://$data/auth.db}
 export USER_DATABASE_URL=${USER_DATABASE_URL:-sqlite://$data/user.db}
 export AUTH_SIGNING_KEY_FILE=${AUTH_SIGNING_KEY_FILE:-$data/auth-signing-key.pem}
+export GRIMOS_DRAIN_GRACE=${GRIMOS_DRAIN_GRACE:-0s}
 if [ -n "${GRIMOS_TLS_CERT:-}" ]; then
     if [ -z "${GRIMOS_TLS_CA:-}" ]; then
         echo "dev: GRIMOS_TLS_CERT is set without GRIMOS_TLS_CA: auth-service would serve TLS, but" \

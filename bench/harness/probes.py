@@ -96,8 +96,17 @@ def tcp_accepts(host: str, port: int) -> bool:
 
 def scrape_metrics(base: str) -> Metrics | None:
     """user-service's Prometheus counters, or None if /metrics is not there."""
+    samples = scrape_samples(base)
+    if samples is None:
+        return None
+    return {key: value for key, value in samples.items() if key[0].endswith("_total")}
+
+
+def scrape_samples(base: str, timeout: float = 10) -> Metrics | None:
+    """Every sample of a service's /metrics (counters, gauges, histogram series), or None if
+    /metrics does not answer."""
     try:
-        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=timeout) as response:
             text = response.read().decode()
     except (urllib.error.URLError, OSError):
         return None
@@ -105,7 +114,7 @@ def scrape_metrics(base: str) -> Metrics | None:
     pattern = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$')
     for line in text.splitlines():
         match = pattern.match(line)
-        if not match or not match.group(1).endswith("_total"):
+        if not match:
             continue
         labels = tuple(sorted(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or "")))
         try:

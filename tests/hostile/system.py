@@ -145,6 +145,8 @@ class System:
                 "AUTH_SIGNING_KEY_FILE": str(self.workdir / "auth-signing-key.pem"),
                 "AUTH_ACCESS_TOKEN_TTL": "1h",
                 "GRIMOS_SERVICE_TOKEN": secrets.token_urlsafe(32),
+                # Stopped with SIGTERM: no balancer here to drain from.
+                "GRIMOS_DRAIN_GRACE": "0s",
             }
         )
         env.update(self.extra_env)

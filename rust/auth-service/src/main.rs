@@ -1,5 +1,6 @@
-//! The auth-service binary: settings from the environment, serve until SIGTERM or Ctrl-C; or,
-//! with `--health-check`, ask a running auth-service's gRPC health and exit.
+//! The auth-service binary: settings from the environment, serve until SIGTERM (drain, then
+//! stop) or Ctrl-C (stop now); or, with `--health-check`, ask a running auth-service's gRPC
+//! health and exit.
 
 use std::process::ExitCode;
 

@@ -4,7 +4,7 @@
 //! [`App::build`] opens the database and runs migrations, loads (or creates) the signing
 //! key, loads revocations and binds the listener, so `local_addr` is known before serving
 //! (port 0 works) and every failure surfaces at start-up. [`App::run_until_stopped`] serves
-//! until the shutdown future resolves, then lets in-flight calls finish.
+//! until the shutdown future resolves, drains if asked to, then lets in-flight calls finish.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use grimos_common::shutdown::Stop;
 use grimos_proto::auth::v1::auth_service_server::AuthServiceServer;
+use grimos_server::health::{self, Draining};
 use grimos_server::tls::ClientCertificates;
-use grimos_server::{DeadlineLayer, Limits, health};
+use grimos_server::{DeadlineLayer, Limits};
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
 use tonic::server::NamedService;
-use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tower_http::trace::TraceLayer;
@@ -152,25 +153,33 @@ impl App {
         self.router.clone()
     }
 
-    /// Serves until `shutdown` resolves; in-flight calls then finish before this returns.
+    /// Serves until `shutdown` resolves, then stops as [`grimos_server::health`] says: for
+    /// [`Stop::Drain`] (SIGTERM) NOT_SERVING for `GRIMOS_DRAIN_GRACE` while still serving,
+    /// then (at once for [`Stop::Now`], which a future of `()` means) no new connections,
+    /// GOAWAY, and in-flight calls finish before this returns.
     pub async fn run_until_stopped<F>(self, shutdown: F) -> anyhow::Result<()>
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: Into<Stop>,
     {
         // Health follows the database: NOT_SERVING while it does not answer, so balancers
         // and probes stop sending work here until it does.
-        let health = self.health.clone();
-        let names = health_names();
         let store = self.store.clone();
-        let health_watch = health::keep_health(health.clone(), "auth", names.clone(), move || {
-            let store = store.clone();
-            async move {
-                store
-                    .ping()
-                    .await
-                    .map_err(|error| format!("the database does not answer: {error}"))
-            }
-        })
+        let health = health::keep_health(
+            self.health.clone(),
+            "auth",
+            health_names(),
+            Draining::default(),
+            move || {
+                let store = store.clone();
+                async move {
+                    store
+                        .ping()
+                        .await
+                        .map_err(|error| format!("the database does not answer: {error}"))
+                }
+            },
+        )
         .await;
 
         let sync = tokio::spawn(sync_revocations(
@@ -188,11 +197,10 @@ impl App {
         tracing::info!(addr = %self.local_addr, transport, "auth-service listening (gRPC)");
 
         let (stopped, on_stop) = tokio::sync::watch::channel(false);
+        let draining = health.until_stopped(shutdown, self.limits.drain_grace);
         let stopping = async move {
-            shutdown.await;
-            health_watch.abort();
-            health::set(&health, &names, ServingStatus::NotServing).await;
-            tracing::info!("auth-service stopping; finishing in-flight calls");
+            draining.await;
+            // The metrics port stops with the gRPC port (it serves through the drain).
             let _ = stopped.send(true);
         };
         let metrics = self.metrics_listener.map(|listener| {

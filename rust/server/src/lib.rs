@@ -41,6 +41,7 @@ pub use body::{DeadlineBody, is_body_timeout};
 pub use deadline::{Deadline, DeadlineLayer, call_deadline, grpc_timeout, with_deadline};
 pub use limits::Limits;
 pub use linger::{LINGER_BYTES, LINGER_QUIET, LINGER_TIME};
+pub use overload::NOT_PROCESSED_HEADER;
 pub use request_id::{
     MAX_REQUEST_ID_BYTES, REQUEST_ID_HEADER, RequestIdLayer, RequestIdService, request_id,
     with_request_id,

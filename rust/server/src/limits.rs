@@ -62,6 +62,13 @@ pub struct Limits {
     /// (SETTINGS_MAX_HEADER_LIST_SIZE). Larger: 431.
     #[arg(long, env = "GRIMOS_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
+
+    /// On SIGTERM, how long the port keeps serving while it reports NOT_SERVING (gRPC health;
+    /// user-service's `/readyz` 503), so that balancers and probes stop sending work here
+    /// before it stops accepting, sends GOAWAY and finishes what is in flight. `0s`: no grace.
+    /// Ctrl-C (SIGINT) never waits.
+    #[arg(long, env = "GRIMOS_DRAIN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub drain_grace: Duration,
 }
 
 impl Default for Limits {
@@ -77,6 +84,7 @@ impl Default for Limits {
             http2_keepalive_interval: Duration::from_secs(20),
             http2_keepalive_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
+            drain_grace: Duration::from_secs(5),
         }
     }
 }
@@ -102,6 +110,13 @@ impl Limits {
         for (name, value) in durations {
             anyhow::ensure!(!value.is_zero(), "{name} must be positive");
         }
+        // A drain grace of zero is allowed (no grace); the bound keeps a slip (`5m` for `5s`)
+        // from holding every stop for minutes.
+        anyhow::ensure!(
+            self.drain_grace <= MAX_DRAIN_GRACE,
+            "GRIMOS_DRAIN_GRACE must be at most {}",
+            humantime::format_duration(MAX_DRAIN_GRACE)
+        );
         anyhow::ensure!(
             self.max_connections > 0,
             "GRIMOS_MAX_CONNECTIONS must be positive"
@@ -118,6 +133,10 @@ impl Limits {
     }
 }
 
+/// The longest drain grace: a few health-check rounds of any balancer are enough, and an
+/// orchestrator kills a replica that takes longer than its own grace period (Kubernetes:
+/// 30 s by default).
+const MAX_DRAIN_GRACE: Duration = Duration::from_secs(60);
 /// hyper's HTTP/1.1 read buffer cannot be smaller.
 const MIN_HEADER_BYTES: usize = 8 * 1024;
 /// Above this a header flood costs more memory per stream than any client needs.
@@ -158,5 +177,22 @@ mod tests {
                 .contains("GRIMOS_IDLE_TIMEOUT")
         );
         assert!(Limits::default().check().is_ok());
+    }
+
+    #[test]
+    fn the_drain_grace_may_be_zero_but_not_minutes() {
+        let parsed = Settings::try_parse_from(["server"]).unwrap().limits;
+        assert_eq!(parsed.drain_grace, std::time::Duration::from_secs(5));
+        let none = Limits {
+            drain_grace: std::time::Duration::ZERO,
+            ..Limits::default()
+        };
+        assert!(none.check().is_ok());
+        let minutes = Limits {
+            drain_grace: std::time::Duration::from_secs(300),
+            ..Limits::default()
+        };
+        let error = minutes.check().unwrap_err().to_string();
+        assert!(error.contains("GRIMOS_DRAIN_GRACE"), "{error}");
     }
 }

@@ -6,6 +6,10 @@
 //! [`ANSWERING`] such connections are answered at once; beyond that, and on TLS ports (where
 //! answering would mean a handshake per refused connection), the connection is closed at
 //! once. Each is counted in `server_connections_refused_total`.
+//!
+//! Every such answer carries [`NOT_PROCESSED_HEADER`]: no application code saw the request,
+//! so a client may send it again elsewhere even when it is not idempotent (user-service's
+//! auth client does).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,6 +27,12 @@ pub(crate) const ANSWER_TIME: Duration = Duration::from_secs(1);
 pub(crate) const ANSWERING: usize = 64;
 
 const MESSAGE: &str = "the server is at its connection limit; retry later";
+
+/// The header (gRPC: metadata) on an answer the server gave without running the request, so
+/// that clients can tell it from an `UNAVAILABLE` or 503 the application produced.
+pub const NOT_PROCESSED_HEADER: &str = "grimos-not-processed";
+/// Its value on the connection limit's answer.
+const CONNECTION_LIMIT: &str = "connection-limit";
 
 pub(crate) struct Answerer {
     server: &'static str,
@@ -72,8 +82,16 @@ async fn refuse(request: Request<Incoming>) -> Result<Response<String>, Infallib
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/grpc"));
+    let not_processed = (
+        http::HeaderName::from_static(NOT_PROCESSED_HEADER),
+        HeaderValue::from_static(CONNECTION_LIMIT),
+    );
     if grpc {
-        return Ok(tonic::Status::unavailable(MESSAGE).into_http::<String>());
+        let mut response = tonic::Status::unavailable(MESSAGE).into_http::<String>();
+        response
+            .headers_mut()
+            .insert(not_processed.0, not_processed.1);
+        return Ok(response);
     }
     let mut response = Response::new(format!(
         r#"{{"code":14,"message":"{MESSAGE}","details":[]}}"#
@@ -85,6 +103,7 @@ async fn refuse(request: Request<Incoming>) -> Result<Response<String>, Infallib
         HeaderValue::from_static("application/json"),
     );
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(not_processed.0, not_processed.1);
     if request.version() < http::Version::HTTP_2 {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }

@@ -95,3 +95,68 @@ async fn a_client_that_floods_pings_and_reads_nothing_is_cut_off_at_the_send_tim
         "the server still holds a connection it cannot write to"
     );
 }
+
+#[tokio::test]
+async fn a_graceful_stop_sends_goaway_finishes_streams_in_flight_and_refuses_new_connections() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let entered = std::sync::Arc::new(tokio::sync::Notify::new());
+    let in_handler = entered.clone();
+    let router = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(move || {
+            let entered = in_handler.clone();
+            async move {
+                entered.notify_one();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                "done"
+            }
+        }),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server =
+        tokio::spawn(
+            Server::new("test", Limits::default()).serve(listener, router, async {
+                let _ = stopped.await;
+            }),
+        );
+    let request = || {
+        http::Request::get(format!("http://{addr}/slow"))
+            .body(())
+            .unwrap()
+    };
+    let mut h2 = wire::h2(addr, None).await;
+    let (in_flight, _) = h2.send.send_request(request(), true).unwrap();
+    entered.notified().await;
+    stop.send(()).unwrap();
+
+    // The stream in flight gets its whole answer...
+    let response = tokio::time::timeout(WITHIN, in_flight)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let data = body.data().await.unwrap().unwrap();
+    assert_eq!(&data[..], b"done");
+    // ... and the GOAWAY that preceded it tells the client that a stream it opens now is not
+    // processed: h2 fails it with the server's GOAWAY, which a client may retry elsewhere.
+    let refused = match h2.send.clone().ready().await {
+        Err(error) => error,
+        Ok(mut send) => match send.send_request(request(), true) {
+            Err(error) => error,
+            Ok((response, _)) => response.await.unwrap_err(),
+        },
+    };
+    assert!(refused.is_go_away() && refused.is_remote(), "{refused:?}");
+
+    tokio::time::timeout(WITHIN, server)
+        .await
+        .expect("the server stops once its streams are done")
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "a stopped server accepts no connection"
+    );
+}

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use grimos_common::db::sql::{Columns as _, Sql};
+use grimos_common::shutdown::Stop;
 use sqlx::Connection as _;
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -180,12 +181,13 @@ async fn fetch_i64<DB: Sql>(
 
 /// A service's app running in the test's runtime, until [`Running::stop`].
 pub struct Running {
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<Stop>>,
     task: Option<JoinHandle<Result<(), String>>>,
 }
 
-/// The future an app's `run_until_stopped` is given: it completes when the test stops it.
-pub type StopSignal = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+/// The future an app's `run_until_stopped` is given: it completes, with how to stop, when the
+/// test stops it.
+pub type StopSignal = std::pin::Pin<Box<dyn Future<Output = Stop> + Send>>;
 
 impl Running {
     /// Spawns `run` (an app's `run_until_stopped`) with the signal [`Running::stop`] gives.
@@ -194,10 +196,8 @@ impl Running {
         F: Future<Output = Result<(), E>> + Send + 'static,
         E: Display,
     {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let run = run(Box::pin(async {
-            let _ = stopped.await;
-        }));
+        let (stop, stopped) = oneshot::channel::<Stop>();
+        let run = run(Box::pin(async { stopped.await.unwrap_or(Stop::Now) }));
         let task = tokio::spawn(async move { run.await.map_err(|error| format!("{error:#}")) });
         Running {
             stop: Some(stop),
@@ -205,11 +205,18 @@ impl Running {
         }
     }
 
-    /// Stops the app gracefully and waits until it has; panics if it failed.
-    pub async fn stop(&mut self) {
+    /// Asks the app to stop as `how` says ([`Stop::Drain`]: NOT_SERVING for its drain grace
+    /// first), without waiting; [`Running::stop`] then waits until it has.
+    pub fn begin_stop(&mut self, how: Stop) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(how);
         }
+    }
+
+    /// Stops the app gracefully (at once, unless [`Running::begin_stop`] asked for a drain)
+    /// and waits until it has; panics if it failed.
+    pub async fn stop(&mut self) {
+        self.begin_stop(Stop::Now);
         if let Some(task) = self.task.take()
             && let Err(error) = task.await.unwrap()
         {

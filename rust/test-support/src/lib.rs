@@ -10,6 +10,7 @@
 //! - [`clock`]: waiting until the wall clock reads a given moment;
 //! - [`grpc`]: small helpers for calls and their statuses (bearer metadata, expected codes,
 //!   `BadRequest` field violations, a bounded health check);
+//! - [`metrics`]: samples read from Prometheus text;
 //! - [`ports`]: loopback ports kept between a service's stop and its restart;
 //! - [`postgres`]: a fresh PostgreSQL database per test, when a server is configured;
 //! - [`process`]: a service's real binary started with its log collected, stopped with a signal,
@@ -32,6 +33,7 @@ pub mod app;
 pub mod backend;
 pub mod clock;
 pub mod grpc;
+pub mod metrics;
 pub mod pki;
 pub mod ports;
 pub mod postgres;

@@ -66,16 +66,26 @@ pub fn jwt_signature(jwt: &str) -> String {
     jwt.rsplit('.').next().unwrap().to_owned()
 }
 
-/// Sends `signal` (`-TERM`, `-INT`, `-KILL`) to `child` and waits for it to exit; its exit
-/// status, so a test can assert a clean stop.
-pub async fn stop_with(mut child: Child, signal: &str) -> ExitStatus {
+/// Sends `signal` (`-TERM`, `-INT`, `-KILL`) to `child`, without waiting for it to exit.
+pub fn signal(child: &Child, signal: &str) {
     let status = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success(), "kill {signal} failed");
+}
+
+/// Waits for `child` to exit; its exit status.
+pub async fn exited(mut child: Child) -> ExitStatus {
     tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
         .unwrap()
+}
+
+/// Sends `signal` (`-TERM`, `-INT`, `-KILL`) to `child` and waits for it to exit; its exit
+/// status, so a test can assert a clean stop.
+pub async fn stop_with(child: Child, signal: &str) -> ExitStatus {
+    self::signal(&child, signal);
+    exited(child).await
 }

@@ -49,6 +49,17 @@ pub struct Config {
     #[arg(long, env = "AUTH_CLIENT_DEADLINE", default_value = "2s", value_parser = humantime::parse_duration)]
     pub auth_deadline: Duration,
 
+    /// How often the client checks the health of each auth-service endpoint when it balances
+    /// over several (a list or a `dns:///` name); one that does not answer SERVING leaves the
+    /// rotation until it does.
+    #[arg(long, env = "AUTH_HEALTH_CHECK_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub auth_health_check_interval: Duration,
+
+    /// How often a `dns:///` `AUTH_SERVICE_ADDRESS` is resolved again, so that replicas added
+    /// or removed under the name are followed.
+    #[arg(long, env = "AUTH_DNS_REFRESH", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub auth_dns_refresh: Duration,
+
     /// How long an answer of auth-service's `ValidateToken` may be reused for the same token
     /// (never past the token's expiry); `0s` asks auth-service on every request. Revocations
     /// made through this user-service (logout, `RevokeToken`, `DeleteUser`) take effect here at
@@ -126,6 +137,8 @@ impl Config {
             user_database_url: format!("sqlite://{}", data_dir.join("user.db").display()),
             auth_service_address: None,
             auth_deadline: Duration::from_secs(2),
+            auth_health_check_interval: crate::auth_client::DEFAULT_HEALTH_CHECK_INTERVAL,
+            auth_dns_refresh: crate::auth_client::DEFAULT_DNS_REFRESH,
             validation_cache_ttl: Duration::from_secs(1),
             cors_allowed_origins: Vec::new(),
             reconcile_interval: Duration::from_secs(30),
@@ -153,6 +166,20 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         super::Config::command().debug_assert();
+    }
+
+    #[test]
+    fn the_balancer_settings_default_to_the_clients_defaults() {
+        use clap::Parser as _;
+        let parsed = super::Config::try_parse_from(["user-service"]).unwrap();
+        assert_eq!(
+            parsed.auth_health_check_interval,
+            crate::auth_client::DEFAULT_HEALTH_CHECK_INTERVAL
+        );
+        assert_eq!(
+            parsed.auth_dns_refresh,
+            crate::auth_client::DEFAULT_DNS_REFRESH
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The user-service binary: settings from the environment, serve until SIGTERM or Ctrl-C.
+//! The user-service binary: settings from the environment, serve until SIGTERM (drain, then
+//! stop) or Ctrl-C (stop now).
 //! With `AUTH_SERVICE_ADDRESS` unset it also runs auth-service in-process, so this one
 //! command is the whole system. With `--health-check` it asks a running user-service's gRPC
 //! health and exits instead.

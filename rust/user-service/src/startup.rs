@@ -19,17 +19,18 @@ use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use grimos_common::shutdown::Stop;
 use grimos_common::tls::TlsSettings;
 use grimos_proto::auth::v1::auth_service_server::AuthServiceServer;
 use grimos_proto::user::v1::user_service_server::UserServiceServer;
+use grimos_server::health::{self, Draining};
 use grimos_server::tls::ClientCertificates;
-use grimos_server::{DeadlineLayer, Limits, health};
+use grimos_server::{DeadlineLayer, Limits};
 use http::{HeaderName, HeaderValue, Method};
 use rand::RngCore as _;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
-use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::{Layer as _, Service};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -37,7 +38,7 @@ use tower_http::request_id::PropagateRequestIdLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::UserApi;
-use crate::auth_client::{AuthClient, AuthClientConfig, DEFAULT_DNS_REFRESH, tls};
+use crate::auth_client::{AuthClient, AuthClientConfig, tls};
 use crate::auth_edge::AuthEdge;
 use crate::config::Config;
 use crate::http::{error, json, ops, routes};
@@ -62,6 +63,8 @@ pub struct App {
     reconcile_interval: Duration,
     limits: Limits,
     health: HealthReporter,
+    /// Set when the stop begins; `/readyz` answers 503 from then on.
+    draining: Draining,
 }
 
 impl App {
@@ -88,7 +91,8 @@ impl App {
                     deadline: config.auth_deadline,
                     service_token: config.auth.service_token.clone(),
                     tls,
-                    dns_refresh: DEFAULT_DNS_REFRESH,
+                    dns_refresh: config.auth_dns_refresh,
+                    health_check_interval: config.auth_health_check_interval,
                 })
                 .with_context(|| format!("AUTH_SERVICE_ADDRESS {address:?}"))?;
                 (client, None, None)
@@ -115,7 +119,14 @@ impl App {
         let lease = config.auth_deadline.saturating_mul(SIGN_UP_LEASE_DEADLINES);
         let users = Arc::new(Users::new(store, auth, lease).await?);
         let limits = config.limits.clone();
-        let (router, health) = router(users.clone(), &config.cors_allowed_origins, &limits).await?;
+        let draining = Draining::default();
+        let (router, health) = router(
+            users.clone(),
+            &config.cors_allowed_origins,
+            &limits,
+            draining.clone(),
+        )
+        .await?;
         let listener = TcpListener::bind(config.user_listen_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.user_listen_addr))?;
@@ -131,6 +142,7 @@ impl App {
             reconcile_interval: config.reconcile_interval,
             limits,
             health,
+            draining,
         })
     }
 
@@ -144,17 +156,22 @@ impl App {
         self.auth_addr
     }
 
-    /// Serves until `shutdown` resolves; in-flight requests finish, then the embedded
-    /// auth-service stops.
+    /// Serves until `shutdown` resolves, then stops as [`grimos_server::health`] says: for
+    /// [`Stop::Drain`] (SIGTERM) NOT_SERVING and `/readyz` 503 for `GRIMOS_DRAIN_GRACE` while
+    /// still serving, then (at once for [`Stop::Now`], which a future of `()` means) no new
+    /// connections, GOAWAY, and in-flight requests finish; then the embedded auth-service
+    /// stops, at once (it served throughout).
     pub async fn run_until_stopped<F>(self, shutdown: F) -> anyhow::Result<()>
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: Into<Stop>,
     {
         let (stopped, on_stop) = tokio::sync::watch::channel(false);
         let auth_task = self.embedded_auth.map(|auth| {
             let mut on_stop = on_stop.clone();
             tokio::spawn(auth.run_until_stopped(async move {
                 let _ = on_stop.wait_for(|stopped| *stopped).await;
+                Stop::Now
             }))
         });
         let users = self.users.clone();
@@ -182,19 +199,18 @@ impl App {
         }
         // Health follows readiness (the database and auth-service answer), as /readyz does.
         let ready = self.users.clone();
-        let health_watch =
-            health::keep_health(self.health.clone(), "user", health_names(), move || {
+        let health = health::keep_health(
+            self.health.clone(),
+            "user",
+            health_names(),
+            self.draining.clone(),
+            move || {
                 let ready = ready.clone();
                 async move { ready.readiness().await }
-            })
-            .await;
-        let reporter = self.health;
-        let shutdown = async move {
-            shutdown.await;
-            health_watch.abort();
-            health::set(&reporter, &health_names(), ServingStatus::NotServing).await;
-            tracing::info!("user-service stopping; finishing in-flight requests");
-        };
+            },
+        )
+        .await;
+        let shutdown = health.until_stopped(shutdown, self.limits.drain_grace);
         let served = grimos_server::Server::new("user", self.limits)
             .tls(self.tls)
             .serve(self.listener, self.router, shutdown)
@@ -258,6 +274,7 @@ async fn router(
     users: Arc<Users>,
     cors_origins: &[String],
     limits: &Limits,
+    draining: Draining,
 ) -> anyhow::Result<(Router, HealthReporter)> {
     let max_time = limits.request_timeout;
     let api = UserApi::new(users.clone());
@@ -290,7 +307,7 @@ async fn router(
 
     let router = Router::new()
         .merge(routes::routes(api).layer(DeadlineLayer::http(max_time, error::deadline_exceeded)))
-        .merge(ops::routes(users))
+        .merge(ops::routes(users, draining))
         .merge(grpc)
         .route_layer(axum::middleware::from_fn_with_state(
             "user",

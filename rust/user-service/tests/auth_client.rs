@@ -5,11 +5,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use auth_service::{App, Config};
+use grimos_common::shutdown::Stop;
 use grimos_proto::auth::v1 as pb;
+use grimos_test_support::metrics;
 use grimos_test_support::ports::Reserved;
 use secrecy::SecretString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,38 +27,43 @@ const PASSWORD: &str = "correct horse battery";
 /// A running auth-service; stops when dropped.
 struct Auth {
     addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
-    _handle: JoinHandle<anyhow::Result<()>>,
+    stop: oneshot::Sender<Stop>,
+    handle: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Auth {
-    /// Stops it gracefully and waits until it has.
+    /// Stops it gracefully, at once (no drain), and waits until it has.
     async fn stop(self) {
-        let _ = self._stop.send(());
-        self._handle.await.unwrap().unwrap();
+        self.stop_with(Stop::Now).await;
+    }
+
+    /// Stops it as `how` says and waits until it has.
+    async fn stop_with(self, how: Stop) {
+        let _ = self.stop.send(how);
+        self.handle.await.unwrap().unwrap();
     }
 }
 
 /// auth-service serving on `port`, which stays reserved for the test once it stops.
 async fn spawn_auth(dir: &Path, port: &Reserved) -> Auth {
+    spawn_auth_with(dir, port, |_| {}).await
+}
+
+/// [`spawn_auth`] with the configuration as `adjust` changes it.
+async fn spawn_auth_with(dir: &Path, port: &Reserved, adjust: impl FnOnce(&mut Config)) -> Auth {
     grimos_test_support::init_logs();
     let mut config = Config::with_data_dir(dir, port.addr());
     config.service_token = Some(SecretString::from(SERVICE_TOKEN.to_owned()));
     config.login_slowdown = Duration::from_millis(10);
     config.hash_concurrency = Some(2);
+    adjust(&mut config);
     let app = App::build_on(config, port.listener())
         .await
         .expect("auth-service builds");
     let addr = app.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-    Auth {
-        addr,
-        _stop: stop,
-        _handle: handle,
-    }
+    let (stop, stopped) = oneshot::channel::<Stop>();
+    let handle = tokio::spawn(app.run_until_stopped(async { stopped.await.unwrap_or(Stop::Now) }));
+    Auth { addr, stop, handle }
 }
 
 fn client_with(address: &str, deadline: Duration, token: Option<&str>) -> AuthClient {
@@ -514,4 +522,268 @@ async fn the_client_recovers_when_auth_comes_up() {
     let (user_id, login) = sign_up(&client, "phoenix@grimos.dev").await;
     let validated = client.validate_token(&login.access_token).await.unwrap();
     assert_eq!(validated.user_id, user_id);
+}
+
+/// Calls made by a [`Load`], and the failures among them.
+#[derive(Default)]
+struct Tally {
+    calls: AtomicUsize,
+    failures: Mutex<Vec<String>>,
+}
+
+/// A steady load on auth-service through one client: `workers` tasks, each with an account of
+/// its own, calling in turn `ValidateToken` and `CheckPermission` (reads, which may be retried
+/// after any UNAVAILABLE) and `Login` and `CreateCredential` (writes, which may be retried
+/// only when they provably were not processed), until [`Load::finish`].
+struct Load {
+    tally: Arc<Tally>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    async fn start(client: &AuthClient, workers: usize) -> Load {
+        let tally = Arc::new(Tally::default());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut accounts = tokio::task::JoinSet::new();
+        for worker in 0..workers {
+            let client = client.clone();
+            accounts.spawn(async move {
+                let email = format!("load-{worker}-{}@grimos.dev", uuid::Uuid::new_v4());
+                let (_, login) = sign_up(&client, &email).await;
+                (email, login)
+            });
+        }
+        let mut tasks = Vec::new();
+        while let Some(account) = accounts.join_next().await {
+            let (email, login) = account.unwrap();
+            let (client, tally, stopped) = (client.clone(), tally.clone(), stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                for n in 0_usize.. {
+                    if *stopped.borrow() {
+                        break;
+                    }
+                    let (rpc, outcome) = match n % 4 {
+                        0 => (
+                            "ValidateToken",
+                            client.validate_token(&login.access_token).await.map(drop),
+                        ),
+                        1 => (
+                            "CheckPermission",
+                            client
+                                .check_permission(pb::CheckPermissionRequest {
+                                    access_token: login.access_token.clone(),
+                                    permission: "users.read.self".to_owned(),
+                                })
+                                .await
+                                .map(drop),
+                        ),
+                        2 => (
+                            "Login",
+                            client
+                                .login(pb::LoginRequest {
+                                    email: email.clone(),
+                                    password: PASSWORD.to_owned(),
+                                })
+                                .await
+                                .map(drop),
+                        ),
+                        _ => {
+                            let user_id = uuid::Uuid::new_v4().to_string();
+                            let request = pb::CreateCredentialRequest {
+                                email: format!("{user_id}@grimos.dev"),
+                                user_id,
+                                password: PASSWORD.to_owned(),
+                            };
+                            (
+                                "CreateCredential",
+                                client.create_credential(request).await.map(drop),
+                            )
+                        }
+                    };
+                    tally.calls.fetch_add(1, Ordering::Relaxed);
+                    if let Err(status) = outcome {
+                        tally
+                            .failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{rpc}: {status:?}"));
+                    }
+                }
+            }));
+        }
+        Load { tally, stop, tasks }
+    }
+
+    fn calls(&self) -> usize {
+        self.tally.calls.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `more` calls have been made from now on.
+    async fn run(&self, more: usize) {
+        let target = self.calls() + more;
+        until(&format!("{more} more calls"), || self.calls() >= target).await;
+    }
+
+    /// Stops the load; how many calls it made, and the failures.
+    async fn finish(self) -> (usize, Vec<String>) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        let failures = std::mem::take(&mut *self.tally.failures.lock().unwrap());
+        (self.tally.calls.load(Ordering::Relaxed), failures)
+    }
+}
+
+/// Waits until `condition` holds; fails, naming `what`, after 10 s.
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "not within 10 s: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The client's own view of each endpoint, from its metrics.
+struct Seen;
+
+impl Seen {
+    /// Installs the process's recorder: before the client is made, so its metrics count.
+    fn install() -> Self {
+        grimos_server::metrics::recorder();
+        Self
+    }
+
+    fn text(&self) -> String {
+        grimos_server::metrics::recorder().render()
+    }
+
+    fn calls_to(&self, addr: SocketAddr) -> f64 {
+        let endpoint = addr.to_string();
+        let text = self.text();
+        metrics::sum(
+            &text,
+            "auth_client_endpoint_calls_total",
+            &[("endpoint", &endpoint)],
+        )
+    }
+
+    fn in_rotation(&self, addr: SocketAddr) -> bool {
+        let endpoint = addr.to_string();
+        let text = self.text();
+        metrics::sample(
+            &text,
+            "auth_client_endpoint_in_rotation",
+            &[("endpoint", &endpoint)],
+        ) == Some(1.0)
+    }
+
+    fn retries(&self) -> f64 {
+        metrics::sum(&self.text(), "auth_client_retries_total", &[])
+    }
+}
+
+#[tokio::test]
+async fn replicas_stopped_without_a_drain_under_load_fail_no_call_thanks_to_retries() {
+    let seen = Seen::install();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_port, b_port) = (Reserved::new(), Reserved::new());
+    let a = spawn_auth(dir.path(), &a_port).await;
+    let b = spawn_auth(dir.path(), &b_port).await;
+    let (a_addr, b_addr) = (a.addr, b.addr);
+    let client = client(&format!("http://{a_addr}, http://{b_addr}"));
+    let load = Load::start(&client, 8).await;
+    until("both replicas take calls", || {
+        seen.calls_to(a_addr) > 20.0 && seen.calls_to(b_addr) > 20.0
+    })
+    .await;
+
+    // b stops at once while calls run: the calls in flight there finish; those that raced
+    // its GOAWAY, and those that then find its port closed, were not processed and go to a.
+    b.stop().await;
+    until("b is out of rotation", || !seen.in_rotation(b_addr)).await;
+    load.run(40).await;
+
+    // b serves again on its address and is back once a check passes; then a stops.
+    let b = spawn_auth(dir.path(), &b_port).await;
+    let before = seen.calls_to(b_addr);
+    until("b takes calls again", || {
+        seen.in_rotation(b_addr) && seen.calls_to(b_addr) > before + 20.0
+    })
+    .await;
+    a.stop().await;
+    until("a is out of rotation", || !seen.in_rotation(a_addr)).await;
+    load.run(40).await;
+
+    let (calls, failures) = load.finish().await;
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} calls failed: {failures:#?}",
+        failures.len()
+    );
+    assert!(
+        seen.retries() > 0.0,
+        "no call raced a stop, so this run did not test the retries"
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_draining_replica_leaves_the_rotation_before_it_stops_so_no_call_needs_a_retry() {
+    const GRACE: Duration = Duration::from_millis(1500);
+    let seen = Seen::install();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_port, b_port) = (Reserved::new(), Reserved::new());
+    let a = spawn_auth(dir.path(), &a_port).await;
+    let b = spawn_auth_with(dir.path(), &b_port, |c| c.limits.drain_grace = GRACE).await;
+    let (a_addr, b_addr) = (a.addr, b.addr);
+    let mut config = AuthClientConfig::new(format!("http://{a_addr}, http://{b_addr}"));
+    config.service_token = Some(SecretString::from(SERVICE_TOKEN.to_owned()));
+    config.health_check_interval = Duration::from_millis(200);
+    let client = AuthClient::new(config).unwrap();
+    let load = Load::start(&client, 4).await;
+    until("both replicas take calls", || {
+        seen.calls_to(a_addr) > 20.0 && seen.calls_to(b_addr) > 20.0
+    })
+    .await;
+
+    let start = Instant::now();
+    let stopping = tokio::spawn(b.stop_with(Stop::Drain));
+    // b says NOT_SERVING at once, and the client's checks take it out of rotation while it
+    // still serves...
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{b_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    grimos_test_support::grpc::wait_for_health(
+        channel,
+        "",
+        grimos_test_support::grpc::ServingStatus::NotServing,
+        GRACE,
+    )
+    .await;
+    until("b is out of rotation", || !seen.in_rotation(b_addr)).await;
+    assert!(
+        start.elapsed() < GRACE,
+        "b was still in rotation when it stopped serving"
+    );
+    // ... and only then stops, once the grace has passed.
+    stopping.await.unwrap();
+    assert!(
+        start.elapsed() >= GRACE,
+        "stopped after {:?}",
+        start.elapsed()
+    );
+    load.run(40).await;
+
+    let (calls, failures) = load.finish().await;
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} calls failed: {failures:#?}",
+        failures.len()
+    );
+    assert_eq!(seen.retries(), 0.0, "a drained replica needs no retry");
+    a.stop().await;
 }

@@ -10,22 +10,15 @@
 mod helpers;
 
 use grimos_proto::user::v1 as pb;
+use grimos_test_support::app::TestData;
+use grimos_test_support::metrics::{sample, sum};
+use secrecy::SecretString;
 use tonic::Code;
 
-use helpers::{PASSWORD, expect_code, spawn_app};
+use helpers::{PASSWORD, expect_code, spawn_app, spawn_app_with, start_auth};
 
-/// The value of the sample `name{labels}` in Prometheus text `text` (labels in any order;
-/// the sample may have others too), or `None`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
-        let (set, value) = rest.split_once("} ")?;
-        let all = labels
-            .iter()
-            .all(|(k, v)| set.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
-        all.then(|| value.trim().parse().unwrap())
-    })
-}
+/// The service token of the auth-services the tests start.
+const AUTH_TOKEN: &str = "metrics-test-token";
 
 #[tokio::test]
 async fn requests_are_counted_by_route_or_rpc_and_status_and_auth_calls_by_rpc() {
@@ -123,11 +116,65 @@ async fn requests_are_counted_by_route_or_rpc_and_status_and_auth_calls_by_rpc()
     );
 }
 
-#[test]
-fn sample_finds_a_sample_by_its_labels() {
-    let text = "# TYPE x counter\nx{a=\"1\",b=\"2\"} 3\nx{a=\"1\",b=\"3\"} 4\n";
-    assert_eq!(sample(text, "x", &[("b", "3"), ("a", "1")]), Some(4.0));
-    assert_eq!(sample(text, "x", &[("a", "1")]), Some(3.0));
-    assert_eq!(sample(text, "x", &[("a", "2")]), None);
-    assert_eq!(sample(text, "y", &[]), None);
+#[tokio::test]
+async fn each_auth_replica_s_calls_and_place_in_rotation_are_counted() {
+    let data = TestData::new();
+    let a = start_auth(data.clone(), None, AUTH_TOKEN, |_| {}).await;
+    let b = start_auth(data, None, AUTH_TOKEN, |_| {}).await;
+    // The balancer registers each endpoint's metrics as soon as the client is built, which is
+    // early in the app's build: they must not be lost to a recorder not yet installed.
+    let (a, b) = (a.addr, b.addr);
+    let app = spawn_app_with(|c| {
+        c.auth_service_address = Some(format!("http://{a},http://{b}"));
+        c.auth.service_token = Some(SecretString::from(AUTH_TOKEN.to_owned()));
+    })
+    .await;
+    let session = app.sign_up("ada@example.com").await;
+    for _ in 0..10 {
+        let response = app
+            .authed(reqwest::Method::GET, "/v1/users/me", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (a, b) = (a.to_string(), b.to_string());
+    for endpoint in [&a, &b] {
+        assert_eq!(
+            sample(
+                &text,
+                "auth_client_endpoint_in_rotation",
+                &[("endpoint", endpoint)]
+            ),
+            Some(1.0),
+            "{endpoint}: {text}"
+        );
+    }
+    // Every call of the client went to one of the two (the readiness check, every second,
+    // may be in flight: counted by its endpoint, not yet as a finished call).
+    let calls_to = |endpoint: &str| {
+        sum(
+            &text,
+            "auth_client_endpoint_calls_total",
+            &[("endpoint", endpoint)],
+        )
+    };
+    let per_endpoint = calls_to(&a) + calls_to(&b);
+    let calls = sum(&text, "auth_client_requests_total", &[]);
+    assert!(calls >= 2.0, "{text}");
+    assert!(
+        per_endpoint == calls || per_endpoint == calls + 1.0,
+        "{per_endpoint} calls by endpoint, {calls} in all: {text}"
+    );
+    assert_eq!(sum(&text, "auth_client_retries_total", &[]), 0.0, "{text}");
 }

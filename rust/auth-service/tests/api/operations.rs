@@ -9,7 +9,7 @@ use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
 use grimos_test_support::app::TestData;
 use grimos_test_support::grpc::{ServingStatus, wait_for_health};
 use grimos_test_support::process::{
-    Log, assert_none_logged, jwt_signature, kill_and_read_log, start_logging, stop_with,
+    self, Log, assert_none_logged, jwt_signature, kill_and_read_log, start_logging, stop_with,
 };
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -18,6 +18,9 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::helpers::{
     PASSWORD, SERVICE_TOKEN, bearer, build_error, expect_code, spawn_app, spawn_app_with,
 };
+
+/// How long a binary may take to start answering, or to exit once it should.
+const WITHIN: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn health_reports_serving_overall_and_for_the_service() {
@@ -190,6 +193,15 @@ async fn start_binary_logging(
     data: &TestData,
     level: &str,
 ) -> (Child, String, Log, std::thread::JoinHandle<()>) {
+    let mut command = binary(data, level).await;
+    // No drain on SIGTERM, where the test is not about the drain.
+    command.env("GRIMOS_DRAIN_GRACE", "0s");
+    let (child, addr, log, reader) = start_logging(command, "auth-service listening");
+    (child, format!("http://{addr}"), log, reader)
+}
+
+/// The command that starts the real binary with its data in `data`, logging at `level`.
+async fn binary(data: &TestData, level: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_auth-service"));
     command
         .env_clear()
@@ -199,8 +211,64 @@ async fn start_binary_logging(
         .env("AUTH_SIGNING_KEY_FILE", data.path().join("key.pem"))
         .env("GRIMOS_SERVICE_TOKEN", SERVICE_TOKEN)
         .env("RUST_LOG", level);
-    let (child, addr, log, reader) = start_logging(command, "auth-service listening");
-    (child, format!("http://{addr}"), log, reader)
+    command
+}
+
+#[tokio::test]
+async fn sigterm_drains_for_the_grace_and_sigint_stops_at_once() {
+    const GRACE: Duration = Duration::from_secs(2);
+    let data = TestData::new();
+    let mut command = binary(&data, "info").await;
+    command.env("GRIMOS_DRAIN_GRACE", "2s");
+    let (child, addr, _, _) = start_logging(command, "auth-service listening");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    wait_for_health(channel.clone(), "", ServingStatus::Serving, WITHIN).await;
+
+    // SIGTERM (an orchestrator's stop): NOT_SERVING at once, calls still answered...
+    let start = Instant::now();
+    process::signal(&child, "-TERM");
+    wait_for_health(channel.clone(), "", ServingStatus::NotServing, GRACE).await;
+    let mut auth = AuthServiceClient::new(channel);
+    let login = auth
+        .login(pb::LoginRequest {
+            email: "nobody@example.com".into(),
+            password: PASSWORD.into(),
+        })
+        .await;
+    expect_code(login, Code::Unauthenticated);
+    assert!(
+        start.elapsed() < GRACE,
+        "the drain took {:?}",
+        start.elapsed()
+    );
+    // ... until the grace has passed; then a clean exit.
+    let exit = process::exited(child).await;
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+    let took = start.elapsed();
+    assert!(
+        took >= GRACE && took < GRACE + WITHIN,
+        "exited after {took:?}"
+    );
+
+    // Ctrl-C (SIGINT) does not wait for the grace, whatever it is.
+    let mut command = binary(&data, "info").await;
+    command.env("GRIMOS_DRAIN_GRACE", "60s");
+    let (child, addr, _, _) = start_logging(command, "auth-service listening");
+    AuthServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let exit = stop_with(child, "-INT").await;
+    assert!(exit.success(), "clean exit on SIGINT: {exit:?}");
+    assert!(
+        start.elapsed() < WITHIN,
+        "SIGINT took {:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test]

@@ -1,25 +1,30 @@
-//! Where the client's calls go ([`channel`]): one lazily connected channel for one URL, or a
-//! channel balanced over several endpoints when `AUTH_SERVICE_ADDRESS` names several (a
-//! comma-separated list) or a `dns:///` name.
+//! Where the client's calls go ([`channel`]): one lazily connected channel for one URL, or the
+//! balanced channel (`balancer`) over several endpoints when `AUTH_SERVICE_ADDRESS` names
+//! several (a comma-separated list) or a `dns:///` name.
 //!
-//! tonic's balancer keeps an endpoint that refuses connections among the ready ones (a lazy
-//! connection reports ready until a call tries it), so calls routed there fail with
-//! `UNAVAILABLE` for as long as it is down: about a third of all calls with one of two
-//! replicas stopped. One task per client, [`maintain`], therefore owns the balancer's set:
+//! A lazy connection reports ready until a call tries it, so a balancer left to itself keeps
+//! an endpoint that refuses connections among the ready ones, and calls routed there fail
+//! for as long as it is down. One task per client, [`maintain`], therefore owns the
+//! balancer's set:
 //!
 //! - **Members**: the list's URLs, or every address the name resolves to, re-resolved every
-//!   `refresh` (a failed or empty resolution keeps the current members).
-//! - **Health**: every [`PROBE_INTERVAL`] each member is asked `grpc.health.v1.Health/Check`
-//!   (the overall status, within the call deadline) on a connection of its own. A member that
-//!   does not answer `SERVING` leaves the rotation at once; it is asked again on every round
-//!   and comes back with its first `SERVING`.
+//!   `AUTH_DNS_REFRESH` (a failed or empty resolution keeps the current members).
+//! - **Health**: every `AUTH_HEALTH_CHECK_INTERVAL` each member is asked
+//!   `grpc.health.v1.Health/Check` (the overall status, within the call deadline) on a
+//!   connection of its own; a member whose previous check is still running is skipped, so
+//!   one silent member delays no other's check. A member that does not answer `SERVING`
+//!   leaves the rotation; it is asked again on every round and comes back, as a fresh
+//!   connection, with its first `SERVING`.
+//! - **Ejection**: a member whose endpoint failed a call in a way that proves the call was
+//!   not processed (a refused connection, say) was already taken out by the balancer, before
+//!   the call was retried elsewhere; it is then treated as a member that failed its check.
 //! - **Failing open**: when no member is healthy, all of them stay in rotation, so calls fail
 //!   fast with `UNAVAILABLE` and recover with the first replica that comes back, rather than
-//!   waiting for a probe.
+//!   waiting for a check.
 //!
-//! A replica that dies is out of rotation within one interval plus one probe (a refused
-//! connection fails at once); calls routed to it before then still fail, and are not retried
-//! (see the client's invariants).
+//! A replica that stops is out of rotation at once if it refuses connections or says GOAWAY
+//! (ejection), and within one interval plus one check if it just stops answering. Each
+//! member's place is in `auth_client_endpoint_in_rotation{endpoint}` (1 or 0).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -30,23 +35,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
-use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::{self, Sender, UnboundedReceiver, UnboundedSender};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Interval, MissedTickBehavior};
 use tonic::Request;
-use tonic::transport::channel::Change;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
+use tower::BoxError;
+use tower::discover::Change;
+use tower::util::MapErr;
 
 use super::address::AuthAddress;
+use super::balancer::{self, Ejection, EndpointChange, EndpointService, Gate};
 use super::endpoints::{EndpointTemplate, url_endpoint};
 use super::health;
+use super::{Transport, TransportError};
 
-/// How often every member's health is checked.
-const PROBE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Room for changes queued while no call drives the balancer.
-const CHANGES_CAPACITY: usize = 1024;
+/// How the balancer's set is kept.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Settings {
+    /// Every call's deadline, which also bounds a health check and a connection attempt.
+    pub(super) deadline: Duration,
+    /// How often every member's health is checked (`AUTH_HEALTH_CHECK_INTERVAL`).
+    pub(super) health_check_interval: Duration,
+    /// How often a `dns:///` name is re-resolved (`AUTH_DNS_REFRESH`).
+    pub(super) dns_refresh: Duration,
+}
 
 /// A DNS lookup of the name's addresses.
 type Resolve =
@@ -73,8 +87,10 @@ struct Member {
     endpoint: Endpoint,
     /// Health checks, on a connection of their own.
     health: HealthClient<Channel>,
-    /// The last check's verdict; members start healthy, as tonic's balancer would treat them.
+    /// The last check's verdict; members start healthy, as a balancer would treat them.
     healthy: bool,
+    /// Counts ejections: a check started before the latest one says nothing about now.
+    epoch: u64,
 }
 
 impl Member {
@@ -84,7 +100,14 @@ impl Member {
             endpoint,
             health,
             healthy: true,
+            epoch: 0,
         }
+    }
+
+    /// The next check dials afresh: a reconnecting channel would first hand it the error of
+    /// its last failed attempt, and a replica back up would be seen a round late.
+    fn redial(&mut self) {
+        self.health = HealthClient::new(self.endpoint.connect_lazy());
     }
 }
 
@@ -93,33 +116,41 @@ impl Member {
 pub(super) fn channel(
     address: AuthAddress,
     tls: Option<&ClientTlsConfig>,
-    deadline: Duration,
-    dns_refresh: Duration,
-) -> anyhow::Result<(Channel, Option<Arc<AbortOnDrop>>)> {
+    settings: Settings,
+) -> anyhow::Result<(Transport, Option<Arc<AbortOnDrop>>)> {
+    if settings.health_check_interval.is_zero() {
+        bail!("the health-check interval must be positive");
+    }
     match address {
         AuthAddress::Urls(urls) => {
             let endpoints = urls
                 .into_iter()
-                .map(|uri| url_endpoint(uri, tls, deadline))
+                .map(|uri| url_endpoint(uri, tls, settings.deadline))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             match <[Endpoint; 1]>::try_from(endpoints) {
                 // One URL: nothing to balance or to fail over to.
-                Ok([endpoint]) => Ok((endpoint.connect_lazy(), None)),
-                Err(endpoints) => Ok(balanced(Source::List(endpoints), deadline)),
+                Ok([endpoint]) => {
+                    let channel = MapErr::new(endpoint.connect_lazy(), |error| {
+                        TransportError::new(BoxError::from(error))
+                    });
+                    Ok((Transport::new(channel), None))
+                }
+                Err(endpoints) => Ok(balanced(Source::List(endpoints), settings)),
             }
         }
         AuthAddress::Dns { host, port } => {
-            if dns_refresh.is_zero() {
+            if settings.dns_refresh.is_zero() {
                 bail!("the DNS refresh period must be positive");
             }
-            let template = EndpointTemplate::new(&host, port, tls.cloned(), deadline)?;
+            let template = EndpointTemplate::new(&host, port, tls.cloned(), settings.deadline)?;
+            let bound = settings.dns_refresh.max(Duration::from_secs(1));
             let source = Source::Dns(Box::new(Dns {
-                resolve: lookup(host.clone(), port, dns_refresh.max(Duration::from_secs(1))),
+                resolve: lookup(host.clone(), port, bound),
                 name: host,
                 template,
-                refresh: dns_refresh,
+                refresh: settings.dns_refresh,
             }));
-            Ok(balanced(source, deadline))
+            Ok(balanced(source, settings))
         }
     }
 }
@@ -142,10 +173,13 @@ fn lookup(name: String, port: u16, bound: Duration) -> Resolve {
 }
 
 /// A channel balanced over what `source` names, and the task that keeps its endpoints.
-fn balanced(source: Source, deadline: Duration) -> (Channel, Option<Arc<AbortOnDrop>>) {
-    let (channel, changes) = Channel::balance_channel::<String>(CHANGES_CAPACITY);
-    let task = tokio::spawn(maintain(source, changes, deadline, PROBE_INTERVAL));
-    (channel, Some(Arc::new(AbortOnDrop(task))))
+fn balanced(source: Source, settings: Settings) -> (Transport, Option<Arc<AbortOnDrop>>) {
+    let (channel, changes) = balancer::balanced();
+    // One message per ejected service at most, each from a service this task made.
+    let (ejected, ejections) = mpsc::unbounded_channel();
+    let task = tokio::spawn(maintain(source, changes, ejected, ejections, settings));
+    let channel = MapErr::new(channel, TransportError::new);
+    (Transport::new(channel), Some(Arc::new(AbortOnDrop(task))))
 }
 
 /// Stops the task that keeps a balanced channel's endpoints when dropped.
@@ -157,50 +191,93 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// One member's check: its key, the member's epoch when it started, and the verdict.
+type Checked = (String, u64, Result<(), String>);
+
 /// Keeps the balancer behind `changes` equal to the healthy members of `source` (all of them
-/// when none is healthy). Ends when the balancer (the channel) is gone.
+/// when none is healthy), taking in the ejections its services report. Ends when the balancer
+/// (the channel) is gone.
 async fn maintain(
     source: Source,
-    changes: Sender<Change<String, Endpoint>>,
-    deadline: Duration,
-    probe_every: Duration,
+    changes: Sender<EndpointChange>,
+    ejected: UnboundedSender<Ejection>,
+    mut ejections: UnboundedReceiver<Ejection>,
+    settings: Settings,
 ) {
     let mut members: BTreeMap<String, Member> = BTreeMap::new();
     let (mut dns, mut resolve_ticker) = match source {
         Source::List(endpoints) => {
             for endpoint in endpoints {
-                members.insert(endpoint.uri().to_string(), Member::new(endpoint));
+                members.insert(key_of(&endpoint), Member::new(endpoint));
             }
             (None, None)
         }
         Source::Dns(dns) => {
-            let Dns {
-                name,
-                resolve,
-                template,
-                refresh,
-            } = *dns;
-            (Some((name, resolve, template)), Some(ticker(refresh)))
+            let refresh = dns.refresh;
+            (Some(*dns), Some(ticker(refresh)))
         }
     };
     // Members start healthy: the first check comes one interval after the start.
-    let mut probe_ticker = ticker(probe_every);
+    let mut probe_ticker = ticker(settings.health_check_interval);
     probe_ticker.reset();
-    let mut balanced = Balanced::default();
+    let mut checks: JoinSet<Checked> = JoinSet::new();
+    let mut checking: BTreeSet<String> = BTreeSet::new();
+    let mut resolving: JoinSet<io::Result<Vec<SocketAddr>>> = JoinSet::new();
+    let mut balanced = Balanced::new(ejected);
     loop {
         if balanced.sync(&members, &changes).await.is_err() {
             return;
         }
         tokio::select! {
-            () = tick(&mut resolve_ticker) => {
-                if let Some((name, resolve, template)) = &mut dns {
-                    follow(name, resolve, template, &mut members).await;
+            () = tick(&mut resolve_ticker), if resolving.is_empty() => {
+                if let Some(dns) = &mut dns {
+                    resolving.spawn((dns.resolve)());
                 }
             }
-            _ = probe_ticker.tick() => probe_all(&mut members, deadline).await,
+            Some(resolved) = resolving.join_next() => {
+                if let (Some(dns), Ok(resolved)) = (&dns, resolved) {
+                    follow(dns, resolved, &mut members);
+                }
+            }
+            _ = probe_ticker.tick() => {
+                for (key, member) in &members {
+                    if checking.insert(key.clone()) {
+                        let (key, epoch) = (key.clone(), member.epoch);
+                        let health = member.health.clone();
+                        let deadline = settings.deadline;
+                        checks.spawn(async move { (key, epoch, check(health, deadline).await) });
+                    }
+                }
+            }
+            Some(checked) = checks.join_next() => {
+                if let Ok((key, epoch, verdict)) = checked {
+                    checking.remove(&key);
+                    judge(&mut members, &key, epoch, verdict);
+                }
+            }
+            Some(ejection) = ejections.recv() => {
+                if balanced.ejected(&ejection)
+                    && let Some(member) = members.get_mut(&ejection.key)
+                {
+                    member.epoch += 1;
+                    member.redial();
+                    if member.healthy {
+                        tracing::warn!(endpoint = %ejection.key, reason = ejection.reason, "auth-service endpoint out of rotation until it passes a health check");
+                        member.healthy = false;
+                    }
+                }
+            }
             () = changes.closed() => return,
         }
     }
+}
+
+/// The key of an endpoint in the balancer: its URI's `host:port`.
+fn key_of(endpoint: &Endpoint) -> String {
+    endpoint
+        .uri()
+        .authority()
+        .map_or_else(|| endpoint.uri().to_string(), ToString::to_string)
 }
 
 fn ticker(period: Duration) -> Interval {
@@ -218,14 +295,15 @@ async fn tick(ticker: &mut Option<Interval>) {
     }
 }
 
-/// Re-resolves `name`: new addresses become members, vanished ones stop being members.
-async fn follow(
-    name: &str,
-    resolve: &mut Resolve,
-    template: &EndpointTemplate,
+/// Takes in a resolution of the name: new addresses become members, vanished ones stop being
+/// members.
+fn follow(
+    dns: &Dns,
+    resolved: io::Result<Vec<SocketAddr>>,
     members: &mut BTreeMap<String, Member>,
 ) {
-    let resolved: BTreeMap<String, SocketAddr> = match resolve().await {
+    let name = &dns.name;
+    let resolved: BTreeMap<String, SocketAddr> = match resolved {
         Ok(addrs) if addrs.is_empty() => {
             tracing::warn!(%name, "auth-service name resolved to no address; keeping the current ones");
             return;
@@ -247,7 +325,7 @@ async fn follow(
         if members.contains_key(&key) {
             continue;
         }
-        match template.endpoint(addr) {
+        match dns.template.endpoint(addr) {
             Ok(endpoint) => {
                 tracing::info!(%name, %addr, "auth-service endpoint added");
                 members.insert(key, Member::new(endpoint));
@@ -259,35 +337,32 @@ async fn follow(
     }
 }
 
-/// Checks every member's health at once; each check is bounded by `deadline`.
-async fn probe_all(members: &mut BTreeMap<String, Member>, deadline: Duration) {
-    let mut checks = JoinSet::new();
-    for (key, member) in members.iter() {
-        let key = key.clone();
-        let health = member.health.clone();
-        checks.spawn(async move { (key, check(health, deadline).await) });
+/// Takes in one member's check, unless the member is gone or was ejected since it started.
+fn judge(
+    members: &mut BTreeMap<String, Member>,
+    key: &str,
+    epoch: u64,
+    verdict: Result<(), String>,
+) {
+    let Some(member) = members.get_mut(key) else {
+        return;
+    };
+    if member.epoch != epoch {
+        return;
     }
-    while let Some(result) = checks.join_next().await {
-        let Ok((key, verdict)) = result else { continue };
-        let Some(member) = members.get_mut(&key) else {
-            continue;
-        };
-        if verdict.is_err() {
-            // The next check dials afresh: a reconnecting channel would first hand it the
-            // error of this failed attempt, and a replica back up would be seen a round late.
-            member.health = HealthClient::new(member.endpoint.connect_lazy());
+    if verdict.is_err() {
+        member.redial();
+    }
+    match verdict {
+        Ok(()) if !member.healthy => {
+            tracing::info!(endpoint = %key, "auth-service endpoint is serving again");
+            member.healthy = true;
         }
-        match verdict {
-            Ok(()) if !member.healthy => {
-                tracing::info!(endpoint = %key, "auth-service endpoint is serving again");
-                member.healthy = true;
-            }
-            Err(reason) if member.healthy => {
-                tracing::warn!(endpoint = %key, %reason, "auth-service endpoint failed its health check");
-                member.healthy = false;
-            }
-            _ => {}
+        Err(reason) if member.healthy => {
+            tracing::warn!(endpoint = %key, %reason, "auth-service endpoint failed its health check");
+            member.healthy = false;
         }
+        _ => {}
     }
 }
 
@@ -308,26 +383,58 @@ fn rotation(health: impl IntoIterator<Item = (String, bool)>) -> BTreeSet<String
     chosen.into_iter().map(|(key, _)| key).collect()
 }
 
+/// A service in the balancer.
+struct Inserted {
+    /// Its gate: closed once a call ejected it.
+    gate: Gate,
+    /// Whether its member was healthy when it was last synced.
+    healthy: bool,
+    /// Whether its ejection has been taken in: it is never used again.
+    dead: bool,
+}
+
 /// What the balancer has been told.
-#[derive(Default)]
 struct Balanced {
-    /// The endpoints in the balancer, each with whether it was healthy when inserted.
-    keys: BTreeMap<String, bool>,
+    /// The services in the balancer, by key.
+    inserted: BTreeMap<String, Inserted>,
+    /// Where the services this makes report their ejection.
+    ejected: UnboundedSender<Ejection>,
     /// Whether the last sync found no healthy member (logged once per change).
     all_failing: bool,
 }
 
 impl Balanced {
+    fn new(ejected: UnboundedSender<Ejection>) -> Self {
+        Self {
+            inserted: BTreeMap::new(),
+            ejected,
+            all_failing: false,
+        }
+    }
+
+    /// Takes in `ejection`; whether it is about the service now in the balancer (rather than
+    /// one already replaced).
+    fn ejected(&mut self, ejection: &Ejection) -> bool {
+        match self.inserted.get_mut(&ejection.key) {
+            Some(inserted) if inserted.gate.same(&ejection.gate) => {
+                inserted.dead = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Sends the balancer the inserts and removals that make its set the [`rotation`] of
     /// `members`. Fails when the balancer is gone.
     ///
-    /// A member kept in rotation while failing (no member was healthy) is inserted again, as
-    /// a fresh connection, once it is healthy: tonic's reconnecting service would otherwise
-    /// hand the next call the error of its last failed connection attempt.
+    /// A member in rotation gets a fresh service (a new connection) when its service was
+    /// ejected, or when it was kept in rotation while failing (no member was healthy) and is
+    /// healthy again: the old one would hand the next call the error of its last failed
+    /// connection attempt.
     async fn sync(
         &mut self,
         members: &BTreeMap<String, Member>,
-        changes: &Sender<Change<String, Endpoint>>,
+        changes: &Sender<EndpointChange>,
     ) -> Result<(), ()> {
         let all_failing = !members.is_empty() && members.values().all(|m| !m.healthy);
         if all_failing && !self.all_failing {
@@ -338,44 +445,63 @@ impl Balanced {
         self.all_failing = all_failing;
         let wanted = rotation(members.iter().map(|(k, m)| (k.clone(), m.healthy)));
         let gone: Vec<String> = self
-            .keys
+            .inserted
             .keys()
             .filter(|key| !wanted.contains(*key))
             .cloned()
             .collect();
         for key in gone {
-            self.keys.remove(&key);
+            self.inserted.remove(&key);
+            in_rotation(&key, false);
             changes.send(Change::Remove(key)).await.map_err(drop)?;
         }
         for key in wanted {
             let Some(member) = members.get(&key) else {
                 continue;
             };
-            let (fresh, replace) = match self.keys.get(&key) {
+            let (fresh, replace) = match self.inserted.get_mut(&key) {
                 None => (true, false),
-                Some(&inserted_healthy) => {
-                    let revived = member.healthy && !inserted_healthy;
-                    (revived, revived)
+                Some(inserted) => {
+                    let stale = inserted.dead || (member.healthy && !inserted.healthy);
+                    inserted.healthy = member.healthy;
+                    (stale, stale)
                 }
             };
             if replace {
-                // An insert alone would leave the old service in tower's ready set until
-                // it had served (failed) one more call.
+                // An insert alone would leave the old service in tower's ready set until the
+                // new one is ready.
                 changes
                     .send(Change::Remove(key.clone()))
                     .await
                     .map_err(drop)?;
             }
             if fresh {
+                let service =
+                    EndpointService::new(key.clone(), &member.endpoint, self.ejected.clone());
+                let inserted = Inserted {
+                    gate: service.gate(),
+                    healthy: member.healthy,
+                    dead: false,
+                };
+                self.inserted.insert(key.clone(), inserted);
+                in_rotation(&key, true);
                 changes
-                    .send(Change::Insert(key.clone(), member.endpoint.clone()))
+                    .send(Change::Insert(key, service))
                     .await
                     .map_err(drop)?;
             }
-            self.keys.insert(key, member.healthy);
         }
         Ok(())
     }
+}
+
+/// Records whether the endpoint `key` is in rotation.
+fn in_rotation(key: &str, yes: bool) {
+    metrics::gauge!("auth_client_endpoint_in_rotation", "endpoint" => key.to_owned()).set(if yes {
+        1.0
+    } else {
+        0.0
+    });
 }
 
 #[cfg(test)]
@@ -431,19 +557,20 @@ mod tests {
             template,
             refresh: Duration::from_millis(5),
         }));
+        let (ejected, ejections) = mpsc::unbounded_channel();
         // No health check within the test: membership alone.
-        let task = tokio::spawn(maintain(
-            source,
-            tx,
-            super::super::DEFAULT_DEADLINE,
-            Duration::from_secs(3600),
-        ));
+        let settings = Settings {
+            deadline: super::super::DEFAULT_DEADLINE,
+            health_check_interval: Duration::from_secs(3600),
+            dns_refresh: Duration::from_millis(5),
+        };
+        let task = tokio::spawn(maintain(source, tx, ejected, ejections, settings));
 
         let mut seen = Vec::new();
         while seen.len() < 3 {
             match rx.recv().await.unwrap() {
-                Change::Insert(key, endpoint) => {
-                    assert_eq!(endpoint.uri().to_string(), format!("http://{key}/"));
+                Change::Insert(key, service) => {
+                    assert_eq!(service.key(), key);
                     seen.push(format!("+{key}"));
                 }
                 Change::Remove(key) => seen.push(format!("-{key}")),

@@ -3,12 +3,15 @@
 //!
 //! One job per file:
 //! - `address`: parsing `AUTH_SERVICE_ADDRESS` ([`AuthAddress`]).
-//! - `endpoints`, `discovery`: the endpoints dialled, and the channel over them (one URL, a
-//!   list balanced client-side, or a DNS name re-resolved periodically, with health ejection).
+//! - `endpoints`, `discovery`, `balancer`: the endpoints dialled, and the channel over them
+//!   (one URL, or a list or a DNS name re-resolved periodically, balanced client-side over
+//!   the endpoints that pass their health checks, an endpoint ejected at once when a call
+//!   proves it is not processing calls).
 //! - `tls`: TLS to an external auth-service ([`tls::client_config`]).
 //! - `outgoing`: what every call carries (deadline, request id, service credential), added
 //!   by a tonic interceptor.
 //! - `status`: the one mapping of failures to what callers see, and the metrics of each call.
+//! - `retry`: which failed calls may be sent again.
 //! - `cache`: recent `ValidateToken` answers.
 //! - `health`: the one health check, used by readiness and by the balancer's probes.
 //!
@@ -25,8 +28,12 @@
 //!   `ALREADY_EXISTS`, `INTERNAL`, ...) unchanged, and `UNAVAILABLE` when auth-service could
 //!   not be reached or did not answer in time. `status::map_status` is the only place that
 //!   decides.
-//! - Nothing is retried, not even the idempotent `ValidateToken`: a retry would have to fit
-//!   in the same deadline, and the callers (HTTP and gRPC clients) already retry on 503.
+//! - A call is retried, within the same deadline, only when it provably was not processed (a
+//!   refused connection, a GOAWAY that left it out, `REFUSED_STREAM`, the server's
+//!   connection-limit answer), or, for the idempotent reads (`ValidateToken`,
+//!   `CheckPermission`, the health check), after any `UNAVAILABLE`; at most twice, and never
+//!   a call that may have run (see `retry`). So a replica that stops or restarts costs no
+//!   caller a failed request.
 //! - Tokens, passwords and the service token are never logged or recorded in metrics.
 
 use std::convert::Infallible;
@@ -47,11 +54,13 @@ use tower::util::BoxCloneSyncService;
 use tower::util::{MapErr, MapResponse};
 
 mod address;
+mod balancer;
 mod cache;
 mod discovery;
 mod endpoints;
 mod health;
 mod outgoing;
+mod retry;
 mod status;
 pub mod tls;
 
@@ -60,23 +69,49 @@ pub use address::AuthAddress;
 use cache::{VALIDATION_CACHE_CAPACITY, Validations};
 use discovery::AbortOnDrop;
 use outgoing::Outgoing;
+use retry::Idempotency;
 
 /// How long a call may take when the configuration does not say.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
 /// How often a `dns:///` address is re-resolved when the configuration does not say.
 pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(5);
+/// How often the balancer checks each endpoint's health when the configuration does not say.
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The hard bound on a call is the deadline plus this: `grpc-timeout` should fire first.
 const HARD_TIMEOUT_MARGIN: Duration = Duration::from_millis(100);
 
-/// What the generated clients send calls through: a channel to a remote auth-service, or the
-/// embedded one's tower service.
-/// (The error type is the channel's: the in-process service cannot fail.)
+/// What the generated clients send calls through: a channel to a remote auth-service (one
+/// endpoint, or the balancer), or the embedded one's tower service (which cannot fail).
 pub type Transport = BoxCloneSyncService<
     http::Request<tonic::body::Body>,
     http::Response<tonic::body::Body>,
-    tonic::transport::Error,
+    TransportError,
 >;
+
+/// Why a call did not reach auth-service or did not get its answer; its sources say what
+/// happened (tonic reads them to pick the status, `retry` to decide on a retry).
+#[derive(Debug)]
+pub struct TransportError(tower::BoxError);
+
+impl TransportError {
+    fn new(error: tower::BoxError) -> Self {
+        Self(error)
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The wrapped error is shown by `Display`; the chain continues with its causes.
+        self.0.source()
+    }
+}
 
 type Intercepted = InterceptedService<Transport, Outgoing>;
 
@@ -93,10 +128,14 @@ pub struct AuthClientConfig {
     pub tls: Option<ClientTlsConfig>,
     /// How often a `dns:///` address is re-resolved ([`DEFAULT_DNS_REFRESH`]: 5 s).
     pub dns_refresh: Duration,
+    /// How often the balancer (a list or a `dns:///` name) checks each endpoint's health
+    /// ([`DEFAULT_HEALTH_CHECK_INTERVAL`]: 1 s).
+    pub health_check_interval: Duration,
 }
 
 impl AuthClientConfig {
-    /// The defaults for `address`: 2 s deadline, no service token, no TLS, 5 s DNS refresh.
+    /// The defaults for `address`: 2 s deadline, no service token, no TLS, 5 s DNS refresh,
+    /// a health check every second.
     pub fn new(address: impl Into<String>) -> Self {
         Self {
             address: address.into(),
@@ -104,6 +143,7 @@ impl AuthClientConfig {
             service_token: None,
             tls: None,
             dns_refresh: DEFAULT_DNS_REFRESH,
+            health_check_interval: DEFAULT_HEALTH_CHECK_INTERVAL,
         }
     }
 }
@@ -120,6 +160,7 @@ impl fmt::Debug for AuthClientConfig {
             )
             .field("tls", &self.tls.is_some())
             .field("dns_refresh", &self.dns_refresh)
+            .field("health_check_interval", &self.health_check_interval)
             .finish()
     }
 }
@@ -152,10 +193,11 @@ impl fmt::Debug for AuthClient {
 impl AuthClient {
     /// A client of the auth-service at `config.address`, built without touching the network.
     ///
-    /// Must be called inside a tokio runtime: the channel's workers (and, for `dns:///`, the
-    /// task that re-resolves the name) are spawned on it. Fails on an unparsable address,
-    /// a zero deadline or refresh period, `https://` without TLS settings, TLS settings
-    /// with an `http://` address, or a service token that cannot be sent as metadata.
+    /// Must be called inside a tokio runtime: the channel's workers (and, for a list or
+    /// `dns:///`, the task that keeps the balancer's endpoints) are spawned on it. Fails on an
+    /// unparsable address, a zero deadline, refresh period or health-check interval,
+    /// `https://` without TLS settings, TLS settings with an `http://` address, or a service
+    /// token that cannot be sent as metadata.
     pub fn new(config: AuthClientConfig) -> anyhow::Result<AuthClient> {
         if config.deadline.is_zero() {
             bail!("the auth-service deadline must be positive");
@@ -163,13 +205,15 @@ impl AuthClient {
         tokio::runtime::Handle::try_current()
             .context("AuthClient::new must be called inside a tokio runtime")?;
         let address = AuthAddress::parse(&config.address)?;
-        let (channel, balancer) = discovery::channel(
+        let (transport, balancer) = discovery::channel(
             address,
             config.tls.as_ref(),
-            config.deadline,
-            config.dns_refresh,
+            discovery::Settings {
+                deadline: config.deadline,
+                health_check_interval: config.health_check_interval,
+                dns_refresh: config.dns_refresh,
+            },
         )?;
-        let transport = Transport::new(channel);
         let mut client = Self::with_transport(transport, config.deadline, config.service_token)?;
         client.balancer = balancer;
         Ok(client)
@@ -185,7 +229,7 @@ impl AuthClient {
         let service = MapResponse::new(service, |response: http::Response<axum::body::Body>| {
             response.map(tonic::body::Body::new)
         });
-        let service = MapErr::new(service, |never: Infallible| -> tonic::transport::Error {
+        let service = MapErr::new(service, |never: Infallible| -> TransportError {
             match never {}
         });
         let transport = Transport::new(service);
@@ -233,10 +277,10 @@ impl AuthClient {
         let request = pb::ValidateTokenRequest {
             access_token: access_token.to_owned(),
         };
-        let mut auth = self.user.clone();
         let answer = self
-            .call("ValidateToken", async move {
-                auth.validate_token(request).await
+            .call("ValidateToken", Idempotency::Read, || {
+                let (mut auth, request) = (self.user.clone(), request.clone());
+                async move { auth.validate_token(request).await }
             })
             .await?;
         if let (Some(validations), Some(generation)) = (&self.validations, generation) {
@@ -247,9 +291,11 @@ impl AuthClient {
 
     /// `Login`: exchanges an email and password for tokens.
     pub async fn login(&self, request: pb::LoginRequest) -> Result<pb::LoginResponse, Status> {
-        let mut auth = self.user.clone();
-        self.call("Login", async move { auth.login(request).await })
-            .await
+        self.call("Login", Idempotency::Write, || {
+            let (mut auth, request) = (self.user.clone(), request.clone());
+            async move { auth.login(request).await }
+        })
+        .await
     }
 
     /// `RefreshToken`: exchanges a refresh token for new (rotated) tokens.
@@ -258,11 +304,10 @@ impl AuthClient {
         request: pb::RefreshTokenRequest,
     ) -> Result<pb::RefreshTokenResponse, Status> {
         plausible(&request.refresh_token)?;
-        let mut auth = self.user.clone();
-        self.call(
-            "RefreshToken",
-            async move { auth.refresh_token(request).await },
-        )
+        self.call("RefreshToken", Idempotency::Write, || {
+            let (mut auth, request) = (self.user.clone(), request.clone());
+            async move { auth.refresh_token(request).await }
+        })
         .await
     }
 
@@ -274,12 +319,11 @@ impl AuthClient {
     ) -> Result<pb::RevokeTokenResponse, Status> {
         plausible(&request.token)?;
         let token = request.token.clone();
-        let mut auth = self.user.clone();
         let result = self
-            .call(
-                "RevokeToken",
-                async move { auth.revoke_token(request).await },
-            )
+            .call("RevokeToken", Idempotency::Write, || {
+                let (mut auth, request) = (self.user.clone(), request.clone());
+                async move { auth.revoke_token(request).await }
+            })
             .await;
         if let Some(validations) = &self.validations {
             // Whatever the outcome, this token is not vouched for from memory again.
@@ -297,9 +341,9 @@ impl AuthClient {
         request: pb::CheckPermissionRequest,
     ) -> Result<pb::CheckPermissionResponse, Status> {
         plausible(&request.access_token)?;
-        let mut auth = self.user.clone();
-        self.call("CheckPermission", async move {
-            auth.check_permission(request).await
+        self.call("CheckPermission", Idempotency::Read, || {
+            let (mut auth, request) = (self.user.clone(), request.clone());
+            async move { auth.check_permission(request).await }
         })
         .await
     }
@@ -310,9 +354,9 @@ impl AuthClient {
         &self,
         request: pb::CreateCredentialRequest,
     ) -> Result<pb::CreateCredentialResponse, Status> {
-        let mut auth = self.service.clone();
-        self.call("CreateCredential", async move {
-            auth.create_credential(request).await
+        self.call("CreateCredential", Idempotency::Write, || {
+            let (mut auth, request) = (self.service.clone(), request.clone());
+            async move { auth.create_credential(request).await }
         })
         .await
     }
@@ -326,10 +370,10 @@ impl AuthClient {
         let request = pb::DeleteCredentialRequest {
             user_id: user_id.to_owned(),
         };
-        let mut auth = self.service.clone();
         let result = self
-            .call("DeleteCredential", async move {
-                auth.delete_credential(request).await
+            .call("DeleteCredential", Idempotency::Write, || {
+                let (mut auth, request) = (self.service.clone(), request.clone());
+                async move { auth.delete_credential(request).await }
             })
             .await;
         if let Some(validations) = &self.validations {
@@ -341,10 +385,10 @@ impl AuthClient {
     /// `grpc.health.v1.Health/Check` for the overall status (`""`) on the same channel: `Ok`
     /// only when auth-service reports `SERVING`.
     pub async fn health_check(&self) -> Result<(), Status> {
-        let mut client = self.health.clone();
         let response = self
-            .call("HealthCheck", async move {
-                client.check(health::request()).await
+            .call("HealthCheck", Idempotency::Read, || {
+                let mut client = self.health.clone();
+                async move { client.check(health::request()).await }
             })
             .await?;
         health::verdict(&response).map_err(|reason| {
@@ -352,17 +396,43 @@ impl AuthClient {
         })
     }
 
-    /// The one call path: runs `call` under the hard bound, maps its status, records it and
-    /// logs failures.
-    async fn call<R>(
+    /// The one call path: runs `call` under the hard bound, retries it as `retry` allows
+    /// within the same deadline, maps its status, records it and logs failures.
+    async fn call<R, F, Fut>(
         &self,
         rpc: &'static str,
-        call: impl Future<Output = Result<tonic::Response<R>, Status>>,
-    ) -> Result<R, Status> {
+        idempotency: Idempotency,
+        mut call: F,
+    ) -> Result<R, Status>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
         let start = Instant::now();
         let mut cause = None;
         let (budget, callers) = outgoing::budget(self.deadline);
-        let result = match tokio::time::timeout(budget + HARD_TIMEOUT_MARGIN, call).await {
+        // Every attempt carries what is left of one deadline (the interceptor reads it).
+        let end = tokio::time::Instant::now() + budget;
+        let mut retries = 0;
+        let outcome = loop {
+            let attempt = grimos_server::with_deadline(end, call());
+            let outcome = tokio::time::timeout_at(end + HARD_TIMEOUT_MARGIN, attempt).await;
+            if let Ok(Err(status)) = &outcome
+                && retries < retry::MAX_RETRIES
+                && let Some(reason) = retry::reason(status, idempotency)
+            {
+                retries += 1;
+                let backoff = retry::backoff(retries);
+                if tokio::time::Instant::now() + backoff < end {
+                    retry::record(rpc, reason);
+                    tracing::debug!(rpc, reason, retries, "retrying an auth-service call");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            }
+            break outcome;
+        };
+        let result = match outcome {
             // The caller's deadline passed first: that is what the caller is told, whatever
             // the call ended with meanwhile.
             Ok(Err(_)) | Err(_) if callers && start.elapsed() >= budget => Err(
@@ -385,6 +455,7 @@ impl AuthClient {
                         rpc,
                         error = status.message(),
                         cause = cause.as_deref().unwrap_or_default(),
+                        retries,
                         "auth-service call failed"
                     );
                 } else {

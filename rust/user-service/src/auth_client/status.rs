@@ -4,22 +4,40 @@ use std::time::{Duration, Instant};
 
 use tonic::{Code, Status};
 
+/// What a failed call's status means for its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// The deadline passed before an answer came.
+    Timeout,
+    /// auth-service could not be reached, or said it cannot serve now (`UNAVAILABLE`).
+    Unreachable,
+    /// auth-service's answer, which passes through.
+    Answer,
+}
+
+/// Sorts a failed call's status (see [`Failure`]).
+pub(super) fn classify(status: &Status) -> Failure {
+    match status.code() {
+        Code::DeadlineExceeded => Failure::Timeout,
+        // tonic reports an expired `grpc-timeout` (its own or the server's) as CANCELLED.
+        Code::Cancelled if status.message().contains("Timeout expired") => Failure::Timeout,
+        Code::Unavailable | Code::Unknown | Code::Cancelled => Failure::Unreachable,
+        // A status auth-service sent has no source; one with a source was made by the client
+        // from a transport error (an HTTP/2 protocol error, for instance).
+        Code::Internal if std::error::Error::source(status).is_some() => Failure::Unreachable,
+        _ => Failure::Answer,
+    }
+}
+
 /// The one mapping of call failures: what auth-service said passes through; failing to reach
 /// it, or to hear back in time, becomes `UNAVAILABLE`.
 pub(super) fn map_status(status: Status, deadline: Duration) -> Status {
-    match status.code() {
-        Code::DeadlineExceeded => did_not_answer(deadline),
-        // tonic reports an expired `grpc-timeout` (its own or the server's) as CANCELLED.
-        Code::Cancelled if status.message().contains("Timeout expired") => did_not_answer(deadline),
-        Code::Unavailable | Code::Unknown | Code::Cancelled => {
+    match classify(&status) {
+        Failure::Timeout => did_not_answer(deadline),
+        Failure::Unreachable => {
             Status::unavailable(format!("auth-service unavailable: {}", status.message()))
         }
-        // A status auth-service sent has no source; one with a source was made by the client
-        // from a transport error (an HTTP/2 protocol error, for instance).
-        Code::Internal if std::error::Error::source(&status).is_some() => {
-            Status::unavailable(format!("auth-service unavailable: {}", status.message()))
-        }
-        _ => status,
+        Failure::Answer => status,
     }
 }
 

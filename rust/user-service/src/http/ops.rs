@@ -1,5 +1,5 @@
-//! `/healthz` (the process answers), `/readyz` (the database and auth-service answer) and
-//! `/metrics` (Prometheus text format).
+//! `/healthz` (the process answers), `/readyz` (the database and auth-service answer, and the
+//! service is not draining: its stop has not begun) and `/metrics` (Prometheus text format).
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use grimos_server::health::Draining;
 use tonic::Status;
 
 use super::error::HttpError;
@@ -16,15 +17,16 @@ use crate::service::Users;
 #[derive(Clone)]
 struct Ops {
     users: Arc<Users>,
+    draining: Draining,
 }
 
-/// The operations routes.
-pub fn routes(users: Arc<Users>) -> Router {
+/// The operations routes; `/readyz` answers 503 once `draining` is set.
+pub fn routes(users: Arc<Users>, draining: Draining) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
-        .with_state(Ops { users })
+        .with_state(Ops { users, draining })
 }
 
 async fn healthz() -> Response {
@@ -36,6 +38,13 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(ops): State<Ops>) -> Result<Response, HttpError> {
+    if ops.draining.is_draining() {
+        // A proxy or probe that sees this sends new work elsewhere; the requests that still
+        // arrive are served until the drain grace ends.
+        return Err(HttpError::from(Status::unavailable(
+            "draining: this replica is stopping",
+        )));
+    }
     ops.users
         .readiness()
         .await

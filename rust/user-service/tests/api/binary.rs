@@ -35,6 +35,8 @@ async fn start_logging(
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("USER_LISTEN_ADDR", "127.0.0.1:0")
         .env("AUTH_LISTEN_ADDR", "127.0.0.1:0")
+        // No drain on SIGTERM, where the test is not about the drain.
+        .env("GRIMOS_DRAIN_GRACE", "0s")
         .envs(env.iter().copied());
     if data.backend() == Backend::Postgres {
         command
@@ -156,6 +158,68 @@ async fn an_in_flight_request_finishes_on_sigterm_and_sigint_stops_cleanly_too()
     );
     let exit = stop_with(child, "-INT").await;
     assert!(exit.success(), "clean exit on SIGINT: {exit:?}");
+}
+
+#[tokio::test]
+async fn sigterm_drains_readyz_503_for_the_grace_and_sigint_stops_at_once() {
+    const GRACE: Duration = Duration::from_secs(2);
+    const WITHIN: Duration = Duration::from_secs(5);
+    let data = TestData::new();
+    let (child, base, _, _) = start_logging(&data, &[("GRIMOS_DRAIN_GRACE", "2s")]).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{base}{path}")).send();
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+
+    // SIGTERM (an orchestrator's stop): /readyz 503 at once, requests still served...
+    let start = Instant::now();
+    process::signal(&child, "-TERM");
+    while get("/readyz").await.unwrap().status() != 503 {
+        assert!(
+            start.elapsed() < GRACE,
+            "/readyz still 200 during the drain"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = http
+        .post(format!("{base}/v1/users"))
+        .json(&json!({"email": "late@example.com", "password": PASSWORD, "displayName": "Late"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "a sign-up during the drain");
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert!(
+        start.elapsed() < GRACE,
+        "the drain took {:?}",
+        start.elapsed()
+    );
+    // ... until the grace has passed; then a clean exit.
+    let exit = process::exited(child).await;
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+    let took = start.elapsed();
+    assert!(
+        took >= GRACE && took < GRACE + WITHIN,
+        "exited after {took:?}"
+    );
+
+    // Ctrl-C (SIGINT) does not wait for the grace, whatever it is.
+    let (child, base, _, _) = start_logging(&data, &[("GRIMOS_DRAIN_GRACE", "60s")]).await;
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let start = Instant::now();
+    let exit = stop_with(child, "-INT").await;
+    assert!(exit.success(), "clean exit on SIGINT: {exit:?}");
+    assert!(
+        start.elapsed() < WITHIN,
+        "SIGINT took {:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test]

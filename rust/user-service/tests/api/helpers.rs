@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use grimos_common::shutdown::Stop;
 use grimos_proto::auth::v1 as auth_pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
 use grimos_proto::user::v1 as pb;
@@ -221,7 +222,14 @@ impl TestApp {
         self.endpoint.connect().await.unwrap()
     }
 
-    /// Stops the app gracefully; returns its data.
+    /// Asks the app to stop as `how` says ([`Stop::Drain`]: NOT_SERVING for the drain grace
+    /// first), without waiting; [`TestApp::stop`] then waits until it has.
+    pub fn begin_stop(&mut self, how: Stop) {
+        self.running.begin_stop(how);
+    }
+
+    /// Stops the app gracefully (at once, unless [`TestApp::begin_stop`] asked for a drain);
+    /// returns its data.
     pub async fn stop(mut self) -> Arc<TestData> {
         self.running.stop().await;
         self.dir.clone()

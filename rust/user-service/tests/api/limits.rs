@@ -87,6 +87,14 @@ async fn connections_over_the_limit_are_answered_503_and_unavailable() {
     let answer = wire::read_text(&mut tcp, WITHIN).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains(r#""code":14"#), "{answer}");
+    // Marked as not processed, so that a client may send it elsewhere, even a write.
+    assert!(
+        answer.contains(&format!(
+            "{}: connection-limit",
+            grimos_server::NOT_PROCESSED_HEADER
+        )),
+        "{answer}"
+    );
 
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", app.addr)).unwrap();
     let channel = endpoint.connect().await.unwrap();
@@ -96,6 +104,13 @@ async fn connections_over_the_limit_are_answered_503_and_unavailable() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .metadata()
+            .get(grimos_server::NOT_PROCESSED_HEADER)
+            .is_some(),
+        "{status:?}"
+    );
 
     // Slots come back as connections close.
     drop(idle);
