@@ -30,9 +30,10 @@ vendored := "third_party/googleapis rust/user-service/assets/swagger-ui"
 vendor:
     .venv/bin/python tools/vendor.py
 
-# Regenerate gen/ (Rust, Python, TypeScript, the OpenAPI document) from proto/, after vendoring.
+# Regenerate gen/ (Rust with its HTTP routes, Python, TypeScript, the OpenAPI document) from proto/, and Rust's google.rpc, after vendoring.
 generate: vendor
     buf generate
+    buf generate --template buf.gen.rpc.yaml
 
 # Regenerate and fail if gen/ or a vendored copy differs from what is committed (the drift gate).
 check-generated: generate

@@ -36,7 +36,7 @@ mod overload;
 mod request_id;
 pub mod tls;
 
-pub use body::{DeadlineBody, is_body_timeout};
+pub use body::DeadlineBody;
 pub use deadline::{Deadline, DeadlineLayer, call_deadline, grpc_timeout, with_deadline};
 pub use limits::Limits;
 pub use linger::{LINGER_BYTES, LINGER_QUIET, LINGER_TIME};

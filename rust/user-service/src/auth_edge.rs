@@ -1,8 +1,9 @@
 //! `grimos.auth.v1.AuthService` at the edge: user-service serves the rpcs that end users call
 //! (Login, RefreshToken, RevokeToken, ValidateToken, CheckPermission) on its own port by
 //! forwarding them to auth-service, so a browser (gRPC-Web) or any client that can reach only
-//! user-service can sign in with the generated clients, as the `/v1/auth/*` HTTP routes allow
-//! over JSON. The service-only rpcs (CreateCredential, DeleteCredential) are not exposed here.
+//! user-service can sign in with the generated clients; the `/v1/auth/*` HTTP routes (generated,
+//! `grimos_proto::auth::v1::auth_service_gateway`) call this same implementation. The
+//! service-only rpcs (CreateCredential, DeleteCredential) are not exposed here.
 
 use grimos_proto::auth::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -60,8 +61,9 @@ impl pb::auth_service_server::AuthService for AuthEdge {
         ))
     }
 
-    /// Revokes `token`, or, when it is empty, the caller's bearer access token (as
-    /// `POST /v1/auth/logout` does).
+    /// Revokes `token`, or, when it is empty, the caller's bearer access token. The one copy
+    /// of logout's fallback: `POST /v1/auth/logout` is this rpc, the generated route passing
+    /// the `Authorization` header on as metadata.
     #[tracing::instrument(name = "RevokeToken", skip_all)]
     async fn revoke_token(
         &self,
