@@ -46,8 +46,14 @@ impl pb::auth_service_server::AuthService for AuthEdge {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
+        // Passed on as it came, on the client's one call path.
         let auth = self.api.users().auth();
-        Ok(Response::new(auth.login(request.into_inner()).await?))
+        let response = auth
+            .forward("Login", request, |mut auth, request| async move {
+                auth.login(request).await
+            })
+            .await?;
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(name = "RefreshToken", skip_all)]

@@ -59,7 +59,7 @@ pub use address::AuthAddress;
 
 use cache::{VALIDATION_CACHE_CAPACITY, Validations};
 use discovery::AbortOnDrop;
-use outgoing::Outgoing;
+pub(crate) use outgoing::Outgoing;
 
 /// How long a call may take when the configuration does not say.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
@@ -78,7 +78,9 @@ pub type Transport = BoxCloneSyncService<
     tonic::transport::Error,
 >;
 
-type Intercepted = InterceptedService<Transport, Outgoing>;
+/// The generated client of auth-service as this client calls it (deadline, request id and, on
+/// the service client, the service credential added by [`outgoing`]).
+pub(crate) type Intercepted = InterceptedService<Transport, Outgoing>;
 
 /// How to reach auth-service.
 #[derive(Clone)]
@@ -252,6 +254,35 @@ impl AuthClient {
             .await
     }
 
+    /// An end user's call passed on to auth-service as it came: the message, and the caller's
+    /// `authorization` metadata (their bearer token, for rpcs that authenticate the caller),
+    /// on the one call path. `call` sends it with the generated client: how the edge
+    /// `AuthService` forwards an rpc that needs nothing of user-service.
+    pub(crate) async fn forward<T, R, F>(
+        &self,
+        rpc: &'static str,
+        request: tonic::Request<T>,
+        call: impl FnOnce(AuthServiceClient<Intercepted>, tonic::Request<T>) -> F,
+    ) -> Result<R, Status>
+    where
+        F: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let authorization = request.metadata().get("authorization").cloned();
+        let mut outgoing = tonic::Request::new(request.into_inner());
+        if let Some(value) = authorization {
+            outgoing.metadata_mut().insert("authorization", value);
+        }
+        self.call(rpc, call(self.user.clone(), outgoing)).await
+    }
+
+    /// Forgets every cached `ValidateToken` answer of `user_id`: after auth-service revoked
+    /// the user's tokens through this client.
+    pub fn forget_user(&self, user_id: &str) {
+        if let Some(validations) = &self.validations {
+            validations.forget(|answer| answer.user_id == user_id);
+        }
+    }
+
     /// `RefreshToken`: exchanges a refresh token for new (rotated) tokens.
     pub async fn refresh_token(
         &self,
@@ -332,9 +363,7 @@ impl AuthClient {
                 auth.delete_credential(request).await
             })
             .await;
-        if let Some(validations) = &self.validations {
-            validations.forget(|answer| answer.user_id == user_id);
-        }
+        self.forget_user(user_id);
         result
     }
 
