@@ -119,6 +119,12 @@ pub const RULES: &[Rule] = &[
         auth: Auth::BodyOrBearer,
         errors: &[400],
     },
+    Rule {
+        rpc: "grimos.auth.v1.AuthService.ChangePassword",
+        success: Success::Ok,
+        auth: Auth::Bearer,
+        errors: &[400, 401, 429],
+    },
 ];
 
 /// The row for `rpc` (`pkg.Service.Method`).

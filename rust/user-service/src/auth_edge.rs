@@ -1,5 +1,5 @@
 //! `grimos.auth.v1.AuthService` at the edge: user-service serves the rpcs that end users call
-//! (Login, RefreshToken, RevokeToken, ValidateToken, CheckPermission) on its own port by
+//! (Login, RefreshToken, RevokeToken, ChangePassword, ValidateToken, CheckPermission) on its own port by
 //! forwarding them to auth-service, so a browser (gRPC-Web) or any client that can reach only
 //! user-service can sign in with the generated clients; the `/v1/auth/*` HTTP routes (generated,
 //! `grimos_proto::auth::v1::auth_service_gateway`) call this same implementation. The
@@ -87,6 +87,23 @@ impl pb::auth_service_server::AuthService for AuthEdge {
         }
         let auth = self.api.users().auth();
         Ok(Response::new(auth.revoke_token(req).await?))
+    }
+
+    /// Passed on with the caller's bearer token; every cached validation of the user's tokens
+    /// is forgotten, since their sessions ended.
+    #[tracing::instrument(name = "ChangePassword", skip_all)]
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let auth = self.api.users().auth();
+        let response = auth
+            .forward("ChangePassword", request, |mut auth, request| async move {
+                auth.change_password(request).await
+            })
+            .await?;
+        auth.forget_user(&response.user_id);
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(name = "ValidateToken", skip_all)]

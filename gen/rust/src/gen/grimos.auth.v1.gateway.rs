@@ -17,6 +17,7 @@ pub mod auth_service_gateway {
             .route("/v1/auth/login", axum::routing::post(login::<T>))
             .route("/v1/auth/refresh", axum::routing::post(refresh_token::<T>))
             .route("/v1/auth/logout", axum::routing::post(revoke_token::<T>))
+            .route("/v1/auth/password", axum::routing::post(change_password::<T>))
             .layer(crate::gateway::body_limit())
             .with_state(Arc::new(service))
     }
@@ -50,5 +51,16 @@ pub mod auth_service_gateway {
         let request = body;
         let response = service.revoke_token(bind::with_authorization(&headers, request)).await?;
         Ok(bind::respond(Success::NoContent, response))
+    }
+
+    /// `POST /v1/auth/password`: `ChangePassword`, 200.
+    async fn change_password<T: AuthService>(
+        State(service): State<Arc<T>>,
+        headers: axum::http::HeaderMap,
+        ProtoJson(body): ProtoJson<super::ChangePasswordRequest>,
+    ) -> Result<Response, HttpError> {
+        let request = body;
+        let response = service.change_password(bind::with_authorization(&headers, request)).await?;
+        Ok(bind::respond(Success::Ok, response))
     }
 }
