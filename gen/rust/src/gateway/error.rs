@@ -229,7 +229,7 @@ pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use std::collections::HashMap;
@@ -240,7 +240,7 @@ mod tests {
     use super::*;
 
     /// Splits a response into its HTTP status, content type and parsed JSON body.
-    async fn parts(response: Response) -> (StatusCode, Option<String>, Value) {
+    pub(crate) async fn parts(response: Response) -> (StatusCode, Option<String>, Value) {
         let status = response.status();
         let content_type = response
             .headers()

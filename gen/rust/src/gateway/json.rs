@@ -166,6 +166,7 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::*;
+    use crate::gateway::error::tests::parts;
 
     #[derive(Debug, Default, PartialEq, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -203,23 +204,6 @@ mod tests {
         let (status, content_type, body) = parts(response).await;
         assert_eq!(content_type.as_deref(), Some("application/json"));
         (status, body)
-    }
-
-    /// Splits a response into its HTTP status, content type and parsed JSON body.
-    async fn parts(response: Response) -> (StatusCode, Option<String>, Value) {
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_owned());
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (
-            status,
-            content_type,
-            serde_json::from_slice(&bytes).unwrap(),
-        )
     }
 
     #[tokio::test]

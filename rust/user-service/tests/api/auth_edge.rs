@@ -239,13 +239,7 @@ async fn change_password_over_http_ends_every_session_and_gives_the_caller_a_new
     let other: serde_json::Value = other.json().await.unwrap();
     let other_access = other["accessToken"].as_str().unwrap().to_owned();
     // Validated once, so user-service holds a cached answer for it.
-    let response = app
-        .http
-        .get(app.url("/v1/users/me"))
-        .bearer_auth(&other_access)
-        .send()
-        .await
-        .unwrap();
+    let response = app.me_with(&other_access).await;
     assert_eq!(response.status(), 200);
 
     let response = app
@@ -263,39 +257,15 @@ async fn change_password_over_http_ends_every_session_and_gives_the_caller_a_new
 
     // Every earlier session ended, the caller's and the other one, at once.
     for token in [ada.access_token.as_str(), other_access.as_str()] {
-        let response = app
-            .http
-            .get(app.url("/v1/users/me"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let response = app.me_with(token).await;
         expect_http_error(response, 401, 16).await;
     }
-    let response = app
-        .http
-        .post(app.url("/v1/auth/refresh"))
-        .json(&json!({"refreshToken": ada.refresh_token}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.refresh(&ada.refresh_token).await;
     expect_http_error(response, 401, 16).await;
     // The new session works, and only the new password logs in.
-    let response = app
-        .http
-        .get(app.url("/v1/users/me"))
-        .bearer_auth(fresh_access)
-        .send()
-        .await
-        .unwrap();
+    let response = app.me_with(fresh_access).await;
     assert_eq!(response.status(), 200);
-    let response = app
-        .http
-        .post(app.url("/v1/auth/refresh"))
-        .json(&json!({"refreshToken": fresh["refreshToken"]}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.refresh(fresh["refreshToken"].as_str().unwrap()).await;
     assert_eq!(response.status(), 200);
     expect_http_error(app.login("ada@example.com", PASSWORD).await, 401, 16).await;
     assert_eq!(
