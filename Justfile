@@ -30,9 +30,10 @@ vendored := "third_party/googleapis rust/user-service/assets/swagger-ui"
 vendor:
     .venv/bin/python tools/vendor.py
 
-# Regenerate gen/ (Rust, Python, TypeScript, the OpenAPI document) from proto/, after vendoring.
+# Regenerate gen/ (Rust with its HTTP routes, Python, TypeScript, the OpenAPI document) from proto/, and Rust's google.rpc, after vendoring.
 generate: vendor
     buf generate
+    buf generate --template buf.gen.rpc.yaml
 
 # Regenerate and fail if gen/ or a vendored copy differs from what is committed (the drift gate).
 check-generated: generate
@@ -117,7 +118,7 @@ test-api-postgres *ARGS:
         -E '(binary_id(auth-service::api) | binary_id(user-service::api)) & not test(/sqlite|postgres/)' \
         {{ARGS}}
 
-# Smoke-test the generated Python (fresh venv) and TypeScript packages.
+# Test the generated Python (fresh venv) and TypeScript packages, offline and against a private live system.
 test-clients:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -126,11 +127,15 @@ test-clients:
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -c requirements-dev.txt \
         ./gen/python pytest mypy types-grpcio types-protobuf
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
     "$venv/bin/python" -m mypy --strict --no-incremental tests/python
     npm run --silent build --workspace @grimos/proto
     tsc -p tests/ts
     node tests/ts/dist/smoke.js
+    # Live: every operation of the served /openapi.json over HTTP/JSON, gRPC and gRPC-Web
+    # (tests/python/test_live.py, tests/ts/live.ts), from the descriptors, not from lists.
+    tools/with-system.sh bash -c \
+        '"$1" -m pytest -q -p no:cacheprovider tests/python && node tests/ts/dist/live.js' \
+        test-clients "$venv/bin/python"
 
 # Prove the breaking-change and drift gates reject bad input.
 test-gates:

@@ -1,5 +1,6 @@
-//! HTTP JSON bodies through user-service's real extractor (`ProtoJson`, with its 64 KiB limit)
-//! for every message a `/v1` route decodes, then what the route does next with it.
+//! HTTP JSON bodies through the gateway's real extractor (`grimos_proto::gateway::ProtoJson`,
+//! with its 64 KiB limit) for every message a `/v1` route decodes, then what the generated
+//! route does next with it.
 //!
 //! Input: byte 0 picks the route, byte 1 how the body arrives, the rest is the body.
 //! - route (byte 0 % 5): `POST /v1/users` (`CreateUserRequest`, then the input rules),
@@ -21,12 +22,11 @@ use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use grimos_proto::auth::v1 as auth_pb;
+use grimos_proto::gateway::{HttpError, MAX_BODY_BYTES, ProtoJson, bind};
 use grimos_proto::user::v1 as pb;
-use grimos_proto::wkt::FieldMask;
 use http::StatusCode;
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
-use user_service::http::error::{HttpError, MAX_BODY_BYTES, ProtoJson};
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_current_thread()
@@ -105,13 +105,14 @@ async fn extract<T: DeserializeOwned + Default>(body: &[u8], chunk: usize) -> Op
 
 /// What `PATCH /v1/users/{id}` does with a decoded body before it touches the database: a
 /// JSON object, read as a partial `User`, with the mask its keys imply, through the
-/// update-mask rules. Every refusal is a 400.
+/// update-mask rules (the generated route's steps, from the gateway's `bind`). Every refusal
+/// is a 400.
 async fn patch(value: serde_json::Value) {
-    let serde_json::Value::Object(fields) = value else {
+    let Ok(fields) = bind::body_object(value, "user", "User") else {
         return;
     };
-    let mask = FieldMask::new(fields.keys().filter(|k| *k != "id").map(|k| snake_case(k)));
-    let Ok(user) = serde_json::from_value::<pb::User>(serde_json::Value::Object(fields)) else {
+    let mask = bind::inferred_mask(&fields, &["id"]);
+    let Ok(user) = bind::from_object::<pb::User>(&fields) else {
         return;
     };
     if let Err(error) = user_service::service::updated_display_name(&user, Some(&mask)) {
@@ -123,16 +124,6 @@ async fn patch(value: serde_json::Value) {
         )
         .await;
     }
-}
-
-/// `displayName` → `display_name`, as the route names fields for the mask.
-fn snake_case(name: &str) -> String {
-    name.chars()
-        .flat_map(|c| {
-            let lower = c.to_ascii_lowercase();
-            (c.is_ascii_uppercase().then_some('_').into_iter()).chain([lower])
-        })
-        .collect()
 }
 
 /// Checks that `response` is the contract's error body for code 3 with HTTP `expected`.

@@ -1,13 +1,20 @@
 //! Generated Rust code for the grimOS API, as one crate every service depends on.
 //!
-//! Everything under `src/gen/` (and `../openapi/`) is written by `just generate` (buf and
-//! `grimos-codegen`) from `proto/`; never edit it. This file and `wkt.rs` are the only
-//! hand-written parts: the module paths users name, and the canonical JSON form of
-//! `google.protobuf.FieldMask`.
+//! Everything under `src/gen/` and `src/rpc/` (and `../openapi/`) is written by
+//! `just generate` (buf and `grimos-codegen`) from `proto/` and the vendored `google/rpc`
+//! protos; never edit it. This file, `wkt.rs` and `gateway/` are the hand-written parts: the
+//! module paths users name, the canonical JSON form of `google.protobuf.FieldMask` and
+//! `Timestamp`, and the runtime of the generated HTTP/JSON routes.
 //!
 //! - [`auth::v1`]: `grimos.auth.v1` messages, `auth_service_client::AuthServiceClient` and
 //!   `auth_service_server::{AuthService, AuthServiceServer}`.
 //! - [`user::v1`]: `grimos.user.v1`, likewise.
+//! - [`google::rpc`]: the `google.rpc` error model (`Status`, the error details, `Code`)
+//!   with proto3 JSON, as `tonic::Status` details carry it.
+//! - [`gateway`] (feature `gateway`): each service's HTTP/JSON routes,
+//!   `<service>_gateway::routes(service)` in its package module (for example
+//!   `user::v1::user_service_gateway`), generated from the `google.api.http` options, and
+//!   their runtime.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors (imports included) for
 //!   `tonic-reflection`.
 //! - [`OPENAPI_JSON`]: the OpenAPI 3.1 document of the HTTP/JSON surface.
@@ -21,6 +28,13 @@
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 mod generated;
 
+#[path = "rpc/mod.rs"]
+#[rustfmt::skip]
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+mod generated_rpc;
+
+#[cfg(feature = "gateway")]
+pub mod gateway;
 pub mod wkt;
 
 pub use generated::descriptor::FILE_DESCRIPTOR_SET;
@@ -56,5 +70,13 @@ pub mod user {
     /// Version 1 of `grimos.user`: user profiles.
     pub mod v1 {
         pub use crate::generated::grimos::user::v1::*;
+    }
+}
+
+/// The googleapis packages the API's runtime uses.
+pub mod google {
+    /// `google.rpc`: the error model of gRPC statuses and their details.
+    pub mod rpc {
+        pub use crate::generated_rpc::google::rpc::*;
     }
 }

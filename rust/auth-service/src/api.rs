@@ -56,6 +56,18 @@ impl From<IssuedTokens> for pb::RefreshTokenResponse {
     }
 }
 
+impl From<IssuedTokens> for pb::ChangePasswordResponse {
+    fn from(t: IssuedTokens) -> Self {
+        Self {
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            user_id: t.user_id,
+            expire_time: Some(Timestamp::from(t.access_expire_time)),
+            refresh_token_expire_time: Some(Timestamp::from(t.refresh_expire_time)),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl pb::auth_service_server::AuthService for AuthApi {
     #[tracing::instrument(name = "Login", skip_all)]
@@ -90,6 +102,27 @@ impl pb::auth_service_server::AuthService for AuthApi {
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
         let session_id = self.auth.revoke(&request.into_inner().token).await?;
         Ok(Response::new(pb::RevokeTokenResponse { session_id }))
+    }
+
+    #[tracing::instrument(name = "ChangePassword", skip_all)]
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let bearer = authorization(&request)
+            .and_then(grimos_common::bearer::bearer_token)
+            .unwrap_or_default()
+            .to_owned();
+        let req = request.into_inner();
+        let issued = self
+            .auth
+            .change_password(
+                &bearer,
+                SecretString::from(req.current_password),
+                SecretString::from(req.new_password),
+            )
+            .await?;
+        Ok(Response::new(issued.into()))
     }
 
     #[tracing::instrument(name = "ValidateToken", skip_all)]

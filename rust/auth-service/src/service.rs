@@ -131,9 +131,28 @@ impl Auth {
             return Err(Error::InvalidCredentials);
         };
 
+        self.count_attempt(&email).await?;
+        let credential = self.store.credential_by_email(&email).await?;
+        let hash = credential.as_ref().map(|c| c.password_hash.clone());
+        if !self.passwords.verify(password, hash).await? {
+            return Err(Error::InvalidCredentials);
+        }
+        let Some(credential) = credential else {
+            return Err(Error::InvalidCredentials);
+        };
+        self.store.clear_login_attempts(&email).await?;
+        let issued = self.open_session(credential).await?;
+        tracing::info!(user_id = %issued.user_id, "login");
+        Ok(issued)
+    }
+
+    /// Counts an attempt to present `email`'s password, throttled: beyond the limit the
+    /// email is refused until its window ends, beyond half of it each attempt is slowed.
+    /// Login and ChangePassword count in the same window.
+    async fn count_attempt(&self, email: &str) -> Result<()> {
         let now = now_secs();
         let window = i64::try_from(self.throttle.window.as_secs()).unwrap_or(i64::MAX);
-        let (attempts, window_start) = self.store.count_login_attempt(&email, now, window).await?;
+        let (attempts, window_start) = self.store.count_login_attempt(email, now, window).await?;
         let max = i64::from(self.throttle.max_attempts.max(1));
         if attempts > max {
             let retry_after = (window_start + window - now).max(1);
@@ -148,17 +167,12 @@ impl Auth {
             let extra = u32::try_from(attempts - free).unwrap_or(u32::MAX);
             tokio::time::sleep(self.throttle.slowdown.saturating_mul(extra)).await;
         }
+        Ok(())
+    }
 
-        let credential = self.store.credential_by_email(&email).await?;
-        let hash = credential.as_ref().map(|c| c.password_hash.clone());
-        if !self.passwords.verify(password, hash).await? {
-            return Err(Error::InvalidCredentials);
-        }
-        let Some(credential) = credential else {
-            return Err(Error::InvalidCredentials);
-        };
-        self.store.clear_login_attempts(&email).await?;
-
+    /// Opens a new session for `credential`'s user: its refresh token and an access token.
+    async fn open_session(&self, credential: Credential) -> Result<IssuedTokens> {
+        let now = now_secs();
         let session = Session {
             id: tokens::random_token_id(),
             user_id: credential.user_id.clone(),
@@ -173,7 +187,6 @@ impl Auth {
         let (access_token, access_expire_time) =
             self.tokens
                 .issue_access(&credential.user_id, &session.id, &credential.roles)?;
-        tracing::info!(user_id = %credential.user_id, "login");
         Ok(IssuedTokens {
             access_token,
             access_expire_time,
@@ -182,6 +195,55 @@ impl Auth {
             user_id: credential.user_id,
             roles: credential.roles,
         })
+    }
+
+    /// Changes the password of the holder of `access_token`: `current` is checked under
+    /// login's throttling, `new` under sign-up's rules. Every session of the user ends, the
+    /// caller's included (revoking a token ends its session, and the caller's token was
+    /// presented with the old password), and a new session is opened for the caller.
+    pub async fn change_password(
+        &self,
+        access_token: &str,
+        current: SecretString,
+        new: SecretString,
+    ) -> Result<IssuedTokens> {
+        let claims = self.validate(access_token)?;
+        if let Err(reason) = grimos_common::validate::password(new.expose_secret()) {
+            return Err(Error::invalid("new_password", reason));
+        }
+        let Some(credential) = self.store.credential_by_user_id(&claims.sub).await? else {
+            return Err(Error::Unauthenticated);
+        };
+        self.count_attempt(&credential.email).await?;
+        // Too long to be anyone's password: refused before hashing, as at login.
+        let too_long = current.expose_secret().len() > grimos_common::validate::PASSWORD_MAX_BYTES;
+        if too_long
+            || !self
+                .passwords
+                .verify(current, Some(credential.password_hash.clone()))
+                .await?
+        {
+            return Err(Error::InvalidCredentials);
+        }
+        self.store.clear_login_attempts(&credential.email).await?;
+        let password_hash = self.passwords.hash(new).await?;
+        let Some(revocations) = self
+            .store
+            .change_password(
+                &claims.sub,
+                &password_hash,
+                now_secs(),
+                self.revocation_ttl(),
+            )
+            .await?
+        else {
+            // Deleted while this call checked the password.
+            return Err(Error::Unauthenticated);
+        };
+        self.revocations.apply(&revocations, None);
+        let issued = self.open_session(credential).await?;
+        tracing::info!(user_id = %issued.user_id, sessions_ended = revocations.len(), "password changed");
+        Ok(issued)
     }
 
     /// Rotates a refresh token. A token presented after it was rotated ends its session.

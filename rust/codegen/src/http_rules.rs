@@ -4,8 +4,8 @@
 //! HTTP behaviour is here, one row per rpc that has the option, and nowhere else: the success
 //! status when it is not 200 (201 for sign-up, 204 for answers without a body), who must
 //! present a bearer token (and the logout fallback: the bearer token is the one revoked when
-//! the body names none), and the error statuses the rpc answers with. The OpenAPI document is
-//! written from it, and the generated routes will be too.
+//! the body names none), and the error statuses the rpc answers with. The OpenAPI document and
+//! the generated routes ([`crate::gateway`]) are written from it.
 //!
 //! The generator refuses a proto whose HTTP rpcs and this table disagree: an rpc with a
 //! `google.api.http` option and no row, or a row for an rpc without one.
@@ -119,6 +119,12 @@ pub const RULES: &[Rule] = &[
         auth: Auth::BodyOrBearer,
         errors: &[400],
     },
+    Rule {
+        rpc: "grimos.auth.v1.AuthService.ChangePassword",
+        success: Success::Ok,
+        auth: Auth::Bearer,
+        errors: &[400, 401, 429],
+    },
 ];
 
 /// The row for `rpc` (`pkg.Service.Method`).
@@ -149,7 +155,7 @@ pub fn common_errors(auth: Auth, has_body: bool) -> Vec<u16> {
 }
 
 /// The gRPC code behind an HTTP error status, and what it means here; the contract's mapping
-/// (user-service's `http::error::http_status`) read backwards, plus the transport's own 408
+/// (`grimos_proto::gateway::http_status`) read backwards, plus the transport's own 408
 /// and 413.
 pub fn error_meaning(status: u16) -> Option<(&'static str, &'static str)> {
     Some(match status {

@@ -5,7 +5,8 @@
 //! starts when the request arrives and the body fails once [`crate::Limits::body_read_timeout`]
 //! has passed, whatever arrived meanwhile. The error is a `tonic::Status` with
 //! `DEADLINE_EXCEEDED`: tonic finds a `Status` in a body error's source chain and answers the
-//! call with it, and the HTTP/JSON extractor turns it into 408 ([`is_body_timeout`]).
+//! call with it, and the HTTP/JSON extractor turns it into 408
+//! (`grimos_proto::gateway::error::is_body_timeout`, the one copy of that rule).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -85,19 +86,6 @@ where
     }
 }
 
-/// Whether `error` (from reading a request body, at any depth of its source chain) is the
-/// body deadline passing.
-pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        if let Some(status) = error.downcast_ref::<tonic::Status>() {
-            return status.code() == tonic::Code::DeadlineExceeded && status.message() == LATE_BODY;
-        }
-        current = error.source();
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -131,7 +119,8 @@ mod tests {
             Instant::now() + Duration::from_millis(50),
         );
         let error = body.collect().await.unwrap_err();
-        assert!(is_body_timeout(error.as_ref()), "{error}");
+        let status = error.downcast_ref::<tonic::Status>().unwrap();
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{error}");
         drop(sender);
     }
 

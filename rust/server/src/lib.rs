@@ -37,7 +37,7 @@ pub mod probe;
 mod request_id;
 pub mod tls;
 
-pub use body::{DeadlineBody, is_body_timeout};
+pub use body::DeadlineBody;
 pub use deadline::{Deadline, DeadlineLayer, call_deadline, grpc_timeout, with_deadline};
 pub use limits::Limits;
 pub use linger::{LINGER_BYTES, LINGER_QUIET, LINGER_TIME};

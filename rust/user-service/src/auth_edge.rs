@@ -1,8 +1,9 @@
 //! `grimos.auth.v1.AuthService` at the edge: user-service serves the rpcs that end users call
-//! (Login, RefreshToken, RevokeToken, ValidateToken, CheckPermission) on its own port by
+//! (Login, RefreshToken, RevokeToken, ChangePassword, ValidateToken, CheckPermission) on its own port by
 //! forwarding them to auth-service, so a browser (gRPC-Web) or any client that can reach only
-//! user-service can sign in with the generated clients, as the `/v1/auth/*` HTTP routes allow
-//! over JSON. The service-only rpcs (CreateCredential, DeleteCredential) are not exposed here.
+//! user-service can sign in with the generated clients; the `/v1/auth/*` HTTP routes (generated,
+//! `grimos_proto::auth::v1::auth_service_gateway`) call this same implementation. The
+//! service-only rpcs (CreateCredential, DeleteCredential) are not exposed here.
 
 use grimos_proto::auth::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -45,8 +46,14 @@ impl pb::auth_service_server::AuthService for AuthEdge {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
+        // Passed on as it came, on the client's one call path.
         let auth = self.api.users().auth();
-        Ok(Response::new(auth.login(request.into_inner()).await?))
+        let response = auth
+            .forward("Login", request, |mut auth, request| async move {
+                auth.login(request).await
+            })
+            .await?;
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(name = "RefreshToken", skip_all)]
@@ -60,8 +67,9 @@ impl pb::auth_service_server::AuthService for AuthEdge {
         ))
     }
 
-    /// Revokes `token`, or, when it is empty, the caller's bearer access token (as
-    /// `POST /v1/auth/logout` does).
+    /// Revokes `token`, or, when it is empty, the caller's bearer access token. The one copy
+    /// of logout's fallback: `POST /v1/auth/logout` is this rpc, the generated route passing
+    /// the `Authorization` header on as metadata.
     #[tracing::instrument(name = "RevokeToken", skip_all)]
     async fn revoke_token(
         &self,
@@ -79,6 +87,23 @@ impl pb::auth_service_server::AuthService for AuthEdge {
         }
         let auth = self.api.users().auth();
         Ok(Response::new(auth.revoke_token(req).await?))
+    }
+
+    /// Passed on with the caller's bearer token; every cached validation of the user's tokens
+    /// is forgotten, since their sessions ended.
+    #[tracing::instrument(name = "ChangePassword", skip_all)]
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let auth = self.api.users().auth();
+        let response = auth
+            .forward("ChangePassword", request, |mut auth, request| async move {
+                auth.change_password(request).await
+            })
+            .await?;
+        auth.forget_user(&response.user_id);
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(name = "ValidateToken", skip_all)]

@@ -1,5 +1,5 @@
 //! The one error type of user-service and its one mapping to `tonic::Status`; the HTTP layer
-//! maps that status onward (`http::error`). Internal errors are logged here and leave as a
+//! maps that status onward (`grimos_proto::gateway::error`). Internal errors are logged here and leave as a
 //! bare "internal error".
 
 use grimos_common::db::{Failure, UNAVAILABLE_MESSAGE};

@@ -22,6 +22,7 @@ use base64::Engine as _;
 use grimos_common::shutdown::Stop;
 use grimos_common::tls::TlsSettings;
 use grimos_proto::auth::v1::auth_service_server::AuthServiceServer;
+use grimos_proto::gateway;
 use grimos_proto::user::v1::user_service_server::UserServiceServer;
 use grimos_server::health::{self, Draining};
 use grimos_server::tls::ClientCertificates;
@@ -41,7 +42,7 @@ use crate::api::UserApi;
 use crate::auth_client::{AuthClient, AuthClientConfig, tls};
 use crate::auth_edge::AuthEdge;
 use crate::config::Config;
-use crate::http::{error, json, ops, routes};
+use crate::http::ops;
 use crate::service::Users;
 use crate::store::{PostgresUserStore, SqliteUserStore, UserStore};
 
@@ -292,13 +293,13 @@ async fn router(
     let mut grpc = Router::new();
     grpc = grpc_service(
         grpc,
-        UserServiceServer::new(api.clone()).max_decoding_message_size(json::MAX_BODY_BYTES),
+        UserServiceServer::new(api.clone()).max_decoding_message_size(gateway::MAX_BODY_BYTES),
         max_time,
     );
     grpc = grpc_service(
         grpc,
         AuthServiceServer::new(AuthEdge::new(api.clone()))
-            .max_decoding_message_size(json::MAX_BODY_BYTES),
+            .max_decoding_message_size(gateway::MAX_BODY_BYTES),
         max_time,
     );
     grpc = grpc_service(grpc, health_service, max_time);
@@ -306,7 +307,9 @@ async fn router(
     grpc = grpc_service(grpc, reflection_v1alpha, max_time);
 
     let router = Router::new()
-        .merge(routes::routes(api).layer(DeadlineLayer::http(max_time, error::deadline_exceeded)))
+        .merge(
+            crate::http::routes(api).layer(DeadlineLayer::http(max_time, gateway::deadline_exceeded)),
+        )
         .merge(ops::routes(users, draining))
         .merge(grpc)
         .route_layer(axum::middleware::from_fn_with_state(
@@ -314,7 +317,7 @@ async fn router(
             grimos_server::metrics::track,
         ))
         .fallback(fallback)
-        .method_not_allowed_fallback(error::method_not_allowed)
+        .method_not_allowed_fallback(gateway::method_not_allowed)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -355,7 +358,7 @@ async fn fallback(request: Request) -> Response {
             .into_http::<axum::body::Body>()
             .into_response()
     } else {
-        error::not_found().await.into_response()
+        gateway::not_found().await.into_response()
     }
 }
 

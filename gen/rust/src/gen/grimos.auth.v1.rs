@@ -73,6 +73,35 @@ pub struct RevokeTokenResponse {
     #[prost(string, tag = "1")]
     pub session_id: ::prost::alloc::string::String,
 }
+/// ChangePasswordRequest carries the caller's current password and the new one.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ChangePasswordRequest {
+    /// The caller's password now.
+    #[prost(string, tag = "1")]
+    pub current_password: ::prost::alloc::string::String,
+    /// The password to set: at least 8 characters, at most 1024 bytes.
+    #[prost(string, tag = "2")]
+    pub new_password: ::prost::alloc::string::String,
+}
+/// ChangePasswordResponse carries the tokens of the caller's new session.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ChangePasswordResponse {
+    /// A signed JWT access token of the new session.
+    #[prost(string, tag = "1")]
+    pub access_token: ::prost::alloc::string::String,
+    /// The new session's refresh token; keep it secret.
+    #[prost(string, tag = "2")]
+    pub refresh_token: ::prost::alloc::string::String,
+    /// The id of the user whose password changed.
+    #[prost(string, tag = "3")]
+    pub user_id: ::prost::alloc::string::String,
+    /// When the access token expires.
+    #[prost(message, optional, tag = "4")]
+    pub expire_time: ::core::option::Option<crate::wkt::Timestamp>,
+    /// When the refresh token, and so the new session, expires.
+    #[prost(message, optional, tag = "5")]
+    pub refresh_token_expire_time: ::core::option::Option<crate::wkt::Timestamp>,
+}
 /// ValidateTokenRequest carries the access token to check.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ValidateTokenRequest {
@@ -325,6 +354,37 @@ pub mod auth_service_client {
                 .insert(GrpcMethod::new("grimos.auth.v1.AuthService", "RevokeToken"));
             self.inner.unary(req, path, codec).await
         }
+        /// ChangePassword replaces the caller's password. The caller is named by the bearer
+        /// access token (`authorization: Bearer <access token>`). The current password is checked
+        /// under the same per-email throttling as Login (a wrong one is UNAUTHENTICATED, too many
+        /// RESOURCE_EXHAUSTED); the new one follows CreateUser's rules (INVALID_ARGUMENT). On
+        /// success every session of the user ends, the caller's included, and the answer carries
+        /// the tokens of a new session for the caller: every other token of the user, the ones
+        /// this call presented included, stops working.
+        pub async fn change_password(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ChangePasswordRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ChangePasswordResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/grimos.auth.v1.AuthService/ChangePassword",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("grimos.auth.v1.AuthService", "ChangePassword"));
+            self.inner.unary(req, path, codec).await
+        }
         /// ValidateToken checks an access token and returns who holds it and what they may do.
         /// Services call it for every authenticated request.
         pub async fn validate_token(
@@ -477,6 +537,20 @@ pub mod auth_service_server {
             request: tonic::Request<super::RevokeTokenRequest>,
         ) -> std::result::Result<
             tonic::Response<super::RevokeTokenResponse>,
+            tonic::Status,
+        >;
+        /// ChangePassword replaces the caller's password. The caller is named by the bearer
+        /// access token (`authorization: Bearer <access token>`). The current password is checked
+        /// under the same per-email throttling as Login (a wrong one is UNAUTHENTICATED, too many
+        /// RESOURCE_EXHAUSTED); the new one follows CreateUser's rules (INVALID_ARGUMENT). On
+        /// success every session of the user ends, the caller's included, and the answer carries
+        /// the tokens of a new session for the caller: every other token of the user, the ones
+        /// this call presented included, stops working.
+        async fn change_password(
+            &self,
+            request: tonic::Request<super::ChangePasswordRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ChangePasswordResponse>,
             tonic::Status,
         >;
         /// ValidateToken checks an access token and returns who holds it and what they may do.
@@ -714,6 +788,51 @@ pub mod auth_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RevokeTokenSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/grimos.auth.v1.AuthService/ChangePassword" => {
+                    #[allow(non_camel_case_types)]
+                    struct ChangePasswordSvc<T: AuthService>(pub Arc<T>);
+                    impl<
+                        T: AuthService,
+                    > tonic::server::UnaryService<super::ChangePasswordRequest>
+                    for ChangePasswordSvc<T> {
+                        type Response = super::ChangePasswordResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ChangePasswordRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AuthService>::change_password(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ChangePasswordSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -1,3 +1,277 @@
+impl serde::Serialize for ChangePasswordRequest {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.current_password.is_empty() {
+            len += 1;
+        }
+        if !self.new_password.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("grimos.auth.v1.ChangePasswordRequest", len)?;
+        if !self.current_password.is_empty() {
+            struct_ser.serialize_field("currentPassword", &self.current_password)?;
+        }
+        if !self.new_password.is_empty() {
+            struct_ser.serialize_field("newPassword", &self.new_password)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ChangePasswordRequest {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "current_password",
+            "currentPassword",
+            "new_password",
+            "newPassword",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            CurrentPassword,
+            NewPassword,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "currentPassword" | "current_password" => Ok(GeneratedField::CurrentPassword),
+                            "newPassword" | "new_password" => Ok(GeneratedField::NewPassword),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ChangePasswordRequest;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct grimos.auth.v1.ChangePasswordRequest")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ChangePasswordRequest, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut current_password__ = None;
+                let mut new_password__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::CurrentPassword => {
+                            if current_password__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("currentPassword"));
+                            }
+                            current_password__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::NewPassword => {
+                            if new_password__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("newPassword"));
+                            }
+                            new_password__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(ChangePasswordRequest {
+                    current_password: current_password__.unwrap_or_default(),
+                    new_password: new_password__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("grimos.auth.v1.ChangePasswordRequest", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for ChangePasswordResponse {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.access_token.is_empty() {
+            len += 1;
+        }
+        if !self.refresh_token.is_empty() {
+            len += 1;
+        }
+        if !self.user_id.is_empty() {
+            len += 1;
+        }
+        if self.expire_time.is_some() {
+            len += 1;
+        }
+        if self.refresh_token_expire_time.is_some() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("grimos.auth.v1.ChangePasswordResponse", len)?;
+        if !self.access_token.is_empty() {
+            struct_ser.serialize_field("accessToken", &self.access_token)?;
+        }
+        if !self.refresh_token.is_empty() {
+            struct_ser.serialize_field("refreshToken", &self.refresh_token)?;
+        }
+        if !self.user_id.is_empty() {
+            struct_ser.serialize_field("userId", &self.user_id)?;
+        }
+        if let Some(v) = self.expire_time.as_ref() {
+            struct_ser.serialize_field("expireTime", v)?;
+        }
+        if let Some(v) = self.refresh_token_expire_time.as_ref() {
+            struct_ser.serialize_field("refreshTokenExpireTime", v)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ChangePasswordResponse {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "access_token",
+            "accessToken",
+            "refresh_token",
+            "refreshToken",
+            "user_id",
+            "userId",
+            "expire_time",
+            "expireTime",
+            "refresh_token_expire_time",
+            "refreshTokenExpireTime",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            AccessToken,
+            RefreshToken,
+            UserId,
+            ExpireTime,
+            RefreshTokenExpireTime,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "accessToken" | "access_token" => Ok(GeneratedField::AccessToken),
+                            "refreshToken" | "refresh_token" => Ok(GeneratedField::RefreshToken),
+                            "userId" | "user_id" => Ok(GeneratedField::UserId),
+                            "expireTime" | "expire_time" => Ok(GeneratedField::ExpireTime),
+                            "refreshTokenExpireTime" | "refresh_token_expire_time" => Ok(GeneratedField::RefreshTokenExpireTime),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ChangePasswordResponse;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct grimos.auth.v1.ChangePasswordResponse")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ChangePasswordResponse, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut access_token__ = None;
+                let mut refresh_token__ = None;
+                let mut user_id__ = None;
+                let mut expire_time__ = None;
+                let mut refresh_token_expire_time__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::AccessToken => {
+                            if access_token__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("accessToken"));
+                            }
+                            access_token__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::RefreshToken => {
+                            if refresh_token__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("refreshToken"));
+                            }
+                            refresh_token__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::UserId => {
+                            if user_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("userId"));
+                            }
+                            user_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::ExpireTime => {
+                            if expire_time__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("expireTime"));
+                            }
+                            expire_time__ = map_.next_value()?;
+                        }
+                        GeneratedField::RefreshTokenExpireTime => {
+                            if refresh_token_expire_time__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("refreshTokenExpireTime"));
+                            }
+                            refresh_token_expire_time__ = map_.next_value()?;
+                        }
+                    }
+                }
+                Ok(ChangePasswordResponse {
+                    access_token: access_token__.unwrap_or_default(),
+                    refresh_token: refresh_token__.unwrap_or_default(),
+                    user_id: user_id__.unwrap_or_default(),
+                    expire_time: expire_time__,
+                    refresh_token_expire_time: refresh_token_expire_time__,
+                })
+            }
+        }
+        deserializer.deserialize_struct("grimos.auth.v1.ChangePasswordResponse", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for CheckPermissionRequest {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>

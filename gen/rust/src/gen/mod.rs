@@ -5,12 +5,16 @@ pub mod grimos {
         pub mod v1 {
             include!("grimos.auth.v1.rs");
             include!("grimos.auth.v1.serde.rs");
+            #[cfg(feature = "gateway")]
+            include!("grimos.auth.v1.gateway.rs");
         }
     }
     pub mod user {
         pub mod v1 {
             include!("grimos.user.v1.rs");
             include!("grimos.user.v1.serde.rs");
+            #[cfg(feature = "gateway")]
+            include!("grimos.user.v1.gateway.rs");
         }
     }
 }

@@ -78,6 +78,20 @@ pub trait Store: Send + Sync + 'static {
     /// The credential with this (lower-cased) email.
     async fn credential_by_email(&self, email: &str) -> Result<Option<Credential>>;
 
+    /// The credential of user `user_id`.
+    async fn credential_by_user_id(&self, user_id: &str) -> Result<Option<Credential>>;
+
+    /// Replaces user `user_id`'s password hash and ends every live session of the user, in
+    /// one transaction, writing a session revocation for each that expires at
+    /// `now + revocation_ttl`: the revocations, or `None` if the user has no credential.
+    async fn change_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        now: i64,
+        revocation_ttl: i64,
+    ) -> Result<Option<Vec<Revocation>>>;
+
     /// Deletes a user's credential, sessions and refresh tokens, and records `revocation`
     /// for their access tokens, in one transaction. False if there was no credential.
     async fn delete_credential(&self, user_id: &str, revocation: &Revocation) -> Result<bool>;

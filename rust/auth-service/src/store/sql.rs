@@ -217,6 +217,65 @@ impl<DB: Backend> Store for SqlStore<DB> {
         row.as_ref().map(credential_from).transpose()
     }
 
+    async fn credential_by_user_id(&self, user_id: &str) -> Result<Option<Credential>> {
+        let row = DB::query(
+            "SELECT user_id, email, password_hash, roles, create_time FROM credentials WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(credential_from).transpose()
+    }
+
+    async fn change_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        now: i64,
+        revocation_ttl: i64,
+    ) -> Result<Option<Vec<Revocation>>> {
+        let mut tx = DB::begin_write(&self.pool).await?;
+        // On PostgreSQL this locks the credential first: a deletion or another change of the
+        // same user waits, and so does a new session's foreign-key check, which then sees the
+        // session it adds survive (a login that had checked the old password just before).
+        let updated = DB::query("UPDATE credentials SET password_hash = $2 WHERE user_id = $1")
+            .bind(user_id)
+            .bind(password_hash)
+            .execute(&mut *tx)
+            .await?;
+        if updated == 0 {
+            return Ok(None);
+        }
+        let live = DB::query(
+            "SELECT id FROM sessions WHERE user_id = $1 AND revoke_time IS NULL AND expire_time > $2 ORDER BY id",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut revocations = Vec::with_capacity(live.len());
+        for row in live {
+            let session_id: String = row.column(0)?;
+            // Each under its lock, as every change to a session is; one ended meanwhile stays
+            // as it is.
+            let locked = DB::query(DB::LOCK_SESSION)
+                .bind(session_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let still_live = match &locked {
+                Some(row) => row.column::<Option<i64>>(4)?.is_none(),
+                None => false,
+            };
+            if still_live {
+                revocations.push(
+                    Self::revoke_session_in(&mut tx, &session_id, now, revocation_ttl).await?,
+                );
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(revocations))
+    }
+
     async fn delete_credential(&self, user_id: &str, revocation: &Revocation) -> Result<bool> {
         let mut tx = DB::begin_write(&self.pool).await?;
         // Deletes (cascade) its sessions, then their tokens; on PostgreSQL it locks them in that

@@ -22,15 +22,12 @@ use serde_json::{Map, Value, json};
 use crate::annotations::{Annotations, HttpRule, field_behavior};
 use crate::http_rules::{self, Auth, Success};
 
-mod paths;
 mod schemas;
-mod types;
 
-use paths::{Bound, openapi_path};
-use schemas::{any_schema, is_repeated_scalar, is_scalar, status_schema};
-use types::Types;
-
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+use crate::Result;
+use crate::binding::{Bound, is_scalar, openapi_path, query_fields};
+use crate::types::Types;
+use schemas::{any_schema, status_schema};
 
 /// The name of the security scheme of bearer-token operations.
 const BEARER: &str = "bearer";
@@ -212,34 +209,24 @@ impl<'a> Builder<'_, 'a> {
             parameters.push(parameter);
         }
         let body = http.body.as_str();
-        if body != "*" {
-            for field in &input.field {
-                let top = field.name();
-                if top == body || path_fields.contains(top) {
-                    continue;
-                }
-                if !is_scalar(field) && !is_repeated_scalar(field) {
-                    return Err(format!(
-                        "{rpc}: the request field {top} is left to the query string, which takes scalars only"
-                    )
-                    .into());
-                }
-                let mut parameter = json!({
-                    "name": field.json_name(),
-                    "in": "query",
-                    "schema": self.constrained_schema(method.input_type(), field)?,
-                });
-                if self.annotations.has_behavior(
-                    &format!("{}.{top}", method.input_type()),
-                    field_behavior::REQUIRED,
-                ) {
-                    parameter["required"] = true.into();
-                }
-                if let Some(description) = self.field_comment(method.input_type(), field)? {
-                    parameter["description"] = description.into();
-                }
-                parameters.push(parameter);
+        let path_field_names: Vec<&str> = path_fields.iter().map(String::as_str).collect();
+        for field in query_fields(rpc, input, body, &path_field_names)? {
+            let top = field.name();
+            let mut parameter = json!({
+                "name": field.json_name(),
+                "in": "query",
+                "schema": self.constrained_schema(method.input_type(), field)?,
+            });
+            if self.annotations.has_behavior(
+                &format!("{}.{top}", method.input_type()),
+                field_behavior::REQUIRED,
+            ) {
+                parameter["required"] = true.into();
             }
+            if let Some(description) = self.field_comment(method.input_type(), field)? {
+                parameter["description"] = description.into();
+            }
+            parameters.push(parameter);
         }
         if !parameters.is_empty() {
             operation.insert("parameters".into(), Value::Array(parameters));

@@ -19,27 +19,7 @@ impl<'a> Builder<'_, 'a> {
         path: &str,
         rpc: &str,
     ) -> Result<(&'a FieldDescriptorProto, String)> {
-        let mut message = root.to_owned();
-        let mut segments = path.split('.').peekable();
-        while let Some(segment) = segments.next() {
-            let (descriptor, _) = self.types.message(&message)?;
-            let field = descriptor
-                .field
-                .iter()
-                .find(|field| field.name() == segment)
-                .ok_or_else(|| format!("{rpc}: {message} has no field {segment} (path {path})"))?;
-            if segments.peek().is_none() {
-                return Ok((field, message));
-            }
-            if field.r#type() != Type::Message || field.label() == Label::Repeated {
-                return Err(format!(
-                    "{rpc}: {path} goes through {segment}, which is not a message"
-                )
-                .into());
-            }
-            message = field.type_name().to_owned();
-        }
-        Err(format!("{rpc}: empty field path").into())
+        crate::binding::field_at(self.types, root, path, rpc)
     }
 
     pub(super) fn field_comment(
@@ -263,24 +243,6 @@ pub(super) fn well_known(type_name: &str) -> Option<Value> {
 
 /// A field that is one scalar in JSON: a number, string, bool or enum, or a well-known type
 /// written as a string (`Timestamp`, `Duration`, `FieldMask`).
-pub(super) fn is_scalar(field: &FieldDescriptorProto) -> bool {
-    field.label() != Label::Repeated
-        && match field.r#type() {
-            Type::Message => matches!(
-                field.type_name(),
-                ".google.protobuf.Timestamp"
-                    | ".google.protobuf.Duration"
-                    | ".google.protobuf.FieldMask"
-            ),
-            Type::Group => false,
-            _ => true,
-        }
-}
-
-pub(super) fn is_repeated_scalar(field: &FieldDescriptorProto) -> bool {
-    field.label() == Label::Repeated && !matches!(field.r#type(), Type::Message | Type::Group)
-}
-
 /// The error body: `google.rpc.Status` in proto3 JSON, as user-service writes it (all three
 /// fields always present).
 pub(super) fn status_schema() -> Value {

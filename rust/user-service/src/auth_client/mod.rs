@@ -68,7 +68,7 @@ pub use address::AuthAddress;
 
 use cache::{VALIDATION_CACHE_CAPACITY, Validations};
 use discovery::AbortOnDrop;
-use outgoing::Outgoing;
+pub(crate) use outgoing::Outgoing;
 use retry::Idempotency;
 
 /// How long a call may take when the configuration does not say.
@@ -113,7 +113,9 @@ impl std::error::Error for TransportError {
     }
 }
 
-type Intercepted = InterceptedService<Transport, Outgoing>;
+/// The generated client of auth-service as this client calls it (deadline, request id and, on
+/// the service client, the service credential added by [`outgoing`]).
+pub(crate) type Intercepted = InterceptedService<Transport, Outgoing>;
 
 /// How to reach auth-service.
 #[derive(Clone)]
@@ -298,6 +300,45 @@ impl AuthClient {
         .await
     }
 
+    /// An end user's call passed on to auth-service as it came: the message, and the caller's
+    /// `authorization` metadata (their bearer token, for rpcs that authenticate the caller),
+    /// on the one call path. `call` sends it with the generated client: how the edge
+    /// `AuthService` forwards an rpc that needs nothing of user-service.
+    ///
+    /// It is retried only when it provably was not processed, as any call that may change
+    /// something.
+    pub(crate) async fn forward<T, R, F>(
+        &self,
+        rpc: &'static str,
+        request: tonic::Request<T>,
+        call: impl Fn(AuthServiceClient<Intercepted>, tonic::Request<T>) -> F,
+    ) -> Result<R, Status>
+    where
+        T: Clone,
+        F: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let authorization = request.metadata().get("authorization").cloned();
+        let message = request.into_inner();
+        self.call(rpc, Idempotency::Write, || {
+            let mut outgoing = tonic::Request::new(message.clone());
+            if let Some(value) = &authorization {
+                outgoing
+                    .metadata_mut()
+                    .insert("authorization", value.clone());
+            }
+            call(self.user.clone(), outgoing)
+        })
+        .await
+    }
+
+    /// Forgets every cached `ValidateToken` answer of `user_id`: after auth-service revoked
+    /// the user's tokens through this client.
+    pub fn forget_user(&self, user_id: &str) {
+        if let Some(validations) = &self.validations {
+            validations.forget(|answer| answer.user_id == user_id);
+        }
+    }
+
     /// `RefreshToken`: exchanges a refresh token for new (rotated) tokens.
     pub async fn refresh_token(
         &self,
@@ -376,9 +417,7 @@ impl AuthClient {
                 async move { auth.delete_credential(request).await }
             })
             .await;
-        if let Some(validations) = &self.validations {
-            validations.forget(|answer| answer.user_id == user_id);
-        }
+        self.forget_user(user_id);
         result
     }
 

@@ -10,7 +10,7 @@ use tonic::{Request, Status};
 
 /// The interceptor of one of the client's generated clients.
 #[derive(Clone)]
-pub(super) struct Outgoing {
+pub(crate) struct Outgoing {
     /// `AUTH_CLIENT_DEADLINE`.
     deadline: Duration,
     /// What the client presents as `authorization`.

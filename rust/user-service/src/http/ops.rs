@@ -8,10 +8,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use grimos_proto::gateway::HttpError;
 use grimos_server::health::Draining;
 use tonic::Status;
 
-use super::error::HttpError;
 use crate::service::Users;
 
 #[derive(Clone)]

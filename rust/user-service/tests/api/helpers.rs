@@ -267,6 +267,26 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `GET /v1/users/me` with the bearer `access_token`.
+    pub async fn me_with(&self, access_token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url("/v1/users/me"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/auth/refresh` with `refresh_token`.
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/auth/refresh"))
+            .json(&json!({ "refreshToken": refresh_token }))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Signs a user up (gRPC) and logs in (HTTP).
     pub async fn sign_up(&self, email: &str) -> Session {
         let user = self

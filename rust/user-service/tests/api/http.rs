@@ -68,13 +68,7 @@ async fn login_refresh_and_logout_over_http() {
     let error = expect_http_error(response, 401, 16).await;
     assert_eq!(error["message"], "invalid email or password");
 
-    let response = app
-        .http
-        .post(app.url("/v1/auth/refresh"))
-        .json(&json!({"refreshToken": ada.refresh_token}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.refresh(&ada.refresh_token).await;
     assert_eq!(response.status(), 200);
     let refreshed: Value = response.json().await.unwrap();
     let new_access = refreshed["accessToken"].as_str().unwrap().to_owned();
@@ -88,23 +82,11 @@ async fn login_refresh_and_logout_over_http() {
         .await
         .unwrap();
     assert_eq!(response.status(), 204);
-    let response = app
-        .http
-        .get(app.url("/v1/users/me"))
-        .bearer_auth(&new_access)
-        .send()
-        .await
-        .unwrap();
+    let response = app.me_with(&new_access).await;
     expect_http_error(response, 401, 16).await;
     // The rotated refresh token is spent: presenting it again is refused (and, as reuse,
     // ends the session).
-    let response = app
-        .http
-        .post(app.url("/v1/auth/refresh"))
-        .json(&json!({"refreshToken": ada.refresh_token}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.refresh(&ada.refresh_token).await;
     expect_http_error(response, 401, 16).await;
     // Neither a body token nor a bearer: 401.
     let response = app

@@ -206,6 +206,74 @@ class RevokeTokenResponse(_message.Message):
 Global___RevokeTokenResponse: _TypeAlias = RevokeTokenResponse  # noqa: Y015
 
 @_typing.final
+class ChangePasswordRequest(_message.Message):
+    """ChangePasswordRequest carries the caller's current password and the new one."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
+    NEW_PASSWORD_FIELD_NUMBER: _builtins.int
+    current_password: _builtins.str
+    """The caller's password now."""
+    new_password: _builtins.str
+    """The password to set: at least 8 characters, at most 1024 bytes."""
+    def __init__(
+        self,
+        *,
+        current_password: _builtins.str = ...,
+        new_password: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_password", b"current_password", "new_password", b"new_password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangePasswordRequest: _TypeAlias = ChangePasswordRequest  # noqa: Y015
+
+@_typing.final
+class ChangePasswordResponse(_message.Message):
+    """ChangePasswordResponse carries the tokens of the caller's new session."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
+    REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    REFRESH_TOKEN_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    access_token: _builtins.str
+    """A signed JWT access token of the new session."""
+    refresh_token: _builtins.str
+    """The new session's refresh token; keep it secret."""
+    user_id: _builtins.str
+    """The id of the user whose password changed."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the access token expires."""
+
+    @_builtins.property
+    def refresh_token_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the refresh token, and so the new session, expires."""
+
+    def __init__(
+        self,
+        *,
+        access_token: _builtins.str = ...,
+        refresh_token: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        refresh_token_expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "refresh_token_expire_time", b"refresh_token_expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "expire_time", b"expire_time", "refresh_token", b"refresh_token", "refresh_token_expire_time", b"refresh_token_expire_time", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangePasswordResponse: _TypeAlias = ChangePasswordResponse  # noqa: Y015
+
+@_typing.final
 class ValidateTokenRequest(_message.Message):
     """ValidateTokenRequest carries the access token to check."""
 

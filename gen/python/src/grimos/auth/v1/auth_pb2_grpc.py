@@ -54,6 +54,11 @@ class AuthServiceStub:
                 request_serializer=grimos_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=grimos_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenResponse.FromString,
                 _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/grimos.auth.v1.AuthService/ChangePassword',
+                request_serializer=grimos_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=grimos_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
         self.ValidateToken = channel.unary_unary(
                 '/grimos.auth.v1.AuthService/ValidateToken',
                 request_serializer=grimos_dot_auth_dot_v1_dot_auth__pb2.ValidateTokenRequest.SerializeToString,
@@ -114,6 +119,19 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChangePassword(self, request, context):
+        """ChangePassword replaces the caller's password. The caller is named by the bearer
+        access token (`authorization: Bearer <access token>`). The current password is checked
+        under the same per-email throttling as Login (a wrong one is UNAUTHENTICATED, too many
+        RESOURCE_EXHAUSTED); the new one follows CreateUser's rules (INVALID_ARGUMENT). On
+        success every session of the user ends, the caller's included, and the answer carries
+        the tokens of a new session for the caller: every other token of the user, the ones
+        this call presented included, stops working.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ValidateToken(self, request, context):
         """ValidateToken checks an access token and returns who holds it and what they may do.
         Services call it for every authenticated request.
@@ -162,6 +180,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=grimos_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenRequest.FromString,
                     response_serializer=grimos_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=grimos_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=grimos_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.SerializeToString,
             ),
             'ValidateToken': grpc.unary_unary_rpc_method_handler(
                     servicer.ValidateToken,
@@ -270,6 +293,33 @@ class AuthService:
             '/grimos.auth.v1.AuthService/RevokeToken',
             grimos_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenRequest.SerializeToString,
             grimos_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grimos.auth.v1.AuthService/ChangePassword',
+            grimos_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+            grimos_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,

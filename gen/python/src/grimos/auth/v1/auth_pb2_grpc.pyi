@@ -56,6 +56,15 @@ class AuthServiceStub:
     the others. Callers must hold the token; an invalid, expired or already revoked
     token is UNAUTHENTICATED.
     """
+    ChangePassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ChangePasswordRequest, _auth_pb2.ChangePasswordResponse]
+    """ChangePassword replaces the caller's password. The caller is named by the bearer
+    access token (`authorization: Bearer <access token>`). The current password is checked
+    under the same per-email throttling as Login (a wrong one is UNAUTHENTICATED, too many
+    RESOURCE_EXHAUSTED); the new one follows CreateUser's rules (INVALID_ARGUMENT). On
+    success every session of the user ends, the caller's included, and the answer carries
+    the tokens of a new session for the caller: every other token of the user, the ones
+    this call presented included, stops working.
+    """
     ValidateToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ValidateTokenRequest, _auth_pb2.ValidateTokenResponse]
     """ValidateToken checks an access token and returns who holds it and what they may do.
     Services call it for every authenticated request.
@@ -98,6 +107,15 @@ class AuthServiceAsyncStub(AuthServiceStub):
     revocation applies at once on the replica that served the call and within 5 s on
     the others. Callers must hold the token; an invalid, expired or already revoked
     token is UNAUTHENTICATED.
+    """
+    ChangePassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.ChangePasswordRequest, _auth_pb2.ChangePasswordResponse]  # type: ignore[assignment]
+    """ChangePassword replaces the caller's password. The caller is named by the bearer
+    access token (`authorization: Bearer <access token>`). The current password is checked
+    under the same per-email throttling as Login (a wrong one is UNAUTHENTICATED, too many
+    RESOURCE_EXHAUSTED); the new one follows CreateUser's rules (INVALID_ARGUMENT). On
+    success every session of the user ends, the caller's included, and the answer carries
+    the tokens of a new session for the caller: every other token of the user, the ones
+    this call presented included, stops working.
     """
     ValidateToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.ValidateTokenRequest, _auth_pb2.ValidateTokenResponse]  # type: ignore[assignment]
     """ValidateToken checks an access token and returns who holds it and what they may do.
@@ -156,6 +174,21 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         revocation applies at once on the replica that served the call and within 5 s on
         the others. Callers must hold the token; an invalid, expired or already revoked
         token is UNAUTHENTICATED.
+        """
+
+    @_abc_1.abstractmethod
+    def ChangePassword(
+        self,
+        request: _auth_pb2.ChangePasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ChangePasswordResponse, _abc.Awaitable[_auth_pb2.ChangePasswordResponse]]:
+        """ChangePassword replaces the caller's password. The caller is named by the bearer
+        access token (`authorization: Bearer <access token>`). The current password is checked
+        under the same per-email throttling as Login (a wrong one is UNAUTHENTICATED, too many
+        RESOURCE_EXHAUSTED); the new one follows CreateUser's rules (INVALID_ARGUMENT). On
+        success every session of the user ends, the caller's included, and the answer carries
+        the tokens of a new session for the caller: every other token of the user, the ones
+        this call presented included, stops working.
         """
 
     @_abc_1.abstractmethod

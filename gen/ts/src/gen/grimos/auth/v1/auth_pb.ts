@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file grimos/auth/v1/auth.proto.
  */
 export const file_grimos_auth_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("Chlncmltb3MvYXV0aC92MS9hdXRoLnByb3RvEg5ncmltb3MuYXV0aC52MSI7CgxMb2dpblJlcXVlc3QSEwoFZW1haWwYASABKAlCBOJBAQISFgoIcGFzc3dvcmQYAiABKAlCBOJBAQIizAEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSDwoHdXNlcl9pZBgDIAEoCRIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcm9sZXMYBiADKAkiMgoTUmVmcmVzaFRva2VuUmVxdWVzdBIbCg1yZWZyZXNoX3Rva2VuGAEgASgJQgTiQQECIsQBChRSZWZyZXNoVG9rZW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdXNlcl9pZBgFIAEoCSIjChJSZXZva2VUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkiKQoTUmV2b2tlVG9rZW5SZXNwb25zZRISCgpzZXNzaW9uX2lkGAEgASgJIjIKFFZhbGlkYXRlVG9rZW5SZXF1ZXN0EhoKDGFjY2Vzc190b2tlbhgBIAEoCUIE4kEBAiKRAQoVVmFsaWRhdGVUb2tlblJlc3BvbnNlEg8KB3VzZXJfaWQYASABKAkSDQoFcm9sZXMYAiADKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3Blcm1pc3Npb25zGAQgAygJEhIKCnNlc3Npb25faWQYBSABKAkiTgoWQ2hlY2tQZXJtaXNzaW9uUmVxdWVzdBIaCgxhY2Nlc3NfdG9rZW4YASABKAlCBOJBAQISGAoKcGVybWlzc2lvbhgCIAEoCUIE4kEBAiIqChdDaGVja1Blcm1pc3Npb25SZXNwb25zZRIPCgdhbGxvd2VkGAEgASgIIl0KF0NyZWF0ZUNyZWRlbnRpYWxSZXF1ZXN0EhUKB3VzZXJfaWQYASABKAlCBOJBAQISEwoFZW1haWwYAiABKAlCBOJBAQISFgoIcGFzc3dvcmQYAyABKAlCBOJBAQIiKQoYQ3JlYXRlQ3JlZGVudGlhbFJlc3BvbnNlEg0KBXJvbGVzGAEgAygJIjAKF0RlbGV0ZUNyZWRlbnRpYWxSZXF1ZXN0EhUKB3VzZXJfaWQYASABKAlCBOJBAQIiGgoYRGVsZXRlQ3JlZGVudGlhbFJlc3BvbnNlMuoFCgtBdXRoU2VydmljZRJfCgVMb2dpbhIcLmdyaW1vcy5hdXRoLnYxLkxvZ2luUmVxdWVzdBodLmdyaW1vcy5hdXRoLnYxLkxvZ2luUmVzcG9uc2UiGYLT5JMCEzoBKiIOL3YxL2F1dGgvbG9naW4SdgoMUmVmcmVzaFRva2VuEiMuZ3JpbW9zLmF1dGgudjEuUmVmcmVzaFRva2VuUmVxdWVzdBokLmdyaW1vcy5hdXRoLnYxLlJlZnJlc2hUb2tlblJlc3BvbnNlIhuC0+STAhU6ASoiEC92MS9hdXRoL3JlZnJlc2gScgoLUmV2b2tlVG9rZW4SIi5ncmltb3MuYXV0aC52MS5SZXZva2VUb2tlblJlcXVlc3QaIy5ncmltb3MuYXV0aC52MS5SZXZva2VUb2tlblJlc3BvbnNlIhqC0+STAhQ6ASoiDy92MS9hdXRoL2xvZ291dBJcCg1WYWxpZGF0ZVRva2VuEiQuZ3JpbW9zLmF1dGgudjEuVmFsaWRhdGVUb2tlblJlcXVlc3QaJS5ncmltb3MuYXV0aC52MS5WYWxpZGF0ZVRva2VuUmVzcG9uc2USYgoPQ2hlY2tQZXJtaXNzaW9uEiYuZ3JpbW9zLmF1dGgudjEuQ2hlY2tQZXJtaXNzaW9uUmVxdWVzdBonLmdyaW1vcy5hdXRoLnYxLkNoZWNrUGVybWlzc2lvblJlc3BvbnNlEmUKEENyZWF0ZUNyZWRlbnRpYWwSJy5ncmltb3MuYXV0aC52MS5DcmVhdGVDcmVkZW50aWFsUmVxdWVzdBooLmdyaW1vcy5hdXRoLnYxLkNyZWF0ZUNyZWRlbnRpYWxSZXNwb25zZRJlChBEZWxldGVDcmVkZW50aWFsEicuZ3JpbW9zLmF1dGgudjEuRGVsZXRlQ3JlZGVudGlhbFJlcXVlc3QaKC5ncmltb3MuYXV0aC52MS5EZWxldGVDcmVkZW50aWFsUmVzcG9uc2ViBnByb3RvMw", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+  fileDesc("Chlncmltb3MvYXV0aC92MS9hdXRoLnByb3RvEg5ncmltb3MuYXV0aC52MSI7CgxMb2dpblJlcXVlc3QSEwoFZW1haWwYASABKAlCBOJBAQISFgoIcGFzc3dvcmQYAiABKAlCBOJBAQIizAEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSDwoHdXNlcl9pZBgDIAEoCRIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcm9sZXMYBiADKAkiMgoTUmVmcmVzaFRva2VuUmVxdWVzdBIbCg1yZWZyZXNoX3Rva2VuGAEgASgJQgTiQQECIsQBChRSZWZyZXNoVG9rZW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdXNlcl9pZBgFIAEoCSIjChJSZXZva2VUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkiKQoTUmV2b2tlVG9rZW5SZXNwb25zZRISCgpzZXNzaW9uX2lkGAEgASgJIlMKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIeChBjdXJyZW50X3Bhc3N3b3JkGAEgASgJQgTiQQECEhoKDG5ld19wYXNzd29yZBgCIAEoCUIE4kEBAiLGAQoWQ2hhbmdlUGFzc3dvcmRSZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEi8KC2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI9ChlyZWZyZXNoX3Rva2VuX2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIyChRWYWxpZGF0ZVRva2VuUmVxdWVzdBIaCgxhY2Nlc3NfdG9rZW4YASABKAlCBOJBAQIikQEKFVZhbGlkYXRlVG9rZW5SZXNwb25zZRIPCgd1c2VyX2lkGAEgASgJEg0KBXJvbGVzGAIgAygJEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtwZXJtaXNzaW9ucxgEIAMoCRISCgpzZXNzaW9uX2lkGAUgASgJIk4KFkNoZWNrUGVybWlzc2lvblJlcXVlc3QSGgoMYWNjZXNzX3Rva2VuGAEgASgJQgTiQQECEhgKCnBlcm1pc3Npb24YAiABKAlCBOJBAQIiKgoXQ2hlY2tQZXJtaXNzaW9uUmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCCJdChdDcmVhdGVDcmVkZW50aWFsUmVxdWVzdBIVCgd1c2VyX2lkGAEgASgJQgTiQQECEhMKBWVtYWlsGAIgASgJQgTiQQECEhYKCHBhc3N3b3JkGAMgASgJQgTiQQECIikKGENyZWF0ZUNyZWRlbnRpYWxSZXNwb25zZRINCgVyb2xlcxgBIAMoCSIwChdEZWxldGVDcmVkZW50aWFsUmVxdWVzdBIVCgd1c2VyX2lkGAEgASgJQgTiQQECIhoKGERlbGV0ZUNyZWRlbnRpYWxSZXNwb25zZTLpBgoLQXV0aFNlcnZpY2USXwoFTG9naW4SHC5ncmltb3MuYXV0aC52MS5Mb2dpblJlcXVlc3QaHS5ncmltb3MuYXV0aC52MS5Mb2dpblJlc3BvbnNlIhmC0+STAhM6ASoiDi92MS9hdXRoL2xvZ2luEnYKDFJlZnJlc2hUb2tlbhIjLmdyaW1vcy5hdXRoLnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaJC5ncmltb3MuYXV0aC52MS5SZWZyZXNoVG9rZW5SZXNwb25zZSIbgtPkkwIVOgEqIhAvdjEvYXV0aC9yZWZyZXNoEnIKC1Jldm9rZVRva2VuEiIuZ3JpbW9zLmF1dGgudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GiMuZ3JpbW9zLmF1dGgudjEuUmV2b2tlVG9rZW5SZXNwb25zZSIagtPkkwIUOgEqIg8vdjEvYXV0aC9sb2dvdXQSfQoOQ2hhbmdlUGFzc3dvcmQSJS5ncmltb3MuYXV0aC52MS5DaGFuZ2VQYXNzd29yZFJlcXVlc3QaJi5ncmltb3MuYXV0aC52MS5DaGFuZ2VQYXNzd29yZFJlc3BvbnNlIhyC0+STAhY6ASoiES92MS9hdXRoL3Bhc3N3b3JkElwKDVZhbGlkYXRlVG9rZW4SJC5ncmltb3MuYXV0aC52MS5WYWxpZGF0ZVRva2VuUmVxdWVzdBolLmdyaW1vcy5hdXRoLnYxLlZhbGlkYXRlVG9rZW5SZXNwb25zZRJiCg9DaGVja1Blcm1pc3Npb24SJi5ncmltb3MuYXV0aC52MS5DaGVja1Blcm1pc3Npb25SZXF1ZXN0GicuZ3JpbW9zLmF1dGgudjEuQ2hlY2tQZXJtaXNzaW9uUmVzcG9uc2USZQoQQ3JlYXRlQ3JlZGVudGlhbBInLmdyaW1vcy5hdXRoLnYxLkNyZWF0ZUNyZWRlbnRpYWxSZXF1ZXN0GiguZ3JpbW9zLmF1dGgudjEuQ3JlYXRlQ3JlZGVudGlhbFJlc3BvbnNlEmUKEERlbGV0ZUNyZWRlbnRpYWwSJy5ncmltb3MuYXV0aC52MS5EZWxldGVDcmVkZW50aWFsUmVxdWVzdBooLmdyaW1vcy5hdXRoLnYxLkRlbGV0ZUNyZWRlbnRpYWxSZXNwb25zZWIGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
 
 /**
  * LoginRequest carries the credentials to check.
@@ -215,6 +215,83 @@ export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__P
   messageDesc(file_grimos_auth_v1_auth, 5);
 
 /**
+ * ChangePasswordRequest carries the caller's current password and the new one.
+ *
+ * @generated from message grimos.auth.v1.ChangePasswordRequest
+ */
+export type ChangePasswordRequest = Message<"grimos.auth.v1.ChangePasswordRequest"> & {
+  /**
+   * The caller's password now.
+   *
+   * @generated from field: string current_password = 1;
+   */
+  currentPassword: string;
+
+  /**
+   * The password to set: at least 8 characters, at most 1024 bytes.
+   *
+   * @generated from field: string new_password = 2;
+   */
+  newPassword: string;
+};
+
+/**
+ * Describes the message grimos.auth.v1.ChangePasswordRequest.
+ * Use `create(ChangePasswordRequestSchema)` to create a new message.
+ */
+export const ChangePasswordRequestSchema: GenMessage<ChangePasswordRequest> = /*@__PURE__*/
+  messageDesc(file_grimos_auth_v1_auth, 6);
+
+/**
+ * ChangePasswordResponse carries the tokens of the caller's new session.
+ *
+ * @generated from message grimos.auth.v1.ChangePasswordResponse
+ */
+export type ChangePasswordResponse = Message<"grimos.auth.v1.ChangePasswordResponse"> & {
+  /**
+   * A signed JWT access token of the new session.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * The new session's refresh token; keep it secret.
+   *
+   * @generated from field: string refresh_token = 2;
+   */
+  refreshToken: string;
+
+  /**
+   * The id of the user whose password changed.
+   *
+   * @generated from field: string user_id = 3;
+   */
+  userId: string;
+
+  /**
+   * When the access token expires.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 4;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * When the refresh token, and so the new session, expires.
+   *
+   * @generated from field: google.protobuf.Timestamp refresh_token_expire_time = 5;
+   */
+  refreshTokenExpireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message grimos.auth.v1.ChangePasswordResponse.
+ * Use `create(ChangePasswordResponseSchema)` to create a new message.
+ */
+export const ChangePasswordResponseSchema: GenMessage<ChangePasswordResponse> = /*@__PURE__*/
+  messageDesc(file_grimos_auth_v1_auth, 7);
+
+/**
  * ValidateTokenRequest carries the access token to check.
  *
  * @generated from message grimos.auth.v1.ValidateTokenRequest
@@ -233,7 +310,7 @@ export type ValidateTokenRequest = Message<"grimos.auth.v1.ValidateTokenRequest"
  * Use `create(ValidateTokenRequestSchema)` to create a new message.
  */
 export const ValidateTokenRequestSchema: GenMessage<ValidateTokenRequest> = /*@__PURE__*/
-  messageDesc(file_grimos_auth_v1_auth, 6);
+  messageDesc(file_grimos_auth_v1_auth, 8);
 
 /**
  * ValidateTokenResponse describes the holder of a valid access token.
@@ -284,7 +361,7 @@ export type ValidateTokenResponse = Message<"grimos.auth.v1.ValidateTokenRespons
  * Use `create(ValidateTokenResponseSchema)` to create a new message.
  */
 export const ValidateTokenResponseSchema: GenMessage<ValidateTokenResponse> = /*@__PURE__*/
-  messageDesc(file_grimos_auth_v1_auth, 7);
+  messageDesc(file_grimos_auth_v1_auth, 9);
 
 /**
  * CheckPermissionRequest asks whether a token's holder holds one permission.
@@ -312,7 +389,7 @@ export type CheckPermissionRequest = Message<"grimos.auth.v1.CheckPermissionRequ
  * Use `create(CheckPermissionRequestSchema)` to create a new message.
  */
 export const CheckPermissionRequestSchema: GenMessage<CheckPermissionRequest> = /*@__PURE__*/
-  messageDesc(file_grimos_auth_v1_auth, 8);
+  messageDesc(file_grimos_auth_v1_auth, 10);
 
 /**
  * CheckPermissionResponse answers a CheckPermissionRequest.
@@ -333,7 +410,7 @@ export type CheckPermissionResponse = Message<"grimos.auth.v1.CheckPermissionRes
  * Use `create(CheckPermissionResponseSchema)` to create a new message.
  */
 export const CheckPermissionResponseSchema: GenMessage<CheckPermissionResponse> = /*@__PURE__*/
-  messageDesc(file_grimos_auth_v1_auth, 9);
+  messageDesc(file_grimos_auth_v1_auth, 11);
 
 /**
  * CreateCredentialRequest carries a new user's credential.
@@ -368,7 +445,7 @@ export type CreateCredentialRequest = Message<"grimos.auth.v1.CreateCredentialRe
  * Use `create(CreateCredentialRequestSchema)` to create a new message.
  */
 export const CreateCredentialRequestSchema: GenMessage<CreateCredentialRequest> = /*@__PURE__*/
-  messageDesc(file_grimos_auth_v1_auth, 10);
+  messageDesc(file_grimos_auth_v1_auth, 12);
 
 /**
  * CreateCredentialResponse tells which roles the new credential holds.
@@ -389,7 +466,7 @@ export type CreateCredentialResponse = Message<"grimos.auth.v1.CreateCredentialR
  * Use `create(CreateCredentialResponseSchema)` to create a new message.
  */
 export const CreateCredentialResponseSchema: GenMessage<CreateCredentialResponse> = /*@__PURE__*/
-  messageDesc(file_grimos_auth_v1_auth, 11);
+  messageDesc(file_grimos_auth_v1_auth, 13);
 
 /**
  * DeleteCredentialRequest names the credential to delete.
@@ -410,7 +487,7 @@ export type DeleteCredentialRequest = Message<"grimos.auth.v1.DeleteCredentialRe
  * Use `create(DeleteCredentialRequestSchema)` to create a new message.
  */
 export const DeleteCredentialRequestSchema: GenMessage<DeleteCredentialRequest> = /*@__PURE__*/
-  messageDesc(file_grimos_auth_v1_auth, 12);
+  messageDesc(file_grimos_auth_v1_auth, 14);
 
 /**
  * DeleteCredentialResponse is empty: the credential is gone.
@@ -425,7 +502,7 @@ export type DeleteCredentialResponse = Message<"grimos.auth.v1.DeleteCredentialR
  * Use `create(DeleteCredentialResponseSchema)` to create a new message.
  */
 export const DeleteCredentialResponseSchema: GenMessage<DeleteCredentialResponse> = /*@__PURE__*/
-  messageDesc(file_grimos_auth_v1_auth, 13);
+  messageDesc(file_grimos_auth_v1_auth, 15);
 
 /**
  * AuthService owns credentials, roles and tokens.
@@ -475,6 +552,22 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof RevokeTokenRequestSchema;
     output: typeof RevokeTokenResponseSchema;
+  },
+  /**
+   * ChangePassword replaces the caller's password. The caller is named by the bearer
+   * access token (`authorization: Bearer <access token>`). The current password is checked
+   * under the same per-email throttling as Login (a wrong one is UNAUTHENTICATED, too many
+   * RESOURCE_EXHAUSTED); the new one follows CreateUser's rules (INVALID_ARGUMENT). On
+   * success every session of the user ends, the caller's included, and the answer carries
+   * the tokens of a new session for the caller: every other token of the user, the ones
+   * this call presented included, stops working.
+   *
+   * @generated from rpc grimos.auth.v1.AuthService.ChangePassword
+   */
+  changePassword: {
+    methodKind: "unary";
+    input: typeof ChangePasswordRequestSchema;
+    output: typeof ChangePasswordResponseSchema;
   },
   /**
    * ValidateToken checks an access token and returns who holds it and what they may do.

@@ -1,4 +1,4 @@
-//! JSON bodies of the `/v1` routes: requests and responses in the proto3 JSON mapping of the
+//! JSON bodies of the routes: requests and responses in the proto3 JSON mapping of the
 //! generated messages (their pbjson impls), read within the body limit, and rejected with the
 //! contract's error body ([`HttpError`]).
 
@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::Status;
 
 use super::error::{HttpError, json_response};
 
@@ -82,16 +81,11 @@ pub fn body_limit() -> DefaultBodyLimit {
 
 impl From<BytesRejection> for HttpError {
     fn from(rejection: BytesRejection) -> Self {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::payload_too_large()
-        } else if grimos_server::is_body_timeout(&rejection) {
-            Self::request_timeout()
-        } else {
-            Self::from(Status::invalid_argument(format!(
-                "cannot read request body: {}",
-                rejection.body_text()
-            )))
-        }
+        Self::body_unreadable(
+            rejection.status() == StatusCode::PAYLOAD_TOO_LARGE,
+            &rejection,
+            rejection.body_text(),
+        )
     }
 }
 
@@ -172,6 +166,7 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::*;
+    use crate::gateway::error::tests::parts;
 
     #[derive(Debug, Default, PartialEq, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -209,23 +204,6 @@ mod tests {
         let (status, content_type, body) = parts(response).await;
         assert_eq!(content_type.as_deref(), Some("application/json"));
         (status, body)
-    }
-
-    /// Splits a response into its HTTP status, content type and parsed JSON body.
-    async fn parts(response: Response) -> (StatusCode, Option<String>, Value) {
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_owned());
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (
-            status,
-            content_type,
-            serde_json::from_slice(&bytes).unwrap(),
-        )
     }
 
     #[tokio::test]

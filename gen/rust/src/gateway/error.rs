@@ -2,18 +2,20 @@
 //!
 //! It owns the one mapping from a `tonic::Status` to the contract's HTTP status and
 //! `{"code","message","details"}` body, which the JSON extractor's rejections ([`super::json`])
-//! use too. It never invents messages for failures of the service layer: the gRPC handlers
-//! already hide internals behind "internal error", so a status message is passed through
-//! unchanged. It logs nothing: a 5xx is logged once, where its cause is known. A client
-//! mistake (bad JSON, an unknown field, an oversized body, an unknown path) never becomes a
-//! 500.
+//! and the binding errors ([`super::bind`]) use too. It never invents messages for failures of
+//! the service layer: the gRPC handlers already hide internals behind "internal error", so a
+//! status message is passed through unchanged. It logs nothing: a 5xx is logged once, where
+//! its cause is known. A client mistake (bad JSON, an unknown field, an oversized body, an
+//! unknown path) never becomes a 500.
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderValue};
+use prost::Message;
 use serde_json::{Map, Value, json};
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetail, FieldViolation, LocalizedMessage, StatusExt};
+
+use crate::google::rpc;
 
 /// The contract's HTTP status for a gRPC status code.
 ///
@@ -85,13 +87,31 @@ impl HttpError {
         }
     }
 
+    /// The answer to a request body that could not be read: 413 past the limit, 408 when it
+    /// did not arrive in time ([`is_body_timeout`]), else 400.
+    pub fn body_unreadable(
+        too_large: bool,
+        error: &(dyn std::error::Error + 'static),
+        text: impl std::fmt::Display,
+    ) -> Self {
+        if too_large {
+            Self::payload_too_large()
+        } else if is_body_timeout(error) {
+            Self::request_timeout()
+        } else {
+            Self::from(Status::invalid_argument(format!(
+                "cannot read request body: {text}"
+            )))
+        }
+    }
+
     /// A 500 that says nothing about its cause; the caller logs the cause first.
-    pub(super) fn internal() -> Self {
+    pub(crate) fn internal() -> Self {
         Self::from(Status::internal("internal error"))
     }
 
     /// A 400 (code 3) for a body that is not the JSON the route expects.
-    pub(super) fn invalid_json(error: impl std::fmt::Display) -> Self {
+    pub(crate) fn invalid_json(error: impl std::fmt::Display) -> Self {
         Self::from(Status::invalid_argument(format!(
             "invalid JSON body: {error}"
         )))
@@ -118,149 +138,69 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// The status's `google.rpc` error details in proto3 JSON, each with its `@type`.
+/// The status's `google.rpc` error details in proto3 JSON, each with its `@type`: the pbjson
+/// impls of the generated `google.rpc` types, decoded from the status's details.
 ///
 /// `DebugInfo` is left out on purpose: it exists to carry stack traces and internals, which
-/// must not reach HTTP clients. Detail types this crate does not know are left out as well.
+/// must not reach HTTP clients. Detail types that are not `google.rpc` error details, and
+/// details that do not decode, are left out as well.
 fn details_json(status: &Status) -> Vec<Value> {
-    status
-        .get_error_details_vec()
-        .into_iter()
-        .filter_map(|detail| detail_json(&detail))
-        .collect()
+    if status.details().is_empty() {
+        return Vec::new();
+    }
+    let Ok(decoded) = rpc::Status::decode(status.details()) else {
+        return Vec::new();
+    };
+    decoded.details.iter().filter_map(detail_json).collect()
 }
 
-/// One error detail in proto3 JSON, or `None` for a type that is not rendered.
-fn detail_json(detail: &ErrorDetail) -> Option<Value> {
+/// The `@type` prefix of every `google.rpc` error detail.
+const RPC_TYPE_URL: &str = "type.googleapis.com/google.rpc.";
+
+/// One error detail in proto3 JSON with its `@type`, if it is a type rendered to clients.
+fn detail_json(any: &pbjson_types::Any) -> Option<Value> {
+    let name = any.type_url.strip_prefix(RPC_TYPE_URL)?;
+    let fields = match name {
+        "ErrorInfo" => fields::<rpc::ErrorInfo>(&any.value),
+        "RetryInfo" => fields::<rpc::RetryInfo>(&any.value),
+        "QuotaFailure" => fields::<rpc::QuotaFailure>(&any.value),
+        "PreconditionFailure" => fields::<rpc::PreconditionFailure>(&any.value),
+        "BadRequest" => fields::<rpc::BadRequest>(&any.value),
+        "RequestInfo" => fields::<rpc::RequestInfo>(&any.value),
+        "ResourceInfo" => fields::<rpc::ResourceInfo>(&any.value),
+        "Help" => fields::<rpc::Help>(&any.value),
+        "LocalizedMessage" => fields::<rpc::LocalizedMessage>(&any.value),
+        // DebugInfo, and anything else: not for clients.
+        _ => None,
+    }?;
     let mut object = Map::new();
-    match detail {
-        ErrorDetail::BadRequest(bad_request) => {
-            object.insert("@type".into(), tonic_types::BadRequest::TYPE_URL.into());
-            let violations: Vec<Value> = bad_request
-                .field_violations
-                .iter()
-                .map(field_violation_json)
-                .collect();
-            insert_list(&mut object, "fieldViolations", violations);
-        }
-        ErrorDetail::RetryInfo(retry_info) => {
-            object.insert("@type".into(), tonic_types::RetryInfo::TYPE_URL.into());
-            if let Some(delay) = retry_info.retry_delay {
-                object.insert("retryDelay".into(), duration_json(delay).into());
-            }
-        }
-        ErrorDetail::ErrorInfo(error_info) => {
-            object.insert("@type".into(), tonic_types::ErrorInfo::TYPE_URL.into());
-            insert_string(&mut object, "reason", &error_info.reason);
-            insert_string(&mut object, "domain", &error_info.domain);
-            if !error_info.metadata.is_empty() {
-                let metadata: Map<String, Value> = error_info
-                    .metadata
-                    .iter()
-                    .map(|(key, value)| (key.clone(), Value::from(value.as_str())))
-                    .collect();
-                object.insert("metadata".into(), Value::Object(metadata));
-            }
-        }
-        ErrorDetail::PreconditionFailure(failure) => {
-            object.insert(
-                "@type".into(),
-                tonic_types::PreconditionFailure::TYPE_URL.into(),
-            );
-            let violations: Vec<Value> = failure
-                .violations
-                .iter()
-                .map(|violation| {
-                    let mut entry = Map::new();
-                    insert_string(&mut entry, "type", &violation.r#type);
-                    insert_string(&mut entry, "subject", &violation.subject);
-                    insert_string(&mut entry, "description", &violation.description);
-                    Value::Object(entry)
-                })
-                .collect();
-            insert_list(&mut object, "violations", violations);
-        }
-        ErrorDetail::ResourceInfo(info) => {
-            object.insert("@type".into(), tonic_types::ResourceInfo::TYPE_URL.into());
-            insert_string(&mut object, "resourceType", &info.resource_type);
-            insert_string(&mut object, "resourceName", &info.resource_name);
-            insert_string(&mut object, "owner", &info.owner);
-            insert_string(&mut object, "description", &info.description);
-        }
-        ErrorDetail::Help(help) => {
-            object.insert("@type".into(), tonic_types::Help::TYPE_URL.into());
-            let links: Vec<Value> = help
-                .links
-                .iter()
-                .map(|link| {
-                    let mut entry = Map::new();
-                    insert_string(&mut entry, "description", &link.description);
-                    insert_string(&mut entry, "url", &link.url);
-                    Value::Object(entry)
-                })
-                .collect();
-            insert_list(&mut object, "links", links);
-        }
-        ErrorDetail::LocalizedMessage(message) => {
-            object.insert("@type".into(), LocalizedMessage::TYPE_URL.into());
-            object.extend(localized_message_fields(message));
-        }
-        _ => return None,
-    }
+    object.insert("@type".into(), any.type_url.clone().into());
+    object.extend(fields);
     Some(Value::Object(object))
 }
 
-/// One `google.rpc.BadRequest.FieldViolation` in proto3 JSON.
-fn field_violation_json(violation: &FieldViolation) -> Value {
-    let mut entry = Map::new();
-    insert_string(&mut entry, "field", &violation.field);
-    insert_string(&mut entry, "description", &violation.description);
-    insert_string(&mut entry, "reason", &violation.reason);
-    if let Some(message) = &violation.localized_message {
-        let fields = localized_message_fields(message);
-        if !fields.is_empty() {
-            entry.insert("localizedMessage".into(), Value::Object(fields));
+/// The proto3 JSON fields of an encoded `T` (its pbjson impl), or `None` if it does not decode.
+fn fields<T: Message + Default + serde::Serialize>(bytes: &[u8]) -> Option<Map<String, Value>> {
+    let message = T::decode(bytes).ok()?;
+    match serde_json::to_value(&message).ok()? {
+        Value::Object(fields) => Some(fields),
+        _ => None,
+    }
+}
+
+/// Whether `error`, from reading a request body, is the body's deadline passing: a
+/// `DEADLINE_EXCEEDED` `tonic::Status` at any depth of its source chain, which is how a server's
+/// body deadline ends the body (`grimos_server::DeadlineBody`; tonic answers gRPC calls with
+/// that status the same way). The client was too slow, so this is a 408, not a 504.
+pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(status) = error.downcast_ref::<Status>() {
+            return status.code() == Code::DeadlineExceeded;
         }
+        current = error.source();
     }
-    Value::Object(entry)
-}
-
-/// The non-empty fields of a `google.rpc.LocalizedMessage`.
-fn localized_message_fields(message: &LocalizedMessage) -> Map<String, Value> {
-    let mut fields = Map::new();
-    insert_string(&mut fields, "locale", &message.locale);
-    insert_string(&mut fields, "message", &message.message);
-    fields
-}
-
-/// Adds a string field unless it is empty, as proto3 JSON omits default values.
-fn insert_string(object: &mut Map<String, Value>, name: &str, value: &str) {
-    if !value.is_empty() {
-        object.insert(name.into(), value.into());
-    }
-}
-
-/// Adds a repeated field unless it is empty, as proto3 JSON omits default values.
-fn insert_list(object: &mut Map<String, Value>, name: &str, values: Vec<Value>) {
-    if !values.is_empty() {
-        object.insert(name.into(), Value::Array(values));
-    }
-}
-
-/// A `google.protobuf.Duration` in proto3 JSON: seconds with 0, 3, 6 or 9 fractional digits
-/// and an `s` suffix, such as "12s" or "1.500s".
-fn duration_json(duration: std::time::Duration) -> String {
-    let seconds = duration.as_secs();
-    let nanos = duration.subsec_nanos();
-    if nanos == 0 {
-        format!("{seconds}s")
-    } else if nanos.is_multiple_of(1_000_000) {
-        format!("{seconds}.{:03}s", nanos / 1_000_000)
-    } else if nanos.is_multiple_of(1_000) {
-        format!("{seconds}.{:06}s", nanos / 1_000)
-    } else {
-        format!("{seconds}.{nanos:09}s")
-    }
+    false
 }
 
 /// The answer to an HTTP/JSON request that ran past `GRIMOS_REQUEST_TIMEOUT`: 504 (code 4).
@@ -280,7 +220,7 @@ pub async fn method_not_allowed() -> HttpError {
 }
 
 /// A response with `status` and an already serialized JSON `body`.
-pub(super) fn json_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
     response
         .headers_mut()
@@ -289,18 +229,18 @@ pub(super) fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use std::collections::HashMap;
     use std::time::Duration;
 
-    use tonic_types::ErrorDetails;
+    use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 
     use super::*;
 
     /// Splits a response into its HTTP status, content type and parsed JSON body.
-    async fn parts(response: Response) -> (StatusCode, Option<String>, Value) {
+    pub(crate) async fn parts(response: Response) -> (StatusCode, Option<String>, Value) {
         let status = response.status();
         let content_type = response
             .headers()
@@ -458,5 +398,27 @@ mod tests {
             body,
             json!({"code": 5, "message": "no route for this path", "details": []})
         );
+    }
+
+    #[test]
+    fn a_deadline_exceeded_status_in_a_body_error_is_the_body_timeout() {
+        #[derive(Debug)]
+        struct Wrapper(Box<dyn std::error::Error + Send + Sync>);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "reading the body failed")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(self.0.as_ref())
+            }
+        }
+        let late = Wrapper(Box::new(Status::deadline_exceeded("late")));
+        assert!(is_body_timeout(&late));
+        let other = Wrapper(Box::new(Status::internal("broken")));
+        assert!(!is_body_timeout(&other));
+        let io = std::io::Error::other("reset");
+        assert!(!is_body_timeout(&io));
     }
 }

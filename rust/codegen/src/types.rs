@@ -5,36 +5,36 @@ use std::collections::HashMap;
 
 use prost_types::{DescriptorProto, EnumDescriptorProto, FileDescriptorProto};
 
-use super::Result;
+use crate::Result;
 
 /// A message or enum of the descriptor set, with what the document needs of it.
-pub(super) struct Type_<'a> {
+pub(crate) struct Type_<'a> {
     /// The message, if it is one.
-    pub(super) message: Option<&'a DescriptorProto>,
+    pub(crate) message: Option<&'a DescriptorProto>,
     /// The enum, if it is one.
-    pub(super) enumeration: Option<&'a EnumDescriptorProto>,
+    pub(crate) enumeration: Option<&'a EnumDescriptorProto>,
     /// Its leading comment.
-    pub(super) comment: Option<String>,
+    pub(crate) comment: Option<String>,
     /// The leading comments of its fields (messages) or values (enums), by index.
-    pub(super) member_comments: Vec<Option<String>>,
+    pub(crate) member_comments: Vec<Option<String>>,
 }
 
 /// Every message and enum of a descriptor set, by fully-qualified name (`.pkg.Message`).
-pub(super) struct Types<'a> {
-    pub(super) types: HashMap<String, Type_<'a>>,
-    pub(super) services: Vec<Service<'a>>,
+pub(crate) struct Types<'a> {
+    pub(crate) types: HashMap<String, Type_<'a>>,
+    pub(crate) services: Vec<Service<'a>>,
 }
 
 /// A service of a file to generate, with its comments.
-pub(super) struct Service<'a> {
-    pub(super) package: &'a str,
-    pub(super) name: &'a str,
-    pub(super) comment: Option<String>,
-    pub(super) methods: Vec<(&'a prost_types::MethodDescriptorProto, Option<String>)>,
+pub(crate) struct Service<'a> {
+    pub(crate) package: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) comment: Option<String>,
+    pub(crate) methods: Vec<(&'a prost_types::MethodDescriptorProto, Option<String>)>,
 }
 
 impl<'a> Types<'a> {
-    pub(super) fn new(files: &'a [FileDescriptorProto], to_generate: &[String]) -> Self {
+    pub(crate) fn new(files: &'a [FileDescriptorProto], to_generate: &[String]) -> Self {
         let mut types = HashMap::new();
         let mut services = Vec::new();
         for file in files {
@@ -72,13 +72,13 @@ impl<'a> Types<'a> {
         Self { types, services }
     }
 
-    pub(super) fn get(&self, name: &str) -> Result<&Type_<'a>> {
+    pub(crate) fn get(&self, name: &str) -> Result<&Type_<'a>> {
         self.types
             .get(name)
             .ok_or_else(|| format!("type {name} is not in the descriptor set").into())
     }
 
-    pub(super) fn message(&self, name: &str) -> Result<(&'a DescriptorProto, &Type_<'a>)> {
+    pub(crate) fn message(&self, name: &str) -> Result<(&'a DescriptorProto, &Type_<'a>)> {
         let found = self.get(name)?;
         let message = found
             .message
@@ -87,11 +87,11 @@ impl<'a> Types<'a> {
     }
 }
 
-pub(super) fn index(i: usize) -> i32 {
+pub(crate) fn index(i: usize) -> i32 {
     i32::try_from(i).unwrap_or(i32::MAX)
 }
 
-pub(super) fn add_message<'a>(
+pub(crate) fn add_message<'a>(
     types: &mut HashMap<String, Type_<'a>>,
     comments: &Comments,
     scope: &str,
@@ -131,7 +131,7 @@ pub(super) fn add_message<'a>(
     );
 }
 
-pub(super) fn add_enum<'a>(
+pub(crate) fn add_enum<'a>(
     types: &mut HashMap<String, Type_<'a>>,
     comments: &Comments,
     scope: &str,
@@ -153,10 +153,10 @@ pub(super) fn add_enum<'a>(
 }
 
 /// The leading comments of a file's elements, by their source-info path.
-pub(super) struct Comments(HashMap<Vec<i32>, String>);
+pub(crate) struct Comments(HashMap<Vec<i32>, String>);
 
 impl Comments {
-    pub(super) fn of(file: &FileDescriptorProto) -> Self {
+    pub(crate) fn of(file: &FileDescriptorProto) -> Self {
         let mut comments = HashMap::new();
         for location in file.source_code_info.iter().flat_map(|info| &info.location) {
             if let Some(text) = &location.leading_comments {
@@ -174,7 +174,7 @@ impl Comments {
         Self(comments)
     }
 
-    pub(super) fn get(&self, path: &[i32]) -> Option<String> {
+    pub(crate) fn get(&self, path: &[i32]) -> Option<String> {
         self.0.get(path).cloned()
     }
 }
