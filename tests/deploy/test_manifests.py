@@ -142,22 +142,29 @@ def test_services_run_the_images_user_and_entrypoints_with_grpc_probes_on_their_
     assert specs["user-service"]["containers"][0]["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
-def request_timeout_seconds() -> int:
-    """GRIMOS_REQUEST_TIMEOUT's default in the code: how long a stop waits for calls in flight."""
-    source = (ROOT / "rust" / "server" / "src" / "limits.rs").read_text()
-    found = re.search(r'env = "GRIMOS_REQUEST_TIMEOUT", default_value = "(\d+)s"', source)
-    assert found, "GRIMOS_REQUEST_TIMEOUT's default is no longer a whole number of seconds"
-    return int(found.group(1))
+def limit_seconds(setting: str, container: dict[str, Any]) -> int:
+    """A GRIMOS_* limit in whole seconds: the container's value, else the code's default."""
+    value = env_of(container).get(setting)
+    if value is None:
+        source = (ROOT / "rust" / "server" / "src" / "limits.rs").read_text()
+        found = re.search(rf'env = "{setting}", default_value = "([^"]+)"', source)
+        assert found, f"{setting} has no default in limits.rs"
+        value = found.group(1)
+    assert re.fullmatch(r"\d+s", value), f"{setting}={value} is not a whole number of seconds"
+    return int(value[:-1])
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_grace_period_covers_the_pre_stop_sleep_and_calls_in_flight(rendered: dict[str, pathlib.Path], overlay: str) -> None:
+def test_the_grace_period_covers_the_pre_stop_sleep_the_drain_and_calls_in_flight(rendered: dict[str, pathlib.Path], overlay: str) -> None:
     specs = pods(objects(rendered[overlay]))
     for name in SERVICES:
         pod = specs[name]
-        sleep = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+        container = pod["containers"][0]
+        sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
         assert sleep >= 5, name
-        assert pod["terminationGracePeriodSeconds"] >= sleep + request_timeout_seconds() + 5, name
+        drain = limit_seconds("GRIMOS_DRAIN_GRACE", container)
+        in_flight = limit_seconds("GRIMOS_REQUEST_TIMEOUT", container)
+        assert pod["terminationGracePeriodSeconds"] >= sleep + drain + in_flight + 5, name
 
 
 def test_production_runs_three_auth_replicas_headless_and_two_to_ten_user_replicas(rendered: dict[str, pathlib.Path]) -> None:
