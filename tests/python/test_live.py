@@ -117,3 +117,80 @@ def test_every_http_operation_reaches_its_rpc_and_agrees_with_grpc() -> None:
             )
             assert body["code"] == code.value[0], f"{verb} {path}: {body}"
             assert isinstance(body["message"], str) and isinstance(body["details"], list)
+
+
+def post_json(path: str, body: dict[str, Any], token: str = "") -> tuple[int, dict[str, Any]]:
+    """POST `body` to `path` over HTTP/JSON: the status and the JSON answer."""
+    request = urllib.request.Request(
+        base_url() + path, data=json.dumps(body).encode(), method="POST"
+    )
+    request.add_header("content-type", "application/json")
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_user_changes_their_password_over_grpc_and_over_http() -> None:
+    from grimos.auth.v1 import auth_pb2_grpc
+    from grimos.user.v1 import user_pb2_grpc
+
+    email = f"change-{os.getpid()}@example.com"
+    first, second, third = "first password", "second password", "third password"
+    target = base_url().split("://", 1)[1]
+    with grpc.insecure_channel(target) as channel:
+        users = user_pb2_grpc.UserServiceStub(channel)
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+        users.CreateUser(
+            user_pb2.CreateUserRequest(email=email, password=first, display_name="Changer"),
+            timeout=TIMEOUT_SECONDS,
+        )
+        login = auth.Login(auth_pb2.LoginRequest(email=email, password=first), timeout=TIMEOUT_SECONDS)
+
+        # Over gRPC with the generated client: the bearer names the caller.
+        changed = auth.ChangePassword(
+            auth_pb2.ChangePasswordRequest(current_password=first, new_password=second),
+            metadata=(("authorization", f"Bearer {login.access_token}"),),
+            timeout=TIMEOUT_SECONDS,
+        )
+        assert changed.user_id == login.user_id and changed.access_token
+        # The new session works; the old one and the old password do not.
+        me = users.GetCurrentUser(
+            user_pb2.GetCurrentUserRequest(),
+            metadata=(("authorization", f"Bearer {changed.access_token}"),),
+            timeout=TIMEOUT_SECONDS,
+        )
+        assert me.user.email == email
+        try:
+            users.GetCurrentUser(
+                user_pb2.GetCurrentUserRequest(),
+                metadata=(("authorization", f"Bearer {login.access_token}"),),
+                timeout=TIMEOUT_SECONDS,
+            )
+            raise AssertionError("the old session still works")
+        except grpc.RpcError as error:
+            assert isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.UNAUTHENTICATED
+        try:
+            auth.Login(auth_pb2.LoginRequest(email=email, password=first), timeout=TIMEOUT_SECONDS)
+            raise AssertionError("the old password still logs in")
+        except grpc.RpcError as error:
+            assert isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    # Over HTTP/JSON: POST /v1/auth/password with the new session's bearer token.
+    status, body = post_json(
+        "/v1/auth/password",
+        {"currentPassword": second, "newPassword": third},
+        changed.access_token,
+    )
+    assert status == 200, body
+    assert body["userId"] == login.user_id and body["accessToken"]
+    status, body = post_json("/v1/auth/login", {"email": email, "password": third})
+    assert status == 200, body
+    # A wrong current password is the login's 401, with the JSON error body.
+    status, body = post_json(
+        "/v1/auth/password", {"currentPassword": "not it at all", "newPassword": first}, body["accessToken"]
+    )
+    assert status == 401 and body["code"] == 16, body
