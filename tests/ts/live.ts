@@ -89,3 +89,33 @@ for (const [path, item] of Object.entries(document.paths)) {
 }
 assert.ok(checked > 0, "the served document has no operations");
 console.log(`typescript live test: ${checked} passed, 0 failed`);
+
+// ChangePassword end to end with the generated client, over gRPC-Web (as a browser would) and
+// gRPC: the new session works, the old one and the old password do not.
+{
+  const email = `change-ts-${process.pid}@example.com`;
+  const web = createGrpcWebTransport({ baseUrl });
+  const users = createClient(UserService, web);
+  const auth = createClient(AuthService, web);
+  await users.createUser({ email, password: "first password", displayName: "Changer" });
+  const login = await auth.login({ email, password: "first password" });
+  const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+  const changed = await auth.changePassword(
+    { currentPassword: "first password", newPassword: "second password" },
+    bearer(login.accessToken),
+  );
+  assert.equal(changed.userId, login.userId);
+  const grpcUsers = createClient(UserService, createGrpcTransport({ baseUrl }));
+  const me = await grpcUsers.getCurrentUser({}, bearer(changed.accessToken));
+  assert.equal(me.user?.email, email);
+  await assert.rejects(grpcUsers.getCurrentUser({}, bearer(login.accessToken)), (error: unknown) => {
+    assert.equal(ConnectError.from(error).code, Code.Unauthenticated);
+    return true;
+  });
+  await assert.rejects(auth.login({ email, password: "first password" }), (error: unknown) => {
+    assert.equal(ConnectError.from(error).code, Code.Unauthenticated);
+    return true;
+  });
+  await auth.login({ email, password: "second password" });
+  console.log("typescript live test: ChangePassword over gRPC-Web and gRPC passed");
+}
