@@ -5,6 +5,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Every line a binary wrote to stderr so far.
 pub type Log = Arc<Mutex<Vec<String>>>;
@@ -88,4 +89,32 @@ pub async fn exited(mut child: Child) -> ExitStatus {
 pub async fn stop_with(child: Child, signal: &str) -> ExitStatus {
     self::signal(&child, signal);
     exited(child).await
+}
+
+/// How long a binary may take to exit once it should.
+const EXIT_WITHIN: Duration = Duration::from_secs(5);
+
+/// Waits for `child`, sent SIGTERM at `signalled`, to exit cleanly once its drain `grace` has
+/// passed, and not long after.
+pub async fn exits_after_the_grace(child: Child, signalled: Instant, grace: Duration) {
+    let exit = exited(child).await;
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+    let took = signalled.elapsed();
+    assert!(
+        took >= grace && took < grace + EXIT_WITHIN,
+        "exited {took:?} after SIGTERM, with a drain grace of {grace:?}"
+    );
+}
+
+/// Sends SIGINT (Ctrl-C) to `child` and asserts that it exits cleanly at once, whatever its
+/// drain grace.
+pub async fn stops_at_once_on_sigint(child: Child) {
+    let start = Instant::now();
+    let exit = stop_with(child, "-INT").await;
+    assert!(exit.success(), "clean exit on SIGINT: {exit:?}");
+    assert!(
+        start.elapsed() < EXIT_WITHIN,
+        "SIGINT took {:?}",
+        start.elapsed()
+    );
 }
