@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use auth_service::{App, Config};
 use grimos_proto::auth::v1 as pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
+use grimos_test_support::metrics::sample;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// `GET /metrics` over plain HTTP/1.1: the status line and the body.
@@ -21,21 +22,6 @@ async fn scrape(addr: SocketAddr) -> (String, String) {
     tcp.read_to_string(&mut answer).await.unwrap();
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     (head.lines().next().unwrap().to_owned(), body.to_owned())
-}
-
-/// The value of `name{labels}` in Prometheus text (the sample may have other labels too).
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?;
-        let (set, value) = match rest.strip_prefix('{') {
-            Some(labelled) => labelled.split_once("} ")?,
-            None => ("", rest.strip_prefix(' ')?),
-        };
-        labels
-            .iter()
-            .all(|(k, v)| set.split(',').any(|pair| pair == format!("{k}=\"{v}\"")))
-            .then(|| value.trim().parse().unwrap())
-    })
 }
 
 #[tokio::test]
