@@ -64,13 +64,21 @@ pub async fn track(State(server): State<&'static str>, request: Request, next: N
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
-    let path = request.uri().path().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let method = request.method().as_str().to_owned();
+    // Only the labels this kind of request is recorded with are copied out of it.
+    let (path, route, method) = if grpc {
+        (
+            request.uri().path().to_owned(),
+            String::new(),
+            String::new(),
+        )
+    } else {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str)
+            .to_owned();
+        (String::new(), route, request.method().as_str().to_owned())
+    };
     let response = next.run(request).await;
     let seconds = start.elapsed().as_secs_f64();
     if grpc {
