@@ -8,8 +8,12 @@
 //!   the server's connection-limit answer; see `retry`) closes that endpoint's gate before
 //!   the error reaches the caller: from then on the endpoint reports itself not ready, so the
 //!   balancer cannot pick it, and the retry goes elsewhere. The discovery task is told
-//!   ([`Ejection`]) and treats the endpoint as one that failed its health check: it is out
+//!   ([`Report`]) and treats the endpoint as one that failed its health check: it is out
 //!   until a check passes, when a fresh service (a new connection) takes its place.
+//! - **Served on probation.** When no endpoint passes its health check, the discovery task
+//!   keeps them all in rotation, each on probation; the first call one of them serves is
+//!   reported too, and that endpoint is back in rotation at once rather than at its next
+//!   check, so the calls stop going to the ones still down.
 //! - **Load.** tonic's endpoints all report a load of zero, so its "power of two choices" is
 //!   a random pick. Ours report their calls in flight, so of two random endpoints the less
 //!   busy one is picked, and an endpoint that stopped answering (a partition, not a refusal)
@@ -50,15 +54,24 @@ pub(super) type BalancedChannel = Buffer<Request, BoxFuture>;
 /// A change to the balancer's set of endpoints, keyed by `host:port`.
 pub(super) type EndpointChange = Change<String, EndpointService>;
 
-/// An endpoint ejected after a call that was not processed.
+/// What a call showed about its endpoint's service, reported to the discovery task.
 #[derive(Debug)]
-pub(super) struct Ejection {
+pub(super) struct Report {
     /// The endpoint's key.
     pub(super) key: String,
-    /// The service that was ejected, to tell it from a newer one under the same key.
+    /// The service the call went through, to tell it from a newer one under the same key.
     pub(super) gate: Gate,
-    /// Why (a `retry` reason: `connect`, `goaway`, ...).
-    pub(super) reason: &'static str,
+    pub(super) outcome: Outcome,
+}
+
+/// See [`Report`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// A call was not processed; the service was ejected. Why: a `retry` reason (`connect`,
+    /// `goaway`, ...).
+    Ejected(&'static str),
+    /// The service, inserted on probation, served a call (once per service).
+    Served,
 }
 
 /// The balanced channel, fed by the changes sent to the returned sender; ejections are sent to
@@ -87,19 +100,37 @@ impl tokio_stream::Stream for Changes {
     }
 }
 
-/// Whether one endpoint service has been ejected; shared between the service and its
-/// [`Ejection`], and compared by identity.
+/// Whether one endpoint service has been ejected, and whether it is on probation (its
+/// endpoint failed its last health check); shared between the service and its [`Report`]s,
+/// and compared by identity.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Gate(Arc<AtomicBool>);
+pub(super) struct Gate(Arc<GateState>);
+
+#[derive(Debug, Default)]
+struct GateState {
+    closed: AtomicBool,
+    probation: AtomicBool,
+}
 
 impl Gate {
     fn close(&self) -> bool {
-        !self.0.swap(true, Ordering::AcqRel)
+        !self.0.closed.swap(true, Ordering::AcqRel)
     }
 
     /// Whether the service of this gate was ejected.
     pub(super) fn is_closed(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.closed.load(Ordering::Acquire)
+    }
+
+    /// Puts the service on probation: its next served call is reported.
+    pub(super) fn begin_probation(&self) {
+        self.0.probation.store(true, Ordering::Release);
+    }
+
+    /// Ends the probation; whether it was on (so exactly one caller reports it).
+    fn end_probation(&self) -> bool {
+        // The load keeps the hot path (a healthy endpoint) free of a contended write.
+        self.0.probation.load(Ordering::Relaxed) && self.0.probation.swap(false, Ordering::AcqRel)
     }
 
     /// Whether `self` and `other` are the gate of the same service.
@@ -115,25 +146,31 @@ pub(super) struct EndpointService {
     gate: Gate,
     in_flight: Arc<AtomicUsize>,
     calls: metrics::Counter,
-    ejections: mpsc::UnboundedSender<Ejection>,
+    reports: mpsc::UnboundedSender<Report>,
 }
 
 impl EndpointService {
-    /// A fresh service (its own connection, made on the first call) for `endpoint`.
+    /// A fresh service (its own connection, made on the first call) for `endpoint`, on
+    /// probation when its endpoint failed its last health check.
     pub(super) fn new(
         key: String,
         endpoint: &Endpoint,
-        ejections: mpsc::UnboundedSender<Ejection>,
+        probation: bool,
+        reports: mpsc::UnboundedSender<Report>,
     ) -> Self {
         let calls =
             metrics::counter!("auth_client_endpoint_calls_total", "endpoint" => key.clone());
+        let gate = Gate::default();
+        if probation {
+            gate.begin_probation();
+        }
         Self {
             key,
             channel: endpoint.connect_lazy(),
-            gate: Gate::default(),
+            gate,
             in_flight: Arc::new(AtomicUsize::new(0)),
             calls,
-            ejections,
+            reports,
         }
     }
 
@@ -166,10 +203,10 @@ impl Service<Request> for EndpointService {
         self.calls.increment(1);
         let in_flight = InFlight::start(&self.in_flight);
         let call = self.channel.call(request);
-        let eject = Eject {
+        let reporter = Reporter {
             key: self.key.clone(),
             gate: self.gate.clone(),
-            ejections: self.ejections.clone(),
+            reports: self.reports.clone(),
         };
         Box::pin(async move {
             let result = call.await.map_err(BoxError::from);
@@ -177,7 +214,7 @@ impl Service<Request> for EndpointService {
             match &result {
                 Err(error) => {
                     if let Some(reason) = retry::not_processed(error.as_ref()) {
-                        eject.eject(reason);
+                        reporter.eject(reason);
                     }
                 }
                 Ok(response) => {
@@ -185,7 +222,9 @@ impl Service<Request> for EndpointService {
                         .headers()
                         .contains_key(grimos_server::NOT_PROCESSED_HEADER)
                     {
-                        eject.eject("overload");
+                        reporter.eject("overload");
+                    } else {
+                        reporter.served();
                     }
                 }
             }
@@ -218,14 +257,14 @@ impl Drop for InFlight {
     }
 }
 
-/// What a call needs to eject its endpoint.
-struct Eject {
+/// What a call needs to report on its endpoint's service.
+struct Reporter {
     key: String,
     gate: Gate,
-    ejections: mpsc::UnboundedSender<Ejection>,
+    reports: mpsc::UnboundedSender<Report>,
 }
 
-impl Eject {
+impl Reporter {
     /// Closes the gate (the balancer stops picking the endpoint now) and tells the discovery
     /// task, once per service.
     fn eject(self, reason: &'static str) {
@@ -233,11 +272,23 @@ impl Eject {
             metrics::counter!("auth_client_endpoint_ejections_total", "reason" => reason)
                 .increment(1);
             tracing::info!(endpoint = %self.key, reason, "auth-service endpoint ejected after a call it did not process");
-            let _ = self.ejections.send(Ejection {
-                key: self.key,
-                gate: self.gate,
-                reason,
-            });
+            self.send(Outcome::Ejected(reason));
         }
+    }
+
+    /// Tells the discovery task that a service on probation served a call, once per service.
+    fn served(self) {
+        if self.gate.end_probation() {
+            self.send(Outcome::Served);
+        }
+    }
+
+    fn send(self, outcome: Outcome) {
+        // The discovery task is gone only when the client is: nobody needs the report.
+        let _ = self.reports.send(Report {
+            key: self.key,
+            gate: self.gate,
+            outcome,
+        });
     }
 }

@@ -20,7 +20,8 @@
 //!   the call was retried elsewhere; it is then treated as a member that failed its check.
 //! - **Failing open**: when no member is healthy, all of them stay in rotation, so calls fail
 //!   fast with `UNAVAILABLE` and recover with the first replica that comes back, rather than
-//!   waiting for a check.
+//!   waiting for a check: the first call a member serves then counts as a passed check, and
+//!   the members still down leave the rotation at once.
 //!
 //! A replica that stops is out of rotation at once if it refuses connections or says GOAWAY
 //! (ejection), and within one interval plus one check if it just stops answering. Each
@@ -46,7 +47,7 @@ use tower::discover::Change;
 use tower::util::MapErr;
 
 use super::address::AuthAddress;
-use super::balancer::{self, Ejection, EndpointChange, EndpointService, Gate};
+use super::balancer::{self, EndpointChange, EndpointService, Gate, Outcome, Report};
 use super::endpoints::{EndpointTemplate, url_endpoint};
 use super::health;
 use super::{Transport, TransportError};
@@ -89,7 +90,8 @@ struct Member {
     health: HealthClient<Channel>,
     /// The last check's verdict; members start healthy, as a balancer would treat them.
     healthy: bool,
-    /// Counts ejections: a check started before the latest one says nothing about now.
+    /// Counts what calls reported (ejections, a call served on probation): a check started
+    /// before the latest one says nothing about now.
     epoch: u64,
 }
 
@@ -175,9 +177,10 @@ fn lookup(name: String, port: u16, bound: Duration) -> Resolve {
 /// A channel balanced over what `source` names, and the task that keeps its endpoints.
 fn balanced(source: Source, settings: Settings) -> (Transport, Option<Arc<AbortOnDrop>>) {
     let (channel, changes) = balancer::balanced();
-    // One message per ejected service at most, each from a service this task made.
-    let (ejected, ejections) = mpsc::unbounded_channel();
-    let task = tokio::spawn(maintain(source, changes, ejected, ejections, settings));
+    // At most two reports per service (served on probation, ejected), each from a service
+    // this task made.
+    let (reporter, reports) = mpsc::unbounded_channel();
+    let task = tokio::spawn(maintain(source, changes, reporter, reports, settings));
     let channel = MapErr::new(channel, TransportError::new);
     (Transport::new(channel), Some(Arc::new(AbortOnDrop(task))))
 }
@@ -195,13 +198,13 @@ impl Drop for AbortOnDrop {
 type Checked = (String, u64, Result<(), String>);
 
 /// Keeps the balancer behind `changes` equal to the healthy members of `source` (all of them
-/// when none is healthy), taking in the ejections its services report. Ends when the balancer
+/// when none is healthy), taking in what its services report. Ends when the balancer
 /// (the channel) is gone.
 async fn maintain(
     source: Source,
     changes: Sender<EndpointChange>,
-    ejected: UnboundedSender<Ejection>,
-    mut ejections: UnboundedReceiver<Ejection>,
+    reporter: UnboundedSender<Report>,
+    mut reports: UnboundedReceiver<Report>,
     settings: Settings,
 ) {
     let mut members: BTreeMap<String, Member> = BTreeMap::new();
@@ -223,7 +226,7 @@ async fn maintain(
     let mut checks: JoinSet<Checked> = JoinSet::new();
     let mut checking: BTreeSet<String> = BTreeSet::new();
     let mut resolving: JoinSet<io::Result<Vec<SocketAddr>>> = JoinSet::new();
-    let mut balanced = Balanced::new(ejected);
+    let mut balanced = Balanced::new(reporter);
     loop {
         if balanced.sync(&members, &changes).await.is_err() {
             return;
@@ -255,15 +258,23 @@ async fn maintain(
                     judge(&mut members, &key, epoch, verdict);
                 }
             }
-            Some(ejection) = ejections.recv() => {
-                if balanced.ejected(&ejection)
-                    && let Some(member) = members.get_mut(&ejection.key)
+            Some(report) = reports.recv() => {
+                if balanced.reported(&report)
+                    && let Some(member) = members.get_mut(&report.key)
                 {
                     member.epoch += 1;
-                    member.redial();
-                    if member.healthy {
-                        tracing::warn!(endpoint = %ejection.key, reason = ejection.reason, "auth-service endpoint out of rotation until it passes a health check");
-                        member.healthy = false;
+                    match report.outcome {
+                        Outcome::Ejected(reason) => {
+                            member.redial();
+                            if member.healthy {
+                                tracing::warn!(endpoint = %report.key, reason, "auth-service endpoint out of rotation until it passes a health check");
+                                member.healthy = false;
+                            }
+                        }
+                        Outcome::Served => {
+                            tracing::info!(endpoint = %report.key, "auth-service endpoint served a call; back in rotation");
+                            member.healthy = true;
+                        }
                     }
                 }
             }
@@ -385,7 +396,7 @@ fn rotation(health: impl IntoIterator<Item = (String, bool)>) -> BTreeSet<String
 
 /// A service in the balancer.
 struct Inserted {
-    /// Its gate: closed once a call ejected it.
+    /// Its gate: closed once a call ejected it, on probation while its member fails.
     gate: Gate,
     /// Whether its member was healthy when it was last synced.
     healthy: bool,
@@ -397,27 +408,31 @@ struct Inserted {
 struct Balanced {
     /// The services in the balancer, by key.
     inserted: BTreeMap<String, Inserted>,
-    /// Where the services this makes report their ejection.
-    ejected: UnboundedSender<Ejection>,
+    /// Where the services this makes report.
+    reporter: UnboundedSender<Report>,
     /// Whether the last sync found no healthy member (logged once per change).
     all_failing: bool,
 }
 
 impl Balanced {
-    fn new(ejected: UnboundedSender<Ejection>) -> Self {
+    fn new(reporter: UnboundedSender<Report>) -> Self {
         Self {
             inserted: BTreeMap::new(),
-            ejected,
+            reporter,
             all_failing: false,
         }
     }
 
-    /// Takes in `ejection`; whether it is about the service now in the balancer (rather than
+    /// Takes in `report`; whether it is about the service now in the balancer (rather than
     /// one already replaced).
-    fn ejected(&mut self, ejection: &Ejection) -> bool {
-        match self.inserted.get_mut(&ejection.key) {
-            Some(inserted) if inserted.gate.same(&ejection.gate) => {
-                inserted.dead = true;
+    fn reported(&mut self, report: &Report) -> bool {
+        match self.inserted.get_mut(&report.key) {
+            Some(inserted) if inserted.gate.same(&report.gate) => {
+                match report.outcome {
+                    Outcome::Ejected(_) => inserted.dead = true,
+                    // It serves: its connection is good, so it stays (no fresh service).
+                    Outcome::Served => inserted.healthy = true,
+                }
                 true
             }
             _ => false,
@@ -463,6 +478,10 @@ impl Balanced {
                 None => (true, false),
                 Some(inserted) => {
                     let stale = inserted.dead || (member.healthy && !inserted.healthy);
+                    if !member.healthy && inserted.healthy {
+                        // Kept in rotation while failing: its next served call is reported.
+                        inserted.gate.begin_probation();
+                    }
                     inserted.healthy = member.healthy;
                     (stale, stale)
                 }
@@ -476,8 +495,12 @@ impl Balanced {
                     .map_err(drop)?;
             }
             if fresh {
-                let service =
-                    EndpointService::new(key.clone(), &member.endpoint, self.ejected.clone());
+                let service = EndpointService::new(
+                    key.clone(),
+                    &member.endpoint,
+                    !member.healthy,
+                    self.reporter.clone(),
+                );
                 let inserted = Inserted {
                     gate: service.gate(),
                     healthy: member.healthy,
@@ -557,14 +580,14 @@ mod tests {
             template,
             refresh: Duration::from_millis(5),
         }));
-        let (ejected, ejections) = mpsc::unbounded_channel();
+        let (reporter, reports) = mpsc::unbounded_channel();
         // No health check within the test: membership alone.
         let settings = Settings {
             deadline: super::super::DEFAULT_DEADLINE,
             health_check_interval: Duration::from_secs(3600),
             dns_refresh: Duration::from_millis(5),
         };
-        let task = tokio::spawn(maintain(source, tx, ejected, ejections, settings));
+        let task = tokio::spawn(maintain(source, tx, reporter, reports, settings));
 
         let mut seen = Vec::new();
         while seen.len() < 3 {
