@@ -184,4 +184,26 @@ impl pb::auth_service_server::AuthService for AuthApi {
             .await?;
         Ok(Response::new(pb::DeleteCredentialResponse {}))
     }
+
+    type WatchRevocationsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::WatchRevocationsResponse, Status>> + Send>,
+    >;
+
+    #[tracing::instrument(name = "GetVerificationKeys", skip_all)]
+    async fn get_verification_keys(
+        &self,
+        _request: Request<pb::GetVerificationKeysRequest>,
+    ) -> Result<Response<pb::GetVerificationKeysResponse>, Status> {
+        Err(Status::unimplemented(
+            "GetVerificationKeys is not served yet",
+        ))
+    }
+
+    #[tracing::instrument(name = "WatchRevocations", skip_all)]
+    async fn watch_revocations(
+        &self,
+        _request: Request<pb::WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        Err(Status::unimplemented("WatchRevocations is not served yet"))
+    }
 }

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use grimos_token::{Kind, Revocation, Revocations};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -14,7 +15,6 @@ use tonic_types::FieldViolation;
 
 use crate::error::{Error, Result};
 use crate::passwords::Passwords;
-use crate::revocation::{Kind, Revocation, Revocations};
 use crate::roles;
 use crate::store::{Credential, RefreshOutcome, Session, Store};
 use crate::tokens::{self, AccessClaims, LEEWAY_SECS, Tokens};
@@ -240,7 +240,7 @@ impl Auth {
             // Deleted while this call checked the password.
             return Err(Error::Unauthenticated);
         };
-        self.revocations.apply(&revocations, None);
+        self.revocations.apply(&revocations);
         let issued = self.open_session(credential).await?;
         tracing::info!(user_id = %issued.user_id, sessions_ended = revocations.len(), "password changed");
         Ok(issued)
@@ -277,7 +277,7 @@ impl Auth {
             }
             RefreshOutcome::Ended { revocation, .. } => {
                 tracing::warn!("refresh token reused; session revoked");
-                self.revocations.apply(&[revocation], None);
+                self.revocations.apply(&[revocation]);
                 Err(Error::Unauthenticated)
             }
             RefreshOutcome::Invalid => Err(Error::Unauthenticated),
@@ -302,8 +302,7 @@ impl Auth {
         };
         match outcome {
             RefreshOutcome::Ended { revocation, reused } => {
-                self.revocations
-                    .apply(std::slice::from_ref(&revocation), None);
+                self.revocations.apply(std::slice::from_ref(&revocation));
                 if reused {
                     tracing::warn!("rotated refresh token presented; session revoked");
                     Err(Error::Unauthenticated)
@@ -408,7 +407,7 @@ impl Auth {
             expire_time: now + self.revocation_ttl(),
         };
         if self.store.delete_credential(user_id, &revocation).await? {
-            self.revocations.apply(&[revocation], None);
+            self.revocations.apply(&[revocation]);
             tracing::info!(%user_id, "credential deleted");
         }
         Ok(())

@@ -17,6 +17,7 @@ use grimos_proto::auth::v1::auth_service_server::AuthServiceServer;
 use grimos_server::health::{self, Draining};
 use grimos_server::tls::ClientCertificates;
 use grimos_server::{DeadlineLayer, Limits};
+use grimos_token::Revocations;
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
 use tonic::server::NamedService;
@@ -26,9 +27,9 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::AuthApi;
 use crate::config::Config;
+use crate::feed::RevocationFeed;
 use crate::keys::KeyRing;
 use crate::passwords::Passwords;
-use crate::revocation::Revocations;
 use crate::service::{Auth, AuthParts, Throttle};
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
@@ -51,7 +52,7 @@ pub struct App {
     /// The metrics port, when `AUTH_METRICS_LISTEN_ADDR` is set.
     metrics_listener: Option<TcpListener>,
     store: Arc<dyn Store>,
-    revocations: Arc<Revocations>,
+    feed: Arc<RevocationFeed>,
     sync_interval: Duration,
     login_window: Duration,
     tls: Option<Arc<ServerConfig>>,
@@ -85,7 +86,10 @@ impl App {
         });
         let passwords = Passwords::new(concurrency).await?;
         let revocations = Arc::new(Revocations::default());
-        load_revocations(store.as_ref(), &revocations).await?;
+        let feed = Arc::new(RevocationFeed::new(store.clone(), revocations.clone()));
+        feed.sync()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot load revocations: {e}"))?;
         if config.service_token.is_none() {
             tracing::warn!(
                 "GRIMOS_SERVICE_TOKEN is not set: CreateCredential and DeleteCredential will be refused"
@@ -124,7 +128,7 @@ impl App {
             health,
             metrics_listener,
             store,
-            revocations,
+            feed,
             sync_interval: config.revocation_sync_interval,
             login_window: config.login_lockout,
             mutual_tls: tls.is_some() && config.tls.ca.is_some(),
@@ -184,7 +188,7 @@ impl App {
 
         let sync = tokio::spawn(sync_revocations(
             self.store.clone(),
-            self.revocations.clone(),
+            self.feed.clone(),
             self.sync_interval,
             self.login_window,
         ));
@@ -310,23 +314,10 @@ fn tls_config(config: &Config) -> anyhow::Result<Option<Arc<ServerConfig>>> {
     grimos_server::tls::server_config(&config.tls, ClientCertificates::Required, &[b"h2"])
 }
 
-async fn load_revocations(store: &dyn Store, revocations: &Revocations) -> anyhow::Result<()> {
-    let rows = store
-        .revocations_after(revocations.last_seq())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot load revocations: {e}"))?;
-    if let Some((seq, _)) = rows.last() {
-        let seq = *seq;
-        let list: Vec<_> = rows.into_iter().map(|(_, r)| r).collect();
-        revocations.apply(&list, Some(seq));
-    }
-    Ok(())
-}
-
 /// Polls for revocations made by other replicas, and purges what has expired.
 async fn sync_revocations(
     store: Arc<dyn Store>,
-    revocations: Arc<Revocations>,
+    feed: Arc<RevocationFeed>,
     interval: Duration,
     login_window: Duration,
 ) {
@@ -335,7 +326,8 @@ async fn sync_revocations(
     let mut last_purge = tokio::time::Instant::now();
     loop {
         ticker.tick().await;
-        match load_revocations(store.as_ref(), &revocations).await {
+        let revocations = feed.revocations();
+        match feed.sync().await {
             Ok(()) => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -343,10 +335,7 @@ async fn sync_revocations(
                 metrics::gauge!("auth_revocation_last_sync_timestamp_seconds").set(now);
             }
             Err(error) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "revocation sync failed; retrying"
-                );
+                tracing::warn!(%error, "revocation sync failed; retrying");
             }
         }
         #[allow(clippy::cast_precision_loss)] // a count far below 2^52

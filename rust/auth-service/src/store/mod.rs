@@ -8,9 +8,9 @@
 //! and advisory locks) so concurrent requests and replicas serialize instead of racing.
 
 use async_trait::async_trait;
+use grimos_token::Revocation;
 
 use crate::error::Result;
-use crate::revocation::Revocation;
 
 pub mod postgres;
 pub mod sql;
@@ -166,7 +166,7 @@ pub(super) mod tests {
     use super::sql::{Backend, SqlStore};
     use super::*;
     use crate::error::Error;
-    use crate::revocation::Kind;
+    use grimos_token::Kind;
 
     /// A store, and what must live as long as it (its folder or database).
     pub(super) struct Fixture<DB: Backend> {

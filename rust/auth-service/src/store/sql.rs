@@ -11,11 +11,11 @@ use std::future::Future;
 use async_trait::async_trait;
 use grimos_common::db::sql::{Columns, Sql};
 use grimos_common::db::{join_roles, split_roles};
+use grimos_token::{Kind, Revocation};
 use sqlx::Pool;
 
 use super::{Credential, RefreshOutcome, Session, Store};
 use crate::error::{Error, Result};
-use crate::revocation::{Kind, Revocation};
 
 /// What a backend adds to [`Sql`] for auth-service's store.
 pub trait Backend: Sql {
