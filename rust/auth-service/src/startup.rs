@@ -27,7 +27,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::AuthApi;
 use crate::config::Config;
-use crate::feed::RevocationFeed;
+use crate::feed::{RevocationFeed, WatchSettings};
 use crate::keys::KeyRing;
 use crate::passwords::Passwords;
 use crate::service::{Auth, AuthParts, Throttle};
@@ -53,6 +53,10 @@ pub struct App {
     metrics_listener: Option<TcpListener>,
     store: Arc<dyn Store>,
     feed: Arc<RevocationFeed>,
+    /// Listens for other replicas' revocations (PostgreSQL), once it runs.
+    revocation_listener: Option<crate::store::Task>,
+    /// Turned true when the server stops: the metrics port and the revocation streams end.
+    stop: tokio::sync::watch::Sender<bool>,
     sync_interval: Duration,
     login_window: Duration,
     tls: Option<Arc<ServerConfig>>,
@@ -85,11 +89,28 @@ impl App {
             std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
         });
         let passwords = Passwords::new(concurrency).await?;
-        let revocations = Arc::new(Revocations::default());
-        let feed = Arc::new(RevocationFeed::new(store.clone(), revocations.clone()));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let settings = WatchSettings {
+            heartbeat: config.revocation_heartbeat,
+            backlog: config.revocation_watch_backlog,
+            max_watchers: config.max_revocation_watchers,
+        };
+        let feed = RevocationFeed::new(
+            store.clone(),
+            Arc::new(Revocations::default()),
+            settings,
+            stopped,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the database's identity: {e}"))?;
         feed.sync()
             .await
             .map_err(|e| anyhow::anyhow!("cannot load revocations: {e}"))?;
+        let revocation_listener = feed
+            .listen()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for revocations: {e}"))?;
+        let feed = Arc::new(feed);
         if config.service_token.is_none() {
             tracing::warn!(
                 "GRIMOS_SERVICE_TOKEN is not set: CreateCredential and DeleteCredential will be refused"
@@ -100,7 +121,7 @@ impl App {
             store: store.clone(),
             passwords,
             tokens: Tokens::new(keys, config.access_token_ttl),
-            revocations: revocations.clone(),
+            feed: feed.clone(),
             throttle: Throttle {
                 max_attempts: config.login_max_attempts,
                 window: config.login_lockout,
@@ -129,6 +150,8 @@ impl App {
             metrics_listener,
             store,
             feed,
+            revocation_listener,
+            stop,
             sync_interval: config.revocation_sync_interval,
             login_window: config.login_lockout,
             mutual_tls: tls.is_some() && config.tls.ca.is_some(),
@@ -186,10 +209,11 @@ impl App {
         )
         .await;
 
-        let sync = tokio::spawn(sync_revocations(
+        let sync = tokio::spawn(sync_revocations(self.feed.clone(), self.sync_interval));
+        let listener = self.revocation_listener.map(tokio::spawn);
+        let purge = tokio::spawn(purge_expired(
             self.store.clone(),
             self.feed.clone(),
-            self.sync_interval,
             self.login_window,
         ));
 
@@ -200,11 +224,13 @@ impl App {
         };
         tracing::info!(addr = %self.local_addr, transport, "auth-service listening (gRPC)");
 
-        let (stopped, on_stop) = tokio::sync::watch::channel(false);
+        let stopped = self.stop;
+        let on_stop = stopped.subscribe();
         let draining = health.until_stopped(shutdown, self.limits.drain_grace);
         let stopping = async move {
             draining.await;
-            // The metrics port stops with the gRPC port (it serves through the drain).
+            // The metrics port stops with the gRPC port (it serves through the drain), and the
+            // revocation streams end, so that the graceful stop does not wait for them.
             let _ = stopped.send(true);
         };
         let metrics = self.metrics_listener.map(|listener| {
@@ -239,6 +265,10 @@ impl App {
             }
         }
         sync.abort();
+        purge.abort();
+        if let Some(listener) = listener {
+            listener.abort();
+        }
         served.context("auth-service server failed")?;
         tracing::info!("auth-service stopped");
         Ok(())
@@ -314,40 +344,34 @@ fn tls_config(config: &Config) -> anyhow::Result<Option<Arc<ServerConfig>>> {
     grimos_server::tls::server_config(&config.tls, ClientCertificates::Required, &[b"h2"])
 }
 
-/// Polls for revocations made by other replicas, and purges what has expired.
-async fn sync_revocations(
-    store: Arc<dyn Store>,
-    feed: Arc<RevocationFeed>,
-    interval: Duration,
-    login_window: Duration,
-) {
-    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
+/// Keeps the revocation set and its streams up to date with the table ([`RevocationFeed::run`]).
+async fn sync_revocations(feed: Arc<RevocationFeed>, interval: Duration) {
+    feed.run(interval, |outcome| match outcome {
+        Ok(()) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |since| since.as_secs_f64());
+            metrics::gauge!("auth_revocation_last_sync_timestamp_seconds").set(now);
+            #[allow(clippy::cast_precision_loss)] // a count far below 2^52
+            metrics::gauge!("auth_revocations").set(feed.revocations().len() as f64);
+        }
+        Err(error) => tracing::warn!(%error, "revocation sync failed; retrying"),
+    })
+    .await;
+}
+
+/// Purges what has expired, from the table and the set, every [`PURGE_EVERY`].
+async fn purge_expired(store: Arc<dyn Store>, feed: Arc<RevocationFeed>, login_window: Duration) {
+    let mut ticker = tokio::time::interval(PURGE_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_purge = tokio::time::Instant::now();
+    ticker.tick().await;
     loop {
         ticker.tick().await;
-        let revocations = feed.revocations();
-        match feed.sync().await {
-            Ok(()) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0.0, |since| since.as_secs_f64());
-                metrics::gauge!("auth_revocation_last_sync_timestamp_seconds").set(now);
-            }
-            Err(error) => {
-                tracing::warn!(%error, "revocation sync failed; retrying");
-            }
+        let now = i64::try_from(tokens::unix_now()).unwrap_or(i64::MAX);
+        let window = i64::try_from(login_window.as_secs()).unwrap_or(i64::MAX);
+        if let Err(error) = store.purge(now, window).await {
+            tracing::warn!(%error, "purge failed");
         }
-        #[allow(clippy::cast_precision_loss)] // a count far below 2^52
-        metrics::gauge!("auth_revocations").set(revocations.len() as f64);
-        if last_purge.elapsed() >= PURGE_EVERY {
-            last_purge = tokio::time::Instant::now();
-            let now = i64::try_from(tokens::unix_now()).unwrap_or(i64::MAX);
-            let window = i64::try_from(login_window.as_secs()).unwrap_or(i64::MAX);
-            if let Err(error) = store.purge(now, window).await {
-                tracing::warn!(%error, "purge failed");
-            }
-            revocations.purge(now);
-        }
+        feed.revocations().purge(now);
     }
 }
