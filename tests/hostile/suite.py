@@ -374,8 +374,9 @@ def main() -> int:
             # The connection cap is lowered from its default (1024) so that the idle pile needs
             # only 250 connections a port; every other limit runs at its shipped default.
             "GRIMOS_MAX_CONNECTIONS": str(attacks.CONNECTION_CAP),
-            # Every /me asks auth-service (no cached validation), so the normal client's
-            # latency shows attacks on auth-service's port too.
+            # Every /me asks auth-service (no local verification, no cached validation), so
+            # the normal client's latency shows attacks on auth-service's port too.
+            "AUTH_LOCAL_VERIFICATION": "false",
             "AUTH_VALIDATION_CACHE_TTL": "0s",
         },
     )

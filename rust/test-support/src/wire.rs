@@ -155,3 +155,65 @@ impl SilentGrpc {
             .collect()
     }
 }
+
+/// A TCP proxy to `target` whose link can be cut ([`CuttableLink::cut`]): from then on every
+/// byte either way is dropped while the connections stay open, as on a cable pulled or a
+/// partition, so the peers see silence rather than a closed connection.
+pub struct CuttableLink {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    _task: AbortOnDrop,
+}
+
+impl CuttableLink {
+    /// Starts one on a free loopback port.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = cut.clone();
+        let task = tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                pipes.spawn(pipe(client_read, server_write, flag.clone()));
+                pipes.spawn(pipe(server_read, client_write, flag.clone()));
+            }
+        });
+        Self {
+            addr,
+            cut,
+            _task: AbortOnDrop(task),
+        }
+    }
+
+    /// Drops every byte from now on, keeping the connections open.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        if cut.load(std::sync::atomic::Ordering::SeqCst) {
+            continue;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}

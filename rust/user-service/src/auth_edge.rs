@@ -98,12 +98,13 @@ impl pb::auth_service_server::AuthService for AuthEdge {
         request: Request<pb::ChangePasswordRequest>,
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
         let auth = self.api.users().auth();
+        let caller = bearer(&request).map(str::to_owned);
         let response = auth
             .forward("ChangePassword", request, |mut auth, request| async move {
                 auth.change_password(request).await
             })
             .await?;
-        auth.forget_user(&response.user_id);
+        auth.password_changed(&response.user_id, caller.as_deref(), &response.access_token);
         Ok(Response::new(response))
     }
 

@@ -67,6 +67,25 @@ pub struct Config {
     #[arg(long, env = "AUTH_VALIDATION_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub validation_cache_ttl: Duration,
 
+    /// Verify access tokens here, against the keys and role table auth-service publishes,
+    /// refusing revoked ones as auth-service's `WatchRevocations` stream reports them;
+    /// `false`: ask auth-service `ValidateToken` on every request (with the validation
+    /// cache). While the stream is down or silent past `AUTH_REVOCATION_SILENCE`, requests
+    /// are validated by auth-service either way.
+    #[arg(long, env = "AUTH_LOCAL_VERIFICATION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auth_local_verification: bool,
+
+    /// How long the revocation stream may be silent before local verification is not trusted
+    /// (every request then goes to `ValidateToken` until the stream is back). Unset: four of
+    /// the heartbeat intervals auth-service announces, at most 1 s.
+    #[arg(long, env = "AUTH_REVOCATION_SILENCE", value_parser = humantime::parse_duration)]
+    pub auth_revocation_silence: Option<Duration>,
+
+    /// The least time between two fetches of auth-service's keys for tokens naming a key id
+    /// this user-service does not know; such tokens go to `ValidateToken` meanwhile.
+    #[arg(long, env = "AUTH_KEY_FETCH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub auth_key_fetch_interval: Duration,
+
     /// Origins allowed to call from browsers (gRPC-Web, HTTP/JSON), comma-separated; `*` for
     /// any. Empty: no CORS headers.
     #[arg(
@@ -140,12 +159,24 @@ impl Config {
             auth_health_check_interval: crate::auth_client::DEFAULT_HEALTH_CHECK_INTERVAL,
             auth_dns_refresh: crate::auth_client::DEFAULT_DNS_REFRESH,
             validation_cache_ttl: Duration::from_secs(1),
+            auth_local_verification: true,
+            auth_revocation_silence: None,
+            auth_key_fetch_interval: crate::auth_client::DEFAULT_KEY_FETCH_INTERVAL,
             cors_allowed_origins: Vec::new(),
             reconcile_interval: Duration::from_secs(30),
             tls: TlsSettings::default(),
             limits: Limits::default(),
             auth: auth_service::Config::with_data_dir(data_dir, loopback),
         }
+    }
+
+    /// The settings of local verification, when it is on.
+    pub fn local_verification(&self) -> Option<crate::auth_client::LocalSettings> {
+        self.auth_local_verification
+            .then_some(crate::auth_client::LocalSettings {
+                silence: self.auth_revocation_silence,
+                key_fetch_interval: self.auth_key_fetch_interval,
+            })
     }
 
     /// The configuration of the embedded auth-service: its own settings, with this process's

@@ -116,7 +116,17 @@ impl App {
             }
         };
 
-        let auth = auth.with_validation_cache(config.validation_cache_ttl);
+        let mut auth = auth.with_validation_cache(config.validation_cache_ttl);
+        // The keys and the stream need the service credential (the embedded auth-service's is
+        // made up above); without one, every request asks ValidateToken.
+        let credential = embedded_auth.is_some() || config.auth.service_token.is_some();
+        match config.local_verification() {
+            Some(settings) if credential => auth = auth.with_local_verification(settings),
+            Some(_) => tracing::warn!(
+                "AUTH_LOCAL_VERIFICATION needs GRIMOS_SERVICE_TOKEN to fetch auth-service's keys and revocations; every request is validated by auth-service instead"
+            ),
+            None => {}
+        }
         let lease = config.auth_deadline.saturating_mul(SIGN_UP_LEASE_DEADLINES);
         let users = Arc::new(Users::new(store, auth, lease).await?);
         let limits = config.limits.clone();

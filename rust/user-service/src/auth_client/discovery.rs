@@ -186,7 +186,7 @@ fn balanced(source: Source, settings: Settings) -> (Transport, Option<Arc<AbortO
 }
 
 /// Stops the task that keeps a balanced channel's endpoints when dropped.
-pub(super) struct AbortOnDrop(JoinHandle<()>);
+pub(super) struct AbortOnDrop(pub(super) JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -13,6 +13,9 @@
 //! - `status`: the one mapping of failures to what callers see, and the metrics of each call.
 //! - `retry`: which failed calls may be sent again.
 //! - `cache`: recent `ValidateToken` answers.
+//! - `local`: verifying tokens here, against the keys and role table auth-service publishes
+//!   (`AUTH_LOCAL_VERIFICATION`), with `ValidateToken` as the fallback whenever local state
+//!   is not provably current; `watch`: the `WatchRevocations` stream that keeps it current.
 //! - `health`: the one health check, used by readiness and by the balancer's probes.
 //!
 //! Invariants:
@@ -59,12 +62,15 @@ mod cache;
 mod discovery;
 mod endpoints;
 mod health;
+mod local;
 mod outgoing;
 mod retry;
 mod status;
 pub mod tls;
+mod watch;
 
 pub use address::AuthAddress;
+pub use local::{DEFAULT_KEY_FETCH_INTERVAL, LocalSettings, MAX_SILENCE};
 
 use cache::{VALIDATION_CACHE_CAPACITY, Validations};
 use discovery::AbortOnDrop;
@@ -174,6 +180,8 @@ pub struct AuthClient {
     user: AuthServiceClient<Intercepted>,
     /// `CreateCredential` and `DeleteCredential`, with the service credential.
     service: AuthServiceClient<Intercepted>,
+    /// `WatchRevocations`: the service credential and no deadline.
+    stream: AuthServiceClient<Intercepted>,
     health: HealthClient<Intercepted>,
     deadline: Duration,
     /// The task that keeps a balanced channel's endpoints (see `discovery`); stopped when
@@ -181,6 +189,11 @@ pub struct AuthClient {
     balancer: Option<Arc<AbortOnDrop>>,
     /// Recent `ValidateToken` answers, if enabled.
     validations: Option<Arc<Validations>>,
+    /// Local verification, if enabled.
+    local: Option<Arc<local::Local>>,
+    /// The `watch` task, stopped when the last clone is dropped (the task's own clone does
+    /// not hold it).
+    watch: Option<Arc<AbortOnDrop>>,
 }
 
 impl fmt::Debug for AuthClient {
@@ -251,11 +264,28 @@ impl AuthClient {
                 transport.clone(),
                 Outgoing::service(deadline, token)?,
             ),
+            stream: AuthServiceClient::with_interceptor(
+                transport.clone(),
+                Outgoing::stream(token)?,
+            ),
             health: HealthClient::with_interceptor(transport, user),
             deadline,
             balancer: None,
             validations: None,
+            local: None,
+            watch: None,
         })
+    }
+
+    /// Verifies tokens here (see `local`), keeping the revocation set with one
+    /// `WatchRevocations` stream, started now on the current runtime.
+    #[must_use]
+    pub fn with_local_verification(mut self, settings: LocalSettings) -> Self {
+        let local = Arc::new(local::Local::new(settings));
+        self.local = Some(local.clone());
+        let task = tokio::spawn(watch::watch(self.clone(), local));
+        self.watch = Some(Arc::new(AbortOnDrop(task)));
+        self
     }
 
     /// Reuses each successful `ValidateToken` answer for up to `ttl` (zero: never).
@@ -272,6 +302,11 @@ impl AuthClient {
         access_token: &str,
     ) -> Result<pb::ValidateTokenResponse, Status> {
         plausible(access_token)?;
+        if let Some(local) = &self.local
+            && let Some(answer) = self.validate_locally(local, access_token).await
+        {
+            return answer;
+        }
         if let Some(answer) = self.validations.as_ref().and_then(|v| v.get(access_token)) {
             return Ok(answer);
         }
@@ -331,11 +366,35 @@ impl AuthClient {
         .await
     }
 
-    /// Forgets every cached `ValidateToken` answer of `user_id`: after auth-service revoked
-    /// the user's tokens through this client.
-    pub fn forget_user(&self, user_id: &str) {
+    /// Forgets every cached `ValidateToken` answer of `user_id`, and revokes locally every
+    /// token of theirs issued before `kept` (the access token of the session a password
+    /// change opened) or, without one, until now: after auth-service revoked the user's
+    /// tokens through this client.
+    pub fn forget_user(&self, user_id: &str, kept: Option<&str>) {
         if let Some(validations) = &self.validations {
             validations.forget(|answer| answer.user_id == user_id);
+        }
+        if let Some(local) = &self.local {
+            let issued_until = match kept {
+                None => Some(local::now_secs()),
+                // Unknown when its key is not: then local state is not trusted anyway, and
+                // the stream brings auth-service's revocations.
+                Some(token) => local.issued_at(token).map(|iat| iat - 1),
+            };
+            if let Some(issued_until) = issued_until {
+                local.revoke_user(user_id, issued_until);
+            }
+        }
+    }
+
+    /// After a password change through this client, which ended every session of `user_id`:
+    /// forgets their cached answers and revokes locally the caller's session (`caller`, the
+    /// token the change was made with) and every token of theirs issued before `kept`, the
+    /// new session's access token.
+    pub fn password_changed(&self, user_id: &str, caller: Option<&str>, kept: &str) {
+        self.forget_user(user_id, Some(kept));
+        if let (Some(local), Some(caller)) = (&self.local, caller) {
+            local.revoke_session_of(caller);
         }
     }
 
@@ -372,6 +431,9 @@ impl AuthClient {
             if let Ok(response) = &result {
                 validations.forget(|answer| answer.session_id == response.session_id);
             }
+        }
+        if let (Some(local), Ok(response)) = (&self.local, &result) {
+            local.revoke_session(&response.session_id);
         }
         result
     }
@@ -417,7 +479,12 @@ impl AuthClient {
                 async move { auth.delete_credential(request).await }
             })
             .await;
-        self.forget_user(user_id);
+        if result.is_ok() {
+            self.forget_user(user_id, None);
+        } else if let Some(validations) = &self.validations {
+            // It may have run: no cached answer of the user is trusted.
+            validations.forget(|answer| answer.user_id == user_id);
+        }
         result
     }
 

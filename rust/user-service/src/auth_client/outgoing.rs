@@ -11,8 +11,9 @@ use tonic::{Request, Status};
 /// The interceptor of one of the client's generated clients.
 #[derive(Clone)]
 pub(crate) struct Outgoing {
-    /// `AUTH_CLIENT_DEADLINE`.
-    deadline: Duration,
+    /// `AUTH_CLIENT_DEADLINE`; `None` for the long-lived revocation stream, which must not
+    /// carry a unary call's deadline.
+    deadline: Option<Duration>,
     /// What the client presents as `authorization`.
     credential: Credential,
 }
@@ -32,7 +33,7 @@ impl Outgoing {
     /// For calls on behalf of end users.
     pub(super) fn user(deadline: Duration) -> Self {
         Self {
-            deadline,
+            deadline: Some(deadline),
             credential: Credential::None,
         }
     }
@@ -53,15 +54,25 @@ impl Outgoing {
             }
         };
         Ok(Self {
-            deadline,
+            deadline: Some(deadline),
             credential,
+        })
+    }
+
+    /// For a stream that lives until it fails: the service credential, and no deadline.
+    pub(super) fn stream(token: Option<&str>) -> anyhow::Result<Self> {
+        Ok(Self {
+            deadline: None,
+            ..Self::service(Duration::ZERO, token)?
         })
     }
 }
 
 impl Interceptor for Outgoing {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.set_timeout(budget(self.deadline).0);
+        if let Some(deadline) = self.deadline {
+            request.set_timeout(budget(deadline).0);
+        }
         if let Some(id) = grimos_server::request_id() {
             // The id was checked when the request came in; a caller's test or task may still
             // hand one that is not metadata, which is then not forwarded.

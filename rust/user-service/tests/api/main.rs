@@ -15,6 +15,7 @@ mod helpers;
 mod http;
 mod limits;
 mod listing;
+mod local_verification;
 mod logout;
 mod postgres;
 mod resilience;

@@ -1,5 +1,7 @@
 //! user-service reuses a `ValidateToken` answer for up to `AUTH_VALIDATION_CACHE_TTL`:
-//! revocations made through user-service apply at once, others within that time.
+//! revocations made through user-service apply at once, others within that time. These tests
+//! run with local verification off (`AUTH_LOCAL_VERIFICATION=false`), so every request takes
+//! the `ValidateToken` path the cache belongs to.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -40,7 +42,11 @@ async fn revoke_at_auth_service(app: &TestApp, token: &str) {
 async fn a_token_revoked_elsewhere_is_refused_within_1_second_at_the_shipped_ttl() {
     // The contract's bound (1 s) at the cache time user-service ships, not a test setting.
     let ttl = shipped_duration(&user_service::Config::command(), "validation-cache-ttl");
-    let app = spawn_app_with(|c| c.validation_cache_ttl = ttl).await;
+    let app = spawn_app_with(|c| {
+        c.auth_local_verification = false;
+        c.validation_cache_ttl = ttl;
+    })
+    .await;
     let ada = app.sign_up("ada@example.com").await;
     // An answer cached just before the revocation: the worst case.
     assert_eq!(me_status(&app, &ada.access_token).await, 200);
@@ -78,6 +84,7 @@ async fn until(unix_secs: f64) {
 async fn a_cached_answer_never_outlives_the_token() {
     // Access tokens of 1 s, answers kept for a minute: the token's expiry must win.
     let app = spawn_app_with(|c| {
+        c.auth_local_verification = false;
         c.auth.access_token_ttl = Duration::from_secs(1);
         c.validation_cache_ttl = Duration::from_secs(60);
     })
@@ -106,7 +113,11 @@ async fn a_cached_answer_never_outlives_the_token() {
 
 #[tokio::test]
 async fn with_a_zero_ttl_every_request_asks_auth_service() {
-    let app = spawn_app_with(|c| c.validation_cache_ttl = Duration::ZERO).await;
+    let app = spawn_app_with(|c| {
+        c.auth_local_verification = false;
+        c.validation_cache_ttl = Duration::ZERO;
+    })
+    .await;
     let ada = app.sign_up("ada@example.com").await;
     assert_eq!(me_status(&app, &ada.access_token).await, 200);
     revoke_at_auth_service(&app, &ada.access_token).await;
@@ -115,7 +126,11 @@ async fn with_a_zero_ttl_every_request_asks_auth_service() {
 
 #[tokio::test]
 async fn revocations_through_user_service_apply_at_once() {
-    let app = spawn_app_with(|c| c.validation_cache_ttl = Duration::from_secs(60)).await;
+    let app = spawn_app_with(|c| {
+        c.auth_local_verification = false;
+        c.validation_cache_ttl = Duration::from_secs(60);
+    })
+    .await;
 
     // Logout with the bearer token.
     let ada = app.sign_up("ada@example.com").await;
