@@ -174,7 +174,8 @@ impl RevocationFeed {
     fn reset(&self, first: bool) -> (pb::WatchRevocationsResponse, i64) {
         let seq = self.last_seq();
         let entries = self.revocations.entries();
-        metrics::counter!("auth_revocation_watch_resets_total").increment(1);
+        let reason = if first { "start" } else { "behind" };
+        metrics::counter!("auth_revocation_watch_resets_total", "reason" => reason).increment(1);
         let message = pb::WatchRevocationsResponse {
             revocations: entries.iter().map(pb::Revocation::from).collect(),
             cursor: self.cursor(seq),
