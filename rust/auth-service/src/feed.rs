@@ -153,20 +153,12 @@ impl RevocationFeed {
     }
 
     /// The row after which a stream with `cursor` can resume, if it can: a cursor of this
-    /// database, at most its highest row.
-    async fn resumable(&self, cursor: &str) -> Option<i64> {
+    /// database, at most the highest row read (the caller syncs first, so a cursor another
+    /// replica gave out is within it).
+    fn resumable(&self, cursor: &str) -> Option<i64> {
         let (id, seq) = cursor.rsplit_once('.')?;
         let seq: i64 = seq.parse().ok().filter(|seq| *seq >= 0)?;
-        if id != self.database_id {
-            return None;
-        }
-        if seq > self.last_seq() {
-            // Another replica's cursor, ahead of this one's reading: catch up first.
-            if let Err(error) = self.sync().await {
-                tracing::debug!(%error, "cannot catch up to a resume cursor");
-            }
-        }
-        (seq <= self.last_seq()).then_some(seq)
+        (id == self.database_id && seq <= self.last_seq()).then_some(seq)
     }
 
     /// The first message of a stream that starts over: the whole set, and the cursor every
@@ -174,7 +166,8 @@ impl RevocationFeed {
     fn reset(&self, first: bool) -> (pb::WatchRevocationsResponse, i64) {
         let seq = self.last_seq();
         let entries = self.revocations.entries();
-        metrics::counter!("auth_revocation_watch_resets_total").increment(1);
+        let reason = if first { "start" } else { "behind" };
+        metrics::counter!("auth_revocation_watch_resets_total", "reason" => reason).increment(1);
         let message = pb::WatchRevocationsResponse {
             revocations: entries.iter().map(pb::Revocation::from).collect(),
             cursor: self.cursor(seq),
@@ -197,12 +190,13 @@ impl RevocationFeed {
         let batches = self.batches.subscribe();
         // Up to date with the table, so the first message's cursor covers what was committed
         // before the call (a revocation of this replica is in the set at once, but in
-        // `last_seq` only once the sync task has read it). Without the database, the set
-        // this replica holds is still the best answer.
+        // `last_seq` only once the sync task has read it), and a cursor another replica gave
+        // out is within reach. Without the database, the set this replica holds is still the
+        // best answer.
         if let Err(error) = self.sync().await {
             tracing::warn!(%error, "cannot read the latest revocations for a new stream");
         }
-        let (first, sent_seq) = match self.resumable(cursor).await {
+        let (first, sent_seq) = match self.resumable(cursor) {
             Some(seq) => {
                 let rows = self.store.revocations_after(seq).await?;
                 let sent_seq = rows.last().map_or(seq, |(last, _)| *last);

@@ -287,7 +287,8 @@ impl Auth {
 
     /// Revokes a token, access or refresh, and so ends the session it belongs to: every
     /// refresh token and every access token of the session (its `sid`) stop working, here at
-    /// once and on other replicas at their next revocation sync. Returns the session's id.
+    /// once, and on other replicas and the services watching revocations as soon as the feed
+    /// reads it (see `feed.rs`). Returns the session's id.
     ///
     /// One rule for both kinds of token, and for reuse detection: the store marks the session
     /// ended and writes a `session` revocation in one transaction.
