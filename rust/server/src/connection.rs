@@ -57,7 +57,7 @@ struct TrackerState {
     in_flight: usize,
     /// When the last request in flight ended (or the connection opened).
     idle_since: Option<Instant>,
-    /// Requests whose response is being sent, with when it started.
+    /// Requests whose response is being sent, with when it started or last produced a frame.
     sending: HashMap<u64, Instant>,
 }
 
@@ -104,7 +104,8 @@ impl Tracker {
             .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
     }
 
-    /// How long the oldest response still being sent has been waiting.
+    /// How long the response still being sent that has waited longest (since it started, or
+    /// since its last frame) has been waiting.
     fn oldest_send(&self, now: Instant) -> Duration {
         self.lock()
             .sending
@@ -156,7 +157,15 @@ impl Body for TrackedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            // The client took what came before (hyper polls for a frame only when there is
+            // room for it): the wait is counted from here. A long-lived stream (a server
+            // stream with heartbeats) is not a stuck response.
+            this.guard.sending();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -31,7 +31,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
 
     /// How long a response may wait for the client to take it (an HTTP/2 flow-control window
-    /// left at zero, a socket nobody reads); past it the connection is closed.
+    /// left at zero, a socket nobody reads), from its start or its last frame (so a server
+    /// stream lives as long as it keeps sending); past it the connection is closed.
     #[arg(long, env = "GRIMOS_SEND_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub send_timeout: Duration,
 

@@ -160,3 +160,45 @@ async fn a_graceful_stop_sends_goaway_finishes_streams_in_flight_and_refuses_new
         "a stopped server accepts no connection"
     );
 }
+
+#[tokio::test]
+async fn a_stream_that_keeps_sending_outlives_the_send_timeout() {
+    // A server stream, as gRPC's are: a chunk every 50 ms for eight send timeouts.
+    const CHUNKS: usize = 48;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = axum::Router::new().route(
+        "/stream",
+        axum::routing::get(|| async {
+            let chunks = futures_util::stream::unfold(0, |sent| async move {
+                if sent == CHUNKS {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some((
+                    Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b"tick")),
+                    sent + 1,
+                ))
+            });
+            axum::body::Body::from_stream(chunks)
+        }),
+    );
+    let limits = Limits {
+        send_timeout: SHORT,
+        ..Limits::default()
+    };
+    tokio::spawn(Server::new("test", limits).serve(listener, router, std::future::pending()));
+    let mut h2 = wire::h2(addr, None).await;
+    let request = http::Request::get(format!("http://{addr}/stream"))
+        .body(())
+        .unwrap();
+    let (response, _) = h2.send.send_request(request, true).unwrap();
+    let mut body = response.await.unwrap().into_body();
+    let mut received = 0;
+    while let Some(data) = body.data().await {
+        let data = data.expect("the stream is not cut off");
+        received += data.len();
+        let _ = body.flow_control().release_capacity(data.len());
+    }
+    assert_eq!(received, CHUNKS * 4);
+}
