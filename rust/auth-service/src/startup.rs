@@ -58,6 +58,8 @@ pub struct App {
     /// Whether clients must present a certificate (`GRIMOS_TLS_CA` with TLS on).
     mutual_tls: bool,
     limits: Limits,
+    /// `db_pool_*` read at every scrape while the app lives.
+    _pool_gauges: grimos_server::metrics::Sampling,
 }
 
 impl App {
@@ -73,6 +75,10 @@ impl App {
     /// for a supervisor or a test that owns the socket.
     pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         grimos_server::metrics::install("auth", env!("CARGO_PKG_VERSION"));
+        // The counters without labels exist from the start, at zero: a rate over them is then
+        // 0 until the first refusal, not a missing series.
+        metrics::counter!("auth_login_throttled_total").increment(0);
+        metrics::counter!("auth_password_hash_rejections_total").increment(0);
         let tls = tls_config(&config)?;
         let store: Arc<dyn Store> = if grimos_common::db::is_postgres_url(&config.database_url) {
             Arc::new(PostgresStore::open(&config.database_url).await?)
@@ -117,12 +123,14 @@ impl App {
                 None => None,
             };
         let local_addr = listener.local_addr()?;
+        let pools = store.clone();
         Ok(Self {
             listener,
             local_addr,
             router,
             health,
             metrics_listener,
+            _pool_gauges: grimos_server::metrics::sample_pools("auth", move || pools.pools()),
             store,
             revocations,
             sync_interval: config.revocation_sync_interval,
@@ -173,10 +181,9 @@ impl App {
             move || {
                 let store = store.clone();
                 async move {
-                    store
-                        .ping()
-                        .await
-                        .map_err(|error| format!("the database does not answer: {error}"))
+                    let answer = store.ping().await;
+                    grimos_server::metrics::database_up("auth", answer.is_ok());
+                    answer.map_err(|error| format!("the database does not answer: {error}"))
                 }
             },
         )

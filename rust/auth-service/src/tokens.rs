@@ -67,6 +67,9 @@ pub struct Tokens {
     validation: Validation,
     /// Tokens whose signature and claims verified, by their exact text.
     verified: quick_cache::sync::Cache<String, Arc<AccessClaims>>,
+    /// `auth_verified_token_cache_lookups_total{result="hit"}` and `{result="miss"}`.
+    verified_hits: metrics::Counter,
+    verified_misses: metrics::Counter,
 }
 
 impl Tokens {
@@ -85,6 +88,8 @@ impl Tokens {
             access_ttl,
             validation,
             verified: quick_cache::sync::Cache::new(VERIFIED_CACHE_CAPACITY),
+            verified_hits: metrics::counter!("auth_verified_token_cache_lookups_total", "result" => "hit"),
+            verified_misses: metrics::counter!("auth_verified_token_cache_lookups_total", "result" => "miss"),
         }
     }
 
@@ -132,12 +137,14 @@ impl Tokens {
             return Err(Error::Unauthenticated);
         }
         if let Some(claims) = self.verified.get(token) {
+            self.verified_hits.increment(1);
             if expired(claims.exp, now) {
                 self.verified.remove(token);
                 return Err(Error::Unauthenticated);
             }
             return Ok(claims);
         }
+        self.verified_misses.increment(1);
         let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthenticated)?;
         if header.alg != Algorithm::EdDSA {
             return Err(Error::Unauthenticated);

@@ -66,6 +66,8 @@ pub struct App {
     health: HealthReporter,
     /// Set when the stop begins; `/readyz` answers 503 from then on.
     draining: Draining,
+    /// `db_pool_*` read at every scrape while the app lives.
+    _pool_gauges: grimos_server::metrics::Sampling,
 }
 
 impl App {
@@ -117,6 +119,8 @@ impl App {
         };
 
         let auth = auth.with_validation_cache(config.validation_cache_ttl);
+        let pools = store.clone();
+        let pool_gauges = grimos_server::metrics::sample_pools("user", move || pools.pools());
         let lease = config.auth_deadline.saturating_mul(SIGN_UP_LEASE_DEADLINES);
         let users = Arc::new(Users::new(store, auth, lease).await?);
         let limits = config.limits.clone();
@@ -144,6 +148,7 @@ impl App {
             limits,
             health,
             draining,
+            _pool_gauges: pool_gauges,
         })
     }
 

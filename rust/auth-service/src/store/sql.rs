@@ -10,7 +10,7 @@ use std::future::Future;
 
 use async_trait::async_trait;
 use grimos_common::db::sql::{Columns, Sql};
-use grimos_common::db::{join_roles, split_roles};
+use grimos_common::db::{PoolStats, join_roles, split_roles};
 use sqlx::Pool;
 
 use super::{Credential, RefreshOutcome, Session, Store};
@@ -186,6 +186,10 @@ impl<DB: Backend> Store for SqlStore<DB> {
     async fn ping(&self) -> Result<()> {
         DB::query(DB::PING).execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn pools(&self) -> Vec<PoolStats> {
+        vec![PoolStats::of("main", &self.pool)]
     }
 
     async fn insert_credential(&self, c: &Credential) -> Result<()> {
