@@ -134,24 +134,9 @@ async fn each_auth_replica_s_calls_and_place_in_rotation_are_counted() {
     })
     .await;
     let session = app.sign_up("ada@example.com").await;
-    for _ in 0..10 {
-        let response = app
-            .authed(reqwest::Method::GET, "/v1/users/me", &session)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-    }
+    me_times(&app, &session, 10).await;
 
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&app).await;
     let (a, b) = (a.to_string(), b.to_string());
     for endpoint in [&a, &b] {
         assert_eq!(
@@ -212,6 +197,18 @@ async fn each_auth_replica_s_calls_and_place_in_rotation_are_counted() {
     drop(replica_b);
 }
 
+/// `GET /v1/users/me` `times` times as `session`, each answered 200.
+async fn me_times(app: &TestApp, session: &helpers::Session, times: usize) {
+    for _ in 0..times {
+        let response = app
+            .authed(reqwest::Method::GET, "/v1/users/me", session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
 async fn scrape(app: &TestApp) -> String {
     let response = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -266,52 +263,21 @@ async fn pools_caches_and_database_are_measured(app: &TestApp, pools: &[&str]) {
     assert!(open >= 1.0, "{text}");
 
     let session = app.sign_up("cache@example.com").await;
-    let lookups = |text: &str, result| {
-        sum(
-            text,
-            "auth_client_validation_cache_lookups_total",
-            &[("result", result)],
-        )
-    };
-    let verified = |text: &str, result| {
-        sum(
-            text,
-            "auth_verified_token_cache_lookups_total",
-            &[("result", result)],
-        )
-    };
     let before = scrape(app).await;
-    for _ in 0..4 {
-        let response = app
-            .authed(reqwest::Method::GET, "/v1/users/me", &session)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-    }
+    me_times(app, &session, 4).await;
     let after = scrape(app).await;
     // The first `/me` asked auth-service (a miss here, and a miss in auth-service's cache of
     // verified signatures); the next three reused its answer and never reached auth-service.
-    assert_eq!(
-        lookups(&after, "miss") - lookups(&before, "miss"),
-        1.0,
-        "{after}"
-    );
-    assert_eq!(
-        lookups(&after, "hit") - lookups(&before, "hit"),
-        3.0,
-        "{after}"
-    );
-    assert_eq!(
-        verified(&after, "miss") - verified(&before, "miss"),
-        1.0,
-        "{after}"
-    );
-    assert_eq!(
-        verified(&after, "hit") - verified(&before, "hit"),
-        0.0,
-        "{after}"
-    );
+    for (cache, result, count) in [
+        ("auth_client_validation_cache_lookups_total", "miss", 1.0),
+        ("auth_client_validation_cache_lookups_total", "hit", 3.0),
+        ("auth_verified_token_cache_lookups_total", "miss", 1.0),
+        ("auth_verified_token_cache_lookups_total", "hit", 0.0),
+    ] {
+        let labels = [("result", result)];
+        let moved = sum(&after, cache, &labels) - sum(&before, cache, &labels);
+        assert_eq!(moved, count, "{cache} {result}: {after}");
+    }
     let open = sum(&after, "db_pool_connections", &[("server", "user")]);
     assert!(open >= 1.0, "{after}");
 
