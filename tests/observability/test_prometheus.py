@@ -123,6 +123,18 @@ def start_prometheus(workdir: Path, targets: dict[str, list[int]]) -> tuple[subp
         time.sleep(0.1)
 
 
+def wait_until_scraped(base: str, targets: int) -> None:
+    """Until Prometheus has scraped every target once (it starts scraping targets a few
+    seconds after it is ready), at most 20 s."""
+    deadline = time.monotonic() + 20
+    while True:
+        active = api(base, "targets", state="active")["activeTargets"]
+        if len(active) == targets and all(t["health"] == "up" for t in active):
+            return
+        assert time.monotonic() < deadline, f"targets not all scraped within 20 s: {active}"
+        time.sleep(0.2)
+
+
 def drive_load(system: System, second_auth: Service) -> None:
     """About 15 s of traffic a user would make, with the errors operators watch for."""
     tokens = []
@@ -191,6 +203,7 @@ def running() -> Iterator[Running]:
             prometheus, base = start_prometheus(
                 workdir, {"grimos-user": [system.user.port], "grimos-auth": ports}
             )
+            wait_until_scraped(base, 1 + len(ports))
             drive_load(system, second_auth)
             rules = api(base, "rules")
             recorded = {r["name"] for g in rules["groups"] for r in g["rules"] if r["type"] == "recording"}
@@ -284,5 +297,20 @@ def test_every_server_and_both_auth_replicas_were_scraped(running: Running) -> N
         ("grimos-user", "user"),
         ("grimos-auth", "auth"),
     }, info
-    ejections = api(running.prometheus, "query", query="sum(auth_client_endpoint_ejections_total)")["result"]
-    assert ejections and float(ejections[0]["value"][1]) >= 1, ejections
+    # Both replicas, the one killed during the load too, within the last minutes.
+    scraped = api(running.prometheus, "query", query='count_over_time(grimos_build_info{job="grimos-auth"}[5m])')
+    assert {s["metric"]["instance"] for s in scraped["result"]} == {f"127.0.0.1:{p}" for p in running.metrics_ports}
+
+
+def test_the_killed_replica_was_ejected_and_is_unhealthy(running: Running) -> None:
+    killed = f"127.0.0.1:{running.second_auth.port}"
+
+    def value(query: str) -> float | None:
+        result = api(running.prometheus, "query", query=query)["result"]
+        return float(result[0]["value"][1]) if result else None
+
+    assert (value(f'sum(auth_client_endpoint_ejections_total{{endpoint="{killed}"}})') or 0) >= 1
+    assert value(f'auth_client_endpoint_healthy{{endpoint="{killed}"}}') == 0
+    assert value(f'auth_client_endpoint_in_rotation{{endpoint="{killed}"}}') == 0
+    assert value('sum(auth_client_endpoint_healthy)') == 1
+    assert (value("sum(auth_client_retries_total)") or 0) >= 1
