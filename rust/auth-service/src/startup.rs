@@ -75,6 +75,32 @@ impl App {
     /// for a supervisor or a test that owns the socket.
     pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         grimos_server::metrics::install("auth", env!("CARGO_PKG_VERSION"));
+        grimos_server::metrics::describe(&[
+            (
+                "auth_password_hash_queue_depth",
+                "Argon2 hashes waiting or running",
+            ),
+            (
+                "auth_password_hash_rejections_total",
+                "Hashes refused because the queue was full",
+            ),
+            (
+                "auth_login_throttled_total",
+                "Logins refused for too many failed attempts",
+            ),
+            (
+                "auth_revocations",
+                "Revoked sessions and tokens in force in this replica",
+            ),
+            (
+                "auth_revocation_last_sync_timestamp_seconds",
+                "When this replica last loaded the revocations of the others",
+            ),
+            (
+                "auth_verified_token_cache_lookups_total",
+                "Lookups in the cache of verified access tokens, by result (hit, miss)",
+            ),
+        ]);
         // The counters without labels exist from the start, at zero: a rate over them is then
         // 0 until the first refusal, not a missing series.
         metrics::counter!("auth_login_throttled_total").increment(0);

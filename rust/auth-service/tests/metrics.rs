@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use auth_service::{App, Config};
 use grimos_proto::auth::v1 as pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
-use grimos_test_support::metrics::{sample, sum};
+use grimos_test_support::metrics::{sample, sum, undescribed};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// `GET /metrics` over plain HTTP/1.1: the status line and the body.
@@ -120,6 +120,7 @@ async fn every_rpc_is_counted_by_code_on_the_metrics_port() {
         "{text}"
     );
     assert_eq!(status_line, "HTTP/1.1 200 OK");
+    assert_eq!(undescribed(&text), Vec::<&str>::new(), "{text}");
     // Each of the three malformed tokens missed the cache, as did the valid one the first
     // time; the second time it was found there.
     for (result, count) in [("miss", 4.0), ("hit", 1.0)] {

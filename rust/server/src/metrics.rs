@@ -27,7 +27,68 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// does), or the first values go to no recorder.
 pub fn install(server: &'static str, version: &'static str) {
     recorder();
+    describe(&[
+        (
+            "grimos_build_info",
+            "1, labelled with the version each server runs",
+        ),
+        (
+            "grpc_server_requests_total",
+            "gRPC and gRPC-Web calls answered, by rpc and numeric grpc-status code",
+        ),
+        (
+            "grpc_server_request_duration_seconds",
+            "Durations of gRPC and gRPC-Web calls, by rpc",
+        ),
+        (
+            "http_requests_total",
+            "HTTP requests answered, by method, route template and status",
+        ),
+        (
+            "http_request_duration_seconds",
+            "Durations of HTTP requests, by method and route template",
+        ),
+        ("server_connections_total", "Connections accepted"),
+        ("server_connections_open", "Connections open now"),
+        (
+            "server_connections_closed_total",
+            "Connections the server closed, by reason",
+        ),
+        (
+            "server_connections_refused_total",
+            "Connections refused over GRIMOS_MAX_CONNECTIONS",
+        ),
+        (
+            "server_request_deadlines_exceeded_total",
+            "Requests ended by their deadline",
+        ),
+        (
+            "server_request_body_timeouts_total",
+            "Requests ended because their body stalled",
+        ),
+        ("server_ready", "1 while the port reports SERVING, else 0"),
+        (
+            "db_pool_connections",
+            "Database pool connections, by pool and state (in_use, idle), read at each scrape",
+        ),
+        (
+            "db_pool_max_connections",
+            "The most connections a database pool opens",
+        ),
+        (
+            "db_up",
+            "1 if the database answered the latest readiness check, else 0",
+        ),
+    ]);
     metrics::gauge!("grimos_build_info", "server" => server, "version" => version).set(1.0);
+}
+
+/// Gives each metric of `help` (name, description) its `# HELP` line on `/metrics`.
+pub fn describe(help: &[(&'static str, &'static str)]) {
+    for &(name, text) in help {
+        // The kind does not matter to the Prometheus exporter: it keeps one text per name.
+        metrics::describe_counter!(name, text);
+    }
 }
 
 /// The process's recorder, installed on first use; render it for `/metrics`.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use grimos_proto::user::v1 as pb;
 use grimos_test_support::app::TestData;
 use grimos_test_support::backend::Backend;
-use grimos_test_support::metrics::{sample, sum};
+use grimos_test_support::metrics::{sample, sum, undescribed};
 use secrecy::SecretString;
 use tonic::Code;
 
@@ -117,6 +117,7 @@ async fn requests_are_counted_by_route_or_rpc_and_status_and_auth_calls_by_rpc()
         text.contains("auth_client_request_duration_seconds"),
         "{text}"
     );
+    assert_eq!(undescribed(&text), Vec::<&str>::new(), "{text}");
 }
 
 #[tokio::test]
@@ -194,6 +195,7 @@ async fn each_auth_replica_s_calls_and_place_in_rotation_are_counted() {
         Some(1.0),
         "{text}"
     );
+    assert_eq!(undescribed(&text), Vec::<&str>::new(), "{text}");
     drop(replica_b);
 }
 
