@@ -80,6 +80,9 @@ pub fn install(server: &'static str, version: &'static str) {
             "1 if the database answered the latest readiness check, else 0",
         ),
     ]);
+    // The counters without labels exist from the start, at zero.
+    metrics::counter!("server_request_deadlines_exceeded_total").increment(0);
+    metrics::counter!("server_request_body_timeouts_total").increment(0);
     metrics::gauge!("grimos_build_info", "server" => server, "version" => version).set(1.0);
 }
 
