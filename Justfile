@@ -56,6 +56,7 @@ lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
     .venv/bin/python -m mypy --strict --no-incremental bench/run.py tests/hostile tests/schema tests/deploy/image.py
     .venv/bin/python -m mypy --strict --no-incremental tests/topology
+    MYPYPATH=tests/hostile .venv/bin/python -m mypy --strict --no-incremental tests/observability
 
 # `breaking` compares the module proto/ alone: the vendored googleapis module is not the API
 # (the baseline image holds one module, and buf compares module by module).
@@ -69,7 +70,7 @@ freeze-api:
     buf build proto --exclude-source-info -o {{baseline}}
 
 # Run every test: Rust (both API suites on SQLite, then on PostgreSQL), the generated clients, the gates, the API document and the examples against a live system.
-test: test-rust test-api-postgres test-clients test-gates test-schema test-examples test-examples-tls
+test: test-rust test-api-postgres test-clients test-gates test-schema test-observability test-examples test-examples-tls
 
 # Run the Rust workspace's tests with cargo-nextest; the PostgreSQL ones need GRIMOS_TEST_POSTGRES_URL.
 test-rust *ARGS:
@@ -136,6 +137,17 @@ test-clients:
     tools/with-system.sh bash -c \
         '"$1" -m pytest -q -p no:cacheprovider tests/python && node tests/ts/dist/live.js' \
         test-clients "$venv/bin/python"
+
+# The alert and recording rules and the Grafana dashboard of deploy/observability/ (Debian's
+# `prometheus` package: promtool and Prometheus): `promtool check rules`, the rules' unit tests
+# (`promtool test rules`), then a real Prometheus scraping a private split system (two
+# auth-service replicas, user-service) under a short load must show every metric the rules and
+# the dashboard name, and a value for every recording rule (tests/observability). About 40 s.
+
+# Check the rules with promtool and their unit tests, and run a real Prometheus against a private system: every metric the rules and the dashboard name must be exported.
+test-observability:
+    cargo build --locked -q -p auth-service -p user-service
+    timeout 180 .venv/bin/python -m pytest -q -p no:cacheprovider tests/observability
 
 # Prove the breaking-change and drift gates reject bad input.
 test-gates:
@@ -265,12 +277,15 @@ ci:
         for name in "$@"; do
             local log
             log=$(mktemp)
-            just "$name" >"$log" 2>&1 &
+            # Each one's own time too, written beside its output.
+            (s=$SECONDS; rc=0; just "$name" >"$log" 2>&1 || rc=$?; echo $((SECONDS - s)) >"$log.time"; exit $rc) &
             pids+=($!) names+=("$name") logs+=("$log")
         done
         for i in "${!pids[@]}"; do
             if ! wait "${pids[$i]}"; then failed=1; echo "== ci: ${names[$i]} FAILED" >&2; fi
-            echo "== ci: ${names[$i]} (output)"; cat "${logs[$i]}"; rm -f "${logs[$i]}"
+            echo "== ci: ${names[$i]} (output, $(cat "${logs[$i]}.time") s)"; cat "${logs[$i]}"
+            times+=("$(printf '  %-34s %5d s' "${names[$i]}" "$(cat "${logs[$i]}.time")")")
+            rm -f "${logs[$i]}" "${logs[$i]}.time"
         done
         [ $failed -eq 0 ] || exit 1
         times+=("$(printf '%-36s %5d s' "$* (together)" $((SECONDS - start)))")
@@ -282,7 +297,7 @@ ci:
     stage breaking just breaking
     stage test-rust just test-rust
     stage test-api-postgres just test-api-postgres
-    together test-clients test-gates test-schema validate-deploy
+    together test-clients test-gates test-schema validate-deploy test-observability
     stage test-examples just test-examples
     stage test-examples-tls just test-examples-tls
     stage bench-quick just bench-quick

@@ -142,6 +142,23 @@ def test_services_run_the_images_user_and_entrypoints_with_grpc_probes_on_their_
     assert specs["user-service"]["containers"][0]["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prometheus_scrapes_each_service_on_a_declared_port_that_serves_metrics(rendered: dict[str, pathlib.Path], overlay: str) -> None:
+    # No CRDs: the prometheus.io/* pod annotations Prometheus' kubernetes_sd relabelling reads.
+    # user-service serves /metrics on its one port; auth-service on AUTH_METRICS_LISTEN_ADDR's.
+    objs = objects(rendered[overlay])
+    for name, expected in {"user-service": "8080", "auth-service": "9090"}.items():
+        template = objs[("Deployment", name)]["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert annotations["prometheus.io/path"] == "/metrics", name
+        assert annotations["prometheus.io/port"] == expected, name
+        (container,) = template["spec"]["containers"]
+        assert int(expected) in {p["containerPort"] for p in container["ports"]}, name
+    auth = objs[("Deployment", "auth-service")]["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(auth)["AUTH_METRICS_LISTEN_ADDR"].endswith(":9090")
+
+
 def limit_seconds(setting: str, container: dict[str, Any]) -> int:
     """A GRIMOS_* limit in whole seconds: the container's value, else the code's default."""
     value = env_of(container).get(setting)

@@ -63,6 +63,8 @@ pub struct App {
     /// Whether clients must present a certificate (`GRIMOS_TLS_CA` with TLS on).
     mutual_tls: bool,
     limits: Limits,
+    /// `db_pool_*` read at every scrape while the app lives.
+    _pool_gauges: grimos_server::metrics::Sampling,
 }
 
 impl App {
@@ -78,6 +80,48 @@ impl App {
     /// for a supervisor or a test that owns the socket.
     pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         grimos_server::metrics::install("auth", env!("CARGO_PKG_VERSION"));
+        grimos_server::metrics::describe(&[
+            (
+                "auth_password_hash_queue_depth",
+                "Argon2 hashes waiting or running",
+            ),
+            (
+                "auth_password_hash_rejections_total",
+                "Hashes refused because the queue was full",
+            ),
+            (
+                "auth_login_throttled_total",
+                "Logins refused for too many failed attempts",
+            ),
+            (
+                "auth_revocations",
+                "Revoked sessions and tokens in force in this replica",
+            ),
+            (
+                "auth_revocation_last_sync_timestamp_seconds",
+                "When this replica last loaded the revocations of the others",
+            ),
+            (
+                "auth_verified_token_cache_lookups_total",
+                "Lookups in the cache of verified access tokens, by result (hit, miss)",
+            ),
+            (
+                "auth_revocation_watchers",
+                "WatchRevocations streams open on this replica",
+            ),
+            (
+                "auth_revocation_watch_resets_total",
+                "WatchRevocations messages carrying the whole set, by reason (start, behind)",
+            ),
+            (
+                "auth_revocation_listening",
+                "1 while this replica listens for other replicas' revocations (PostgreSQL)",
+            ),
+        ]);
+        // The counters without labels exist from the start, at zero: a rate over them is then
+        // 0 until the first refusal, not a missing series.
+        metrics::counter!("auth_login_throttled_total").increment(0);
+        metrics::counter!("auth_password_hash_rejections_total").increment(0);
         let tls = tls_config(&config)?;
         let store: Arc<dyn Store> = if grimos_common::db::is_postgres_url(&config.database_url) {
             Arc::new(PostgresStore::open(&config.database_url).await?)
@@ -142,12 +186,14 @@ impl App {
                 None => None,
             };
         let local_addr = listener.local_addr()?;
+        let pools = store.clone();
         Ok(Self {
             listener,
             local_addr,
             router,
             health,
             metrics_listener,
+            _pool_gauges: grimos_server::metrics::sample_pools("auth", move || pools.pools()),
             store,
             feed,
             revocation_listener,
@@ -200,10 +246,9 @@ impl App {
             move || {
                 let store = store.clone();
                 async move {
-                    store
-                        .ping()
-                        .await
-                        .map_err(|error| format!("the database does not answer: {error}"))
+                    let answer = store.ping().await;
+                    grimos_server::metrics::database_up("auth", answer.is_ok());
+                    answer.map_err(|error| format!("the database does not answer: {error}"))
                 }
             },
         )

@@ -41,7 +41,10 @@ impl Tokens {
         Self {
             signing_kid: keys.signing_kid,
             signing_key: keys.signing_key,
-            verifier: Verifier::new(keys.verifying),
+            verifier: Verifier::new(keys.verifying).count_cache_lookups(
+                metrics::counter!("auth_verified_token_cache_lookups_total", "result" => "hit"),
+                metrics::counter!("auth_verified_token_cache_lookups_total", "result" => "miss"),
+            ),
             access_ttl,
         }
     }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use auth_service::{App, Config};
 use grimos_proto::auth::v1 as pb;
 use grimos_proto::auth::v1::auth_service_client::AuthServiceClient;
-use grimos_test_support::metrics::sample;
+use grimos_test_support::metrics::{sample, sum, undescribed};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// `GET /metrics` over plain HTTP/1.1: the status line and the body.
@@ -32,6 +32,7 @@ async fn every_rpc_is_counted_by_code_on_the_metrics_port() {
     config.metrics_listen_addr = Some("127.0.0.1:0".parse().unwrap());
     config.login_slowdown = std::time::Duration::from_millis(1);
     config.revocation_sync_interval = std::time::Duration::from_millis(100);
+    config.service_token = Some(secrecy::SecretString::from("metrics-token".to_owned()));
     let app = App::build(config).await.unwrap();
     let (grpc_addr, metrics_addr) = (app.local_addr(), app.metrics_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -68,6 +69,31 @@ async fn every_rpc_is_counted_by_code_on_the_metrics_port() {
         };
         assert_eq!(status.code(), expected, "attempt {attempt}");
     }
+    // A valid token validated twice: its signature is verified once, then found in the cache.
+    let credential = pb::CreateCredentialRequest {
+        user_id: "u-metrics".into(),
+        email: "ada@example.com".into(),
+        password: "a long enough password".into(),
+    };
+    client
+        .create_credential(grimos_test_support::grpc::bearer(
+            credential,
+            "metrics-token",
+        ))
+        .await
+        .unwrap();
+    let login = pb::LoginRequest {
+        email: "ada@example.com".into(),
+        password: "a long enough password".into(),
+    };
+    let token = client.login(login).await.unwrap().into_inner().access_token;
+    for _ in 0..2 {
+        let request = pb::ValidateTokenRequest {
+            access_token: token.clone(),
+        };
+        client.validate_token(request).await.unwrap();
+    }
+
     // The revocation sync has run (every 100 ms here).
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
@@ -94,6 +120,33 @@ async fn every_rpc_is_counted_by_code_on_the_metrics_port() {
         "{text}"
     );
     assert_eq!(status_line, "HTTP/1.1 200 OK");
+    assert_eq!(undescribed(&text), Vec::<&str>::new(), "{text}");
+    // Each of the three malformed tokens missed the cache, as did the valid one the first
+    // time; the second time it was found there.
+    for (result, count) in [("miss", 4.0), ("hit", 1.0)] {
+        assert_eq!(
+            sample(
+                &text,
+                "auth_verified_token_cache_lookups_total",
+                &[("result", result)]
+            ),
+            Some(count),
+            "{result}: {text}"
+        );
+    }
+    let pool = [("server", "auth"), ("pool", "main")];
+    assert_eq!(
+        sample(&text, "db_pool_max_connections", &pool),
+        Some(8.0),
+        "{text}"
+    );
+    let open = sum(&text, "db_pool_connections", &pool);
+    assert!((1.0..=8.0).contains(&open), "{text}");
+    assert_eq!(
+        sample(&text, "db_up", &[("server", "auth")]),
+        Some(1.0),
+        "{text}"
+    );
     let rpc = "/grimos.auth.v1.AuthService/ValidateToken";
     assert_eq!(
         sample(
@@ -104,12 +157,21 @@ async fn every_rpc_is_counted_by_code_on_the_metrics_port() {
         Some(3.0),
         "{text}"
     );
+    assert_eq!(
+        sample(
+            &text,
+            "grpc_server_requests_total",
+            &[("server", "auth"), ("rpc", rpc), ("code", "0")]
+        ),
+        Some(2.0),
+        "{text}"
+    );
     assert!(
         sample(
             &text,
             "grpc_server_request_duration_seconds_count",
             &[("server", "auth"), ("rpc", rpc)]
-        ) == Some(3.0),
+        ) == Some(5.0),
         "{text}"
     );
 

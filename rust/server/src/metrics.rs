@@ -3,8 +3,13 @@
 //! and `grpc-status`, HTTP requests by method, route template and status, each labelled with
 //! the server that answered (`user`, `auth`), since the embedded auth-service shares its
 //! process, and so its recorder, with user-service.
+//!
+//! Values that are cheap to read but would cost something to keep current on every change
+//! (a database pool's connections) are read when `/metrics` is rendered, by the samplers
+//! registered with [`sample_at_scrape`].
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -22,7 +27,71 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// does), or the first values go to no recorder.
 pub fn install(server: &'static str, version: &'static str) {
     recorder();
+    describe(&[
+        (
+            "grimos_build_info",
+            "1, labelled with the version each server runs",
+        ),
+        (
+            "grpc_server_requests_total",
+            "gRPC and gRPC-Web calls answered, by rpc and numeric grpc-status code",
+        ),
+        (
+            "grpc_server_request_duration_seconds",
+            "Durations of gRPC and gRPC-Web calls, by rpc",
+        ),
+        (
+            "http_requests_total",
+            "HTTP requests answered, by method, route template and status",
+        ),
+        (
+            "http_request_duration_seconds",
+            "Durations of HTTP requests, by method and route template",
+        ),
+        ("server_connections_total", "Connections accepted"),
+        ("server_connections_open", "Connections open now"),
+        (
+            "server_connections_closed_total",
+            "Connections the server closed, by reason",
+        ),
+        (
+            "server_connections_refused_total",
+            "Connections refused over GRIMOS_MAX_CONNECTIONS",
+        ),
+        (
+            "server_request_deadlines_exceeded_total",
+            "Requests ended by their deadline",
+        ),
+        (
+            "server_request_body_timeouts_total",
+            "Requests ended because their body stalled",
+        ),
+        ("server_ready", "1 while the port reports SERVING, else 0"),
+        (
+            "db_pool_connections",
+            "Database pool connections, by pool and state (in_use, idle), read at each scrape",
+        ),
+        (
+            "db_pool_max_connections",
+            "The most connections a database pool opens",
+        ),
+        (
+            "db_up",
+            "1 if the database answered the latest readiness check, else 0",
+        ),
+    ]);
+    // The counters without labels exist from the start, at zero.
+    metrics::counter!("server_request_deadlines_exceeded_total").increment(0);
+    metrics::counter!("server_request_body_timeouts_total").increment(0);
     metrics::gauge!("grimos_build_info", "server" => server, "version" => version).set(1.0);
+}
+
+/// Gives each metric of `help` (name, description) its `# HELP` line on `/metrics`.
+pub fn describe(help: &[(&'static str, &'static str)]) {
+    for &(name, text) in help {
+        // The kind does not matter to the Prometheus exporter: it keeps one text per name.
+        metrics::describe_counter!(name, text);
+    }
 }
 
 /// The process's recorder, installed on first use; render it for `/metrics`.
@@ -45,8 +114,76 @@ pub fn recorder() -> PrometheusHandle {
         .clone()
 }
 
-/// The response of `/metrics`: the recorder in Prometheus text format.
+/// What a sampler does: sets its gauges to the values now.
+type Sampler = Box<dyn Fn() + Send + Sync>;
+
+/// The samplers [`render`] runs first, by id.
+fn samplers() -> &'static Mutex<Vec<(u64, Sampler)>> {
+    static SAMPLERS: Mutex<Vec<(u64, Sampler)>> = Mutex::new(Vec::new());
+    &SAMPLERS
+}
+
+/// Runs `sampler` every time `/metrics` is rendered, before rendering, until the returned
+/// [`Sampling`] is dropped (keep it as long as what it reads lives).
+#[must_use = "sampling stops when the Sampling is dropped"]
+pub fn sample_at_scrape(sampler: impl Fn() + Send + Sync + 'static) -> Sampling {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    samplers()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((id, Box::new(sampler)));
+    Sampling(id)
+}
+
+/// A sampler registered with [`sample_at_scrape`]; dropping it unregisters it.
+#[derive(Debug)]
+pub struct Sampling(u64);
+
+impl Drop for Sampling {
+    fn drop(&mut self) {
+        samplers()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(id, _)| *id != self.0);
+    }
+}
+
+/// Samples `server`'s database pools (what `pools` returns) at every scrape:
+/// `db_pool_connections{server,pool,state="in_use"|"idle"}` and
+/// `db_pool_max_connections{server,pool}`.
+pub fn sample_pools(
+    server: &'static str,
+    pools: impl Fn() -> Vec<grimos_common::db::PoolStats> + Send + Sync + 'static,
+) -> Sampling {
+    sample_at_scrape(move || {
+        for stats in pools() {
+            let pool = stats.pool;
+            metrics::gauge!("db_pool_connections", "server" => server, "pool" => pool, "state" => "in_use")
+                .set(f64::from(stats.in_use()));
+            metrics::gauge!("db_pool_connections", "server" => server, "pool" => pool, "state" => "idle")
+                .set(f64::from(stats.idle));
+            metrics::gauge!("db_pool_max_connections", "server" => server, "pool" => pool)
+                .set(f64::from(stats.max));
+        }
+    })
+}
+
+/// Records the result of `server`'s latest database check: `db_up{server}` is 1 when the
+/// database answered, 0 when it did not.
+pub fn database_up(server: &'static str, up: bool) {
+    metrics::gauge!("db_up", "server" => server).set(if up { 1.0 } else { 0.0 });
+}
+
+/// The response of `/metrics`: the samplers run, then the recorder in Prometheus text format.
 pub fn render() -> Response {
+    for (_, sampler) in samplers()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
+        sampler();
+    }
     let mut response = Response::new(axum::body::Body::from(recorder().render()));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -67,13 +67,16 @@ async fn a_client_that_floods_pings_and_reads_nothing_is_cut_off_at_the_send_tim
         .collect();
     tcp.write_all(&flood).await.unwrap();
     let started = std::time::Instant::now();
-    // Write until the server stops reading (its writes are blocked), or it closes.
+    // Write until the server stops reading (its writes are blocked), or it closes. How long
+    // that takes depends on how fast a loaded machine fills the server's send buffer (the
+    // kernel grows it to megabytes), so the guard against a server that reads for ever is
+    // generous; the send timeout under test is what the next step measures.
     loop {
         let written = tokio::time::timeout(Duration::from_millis(500), tcp.write_all(&batch)).await;
         match written {
             Ok(Ok(())) => {
                 assert!(
-                    started.elapsed() < WITHIN,
+                    started.elapsed() < Duration::from_secs(60),
                     "the server never stopped reading"
                 );
             }

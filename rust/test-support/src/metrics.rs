@@ -32,9 +32,28 @@ pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     samples(text, name, labels).sum()
 }
 
+/// The metrics of `text` (by their `# TYPE` line) that have no `# HELP` line: each metric a
+/// service exports is described for whoever reads `/metrics`.
+pub fn undescribed(text: &str) -> Vec<&str> {
+    let described: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# HELP ")?.split(' ').next())
+        .collect();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.split(' ').next())
+        .filter(|name| !described.contains(name))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{sample, sum};
+    use super::{sample, sum, undescribed};
+
+    #[test]
+    fn a_metric_without_help_is_named() {
+        let text = "# HELP x An x.\n# TYPE x counter\nx 1\n# TYPE y gauge\ny 2\n";
+        assert_eq!(undescribed(text), ["y"]);
+    }
 
     #[test]
     fn samples_are_found_by_their_labels_and_summed_over_the_others() {

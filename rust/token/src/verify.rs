@@ -47,6 +47,9 @@ pub struct Verifier {
     validation: Validation,
     /// Tokens whose signature and claims verified, by their exact text.
     verified: quick_cache::sync::Cache<String, Arc<AccessClaims>>,
+    /// Counted on each lookup in `verified` that finds the token, and each that does not.
+    cache_hits: metrics::Counter,
+    cache_misses: metrics::Counter,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -72,7 +75,18 @@ impl Verifier {
             keys,
             validation,
             verified: quick_cache::sync::Cache::new(VERIFIED_CACHE_CAPACITY),
+            cache_hits: metrics::Counter::noop(),
+            cache_misses: metrics::Counter::noop(),
         }
+    }
+
+    /// This verifier, counting its lookups of verified tokens in `hits` and `misses` (each
+    /// service names its own series).
+    #[must_use]
+    pub fn count_cache_lookups(mut self, hits: metrics::Counter, misses: metrics::Counter) -> Self {
+        self.cache_hits = hits;
+        self.cache_misses = misses;
+        self
     }
 
     /// The keys it verifies with.
@@ -98,12 +112,14 @@ impl Verifier {
             return Err(Rejected::Invalid);
         }
         if let Some(claims) = self.verified.get(token) {
+            self.cache_hits.increment(1);
             if expired(claims.exp, now) {
                 self.verified.remove(token);
                 return Err(Rejected::Invalid);
             }
             return Ok(claims);
         }
+        self.cache_misses.increment(1);
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejected::Invalid)?;
         if header.alg != Algorithm::EdDSA {
             return Err(Rejected::Invalid);

@@ -152,10 +152,9 @@ impl Users {
     /// Whether this user-service can do its job: its database answers and auth-service is
     /// SERVING. The reason when not. `/readyz` and gRPC health both follow it.
     pub async fn readiness(&self) -> std::result::Result<(), String> {
-        self.store
-            .ping()
-            .await
-            .map_err(|_| "database unavailable".to_owned())?;
+        let database = self.store.ping().await;
+        grimos_server::metrics::database_up("user", database.is_ok());
+        database.map_err(|_| "database unavailable".to_owned())?;
         self.auth
             .health_check()
             .await

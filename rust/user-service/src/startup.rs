@@ -66,12 +66,48 @@ pub struct App {
     health: HealthReporter,
     /// Set when the stop begins; `/readyz` answers 503 from then on.
     draining: Draining,
+    /// `db_pool_*` read at every scrape while the app lives.
+    _pool_gauges: grimos_server::metrics::Sampling,
 }
 
 impl App {
     /// Prepares everything that can fail before serving.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         grimos_server::metrics::install("user", env!("CARGO_PKG_VERSION"));
+        grimos_server::metrics::describe(&[
+            (
+                "auth_client_requests_total",
+                "Calls to auth-service, after retries, by rpc and code",
+            ),
+            (
+                "auth_client_request_duration_seconds",
+                "Durations of calls to auth-service, by rpc",
+            ),
+            (
+                "auth_client_retries_total",
+                "Calls to auth-service sent again, by rpc and reason",
+            ),
+            (
+                "auth_client_endpoint_calls_total",
+                "Calls per auth-service endpoint",
+            ),
+            (
+                "auth_client_endpoint_in_rotation",
+                "1 while the balancer may pick the endpoint, else 0",
+            ),
+            (
+                "auth_client_endpoint_healthy",
+                "1 while the endpoint passes its health checks, else 0",
+            ),
+            (
+                "auth_client_endpoint_ejections_total",
+                "Endpoints taken out after a call they did not process",
+            ),
+            (
+                "auth_client_validation_cache_lookups_total",
+                "Lookups in the cache of ValidateToken answers, by result (hit, miss)",
+            ),
+        ]);
         let tls = server_tls(&config.tls)?;
         let store: Arc<dyn UserStore> =
             if grimos_common::db::is_postgres_url(&config.user_database_url) {
@@ -127,6 +163,8 @@ impl App {
             ),
             None => {}
         }
+        let pools = store.clone();
+        let pool_gauges = grimos_server::metrics::sample_pools("user", move || pools.pools());
         let lease = config.auth_deadline.saturating_mul(SIGN_UP_LEASE_DEADLINES);
         let users = Arc::new(Users::new(store, auth, lease).await?);
         let limits = config.limits.clone();
@@ -154,6 +192,7 @@ impl App {
             limits,
             health,
             draining,
+            _pool_gauges: pool_gauges,
         })
     }
 

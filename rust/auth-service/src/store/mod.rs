@@ -80,6 +80,9 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
 
+    /// The connections of the store's pool now (for `/metrics`; costs no query).
+    fn pools(&self) -> Vec<grimos_common::db::PoolStats>;
+
     /// Stores a new credential; `AlreadyExists` if its email or user id is taken.
     async fn insert_credential(&self, credential: &Credential) -> Result<()>;
 

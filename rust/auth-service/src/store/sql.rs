@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use grimos_common::db::sql::{Columns, Sql};
-use grimos_common::db::{join_roles, split_roles};
+use grimos_common::db::{PoolStats, join_roles, split_roles};
 use grimos_token::{Kind, Revocation};
 use sqlx::Pool;
 use tokio::sync::Notify;
@@ -212,6 +212,10 @@ impl<DB: Backend> Store for SqlStore<DB> {
     async fn ping(&self) -> Result<()> {
         DB::query(DB::PING).execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn pools(&self) -> Vec<PoolStats> {
+        vec![PoolStats::of("main", &self.pool)]
     }
 
     async fn insert_credential(&self, c: &Credential) -> Result<()> {

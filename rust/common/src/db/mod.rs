@@ -1,7 +1,7 @@
 //! Databases both services use: opening SQLite ([`sqlite`]) and PostgreSQL ([`postgres`])
 //! from a URL ([`url`]), store code written once for both ([`sql`]), the roles column both
-//! schemas keep ([`split_roles`], [`join_roles`]), and what a database error means for the
-//! caller ([`Failure`]).
+//! schemas keep ([`split_roles`], [`join_roles`]), what a database error means for the
+//! caller ([`Failure`]), and a pool's connections at one moment ([`PoolStats`]).
 
 pub mod postgres;
 pub mod sql;
@@ -64,6 +64,37 @@ impl From<sqlx::Error> for Failure {
             return Self::Unavailable;
         }
         Self::Fault(anyhow::Error::new(error).context("database"))
+    }
+}
+
+/// A connection pool's connections at one moment, for the `db_pool_*` gauges: read from the
+/// pool's own counters, so taking it costs no query and no lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Which of a service's pools (`main`; user-service on PostgreSQL also has `readers`).
+    pub pool: &'static str,
+    /// Connections open, in use or idle.
+    pub open: u32,
+    /// Connections open and idle.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
+impl PoolStats {
+    /// `pool`'s connections now, as the pool `name`.
+    pub fn of<DB: sqlx::Database>(name: &'static str, pool: &sqlx::Pool<DB>) -> Self {
+        Self {
+            pool: name,
+            open: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        }
+    }
+
+    /// Connections lent out now.
+    pub fn in_use(&self) -> u32 {
+        self.open.saturating_sub(self.idle)
     }
 }
 

@@ -269,7 +269,7 @@ impl Reporter {
     /// task, once per service.
     fn eject(self, reason: &'static str) {
         if self.gate.close() {
-            metrics::counter!("auth_client_endpoint_ejections_total", "reason" => reason)
+            metrics::counter!("auth_client_endpoint_ejections_total", "endpoint" => self.key.clone(), "reason" => reason)
                 .increment(1);
             tracing::info!(endpoint = %self.key, reason, "auth-service endpoint ejected after a call it did not process");
             self.send(Outcome::Ejected(reason));

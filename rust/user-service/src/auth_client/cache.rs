@@ -18,10 +18,15 @@ pub(super) const VALIDATION_CACHE_CAPACITY: usize = 10_000;
 /// is deleted). An answer fetched before such a revocation but stored after it is caught by
 /// `generation`: [`Validations::forget`] bumps it, and [`Validations::insert`] drops its own
 /// entry if it changed while the answer was on its way.
+///
+/// Every lookup is counted in `auth_client_validation_cache_lookups_total{result="hit"|"miss"}`
+/// (a stale answer is a miss), so the hit ratio is a rate over it.
 pub(super) struct Validations {
     ttl: Duration,
     answers: quick_cache::sync::Cache<String, (Instant, pb::ValidateTokenResponse)>,
     generation: AtomicU64,
+    hits: metrics::Counter,
+    misses: metrics::Counter,
 }
 
 impl Validations {
@@ -30,6 +35,8 @@ impl Validations {
             ttl,
             answers: quick_cache::sync::Cache::new(capacity),
             generation: AtomicU64::new(0),
+            hits: metrics::counter!("auth_client_validation_cache_lookups_total", "result" => "hit"),
+            misses: metrics::counter!("auth_client_validation_cache_lookups_total", "result" => "miss"),
         }
     }
 
@@ -50,10 +57,15 @@ impl Validations {
     }
 
     pub(super) fn get(&self, token: &str) -> Option<pb::ValidateTokenResponse> {
-        let (until, answer) = self.answers.get(token)?;
+        let Some((until, answer)) = self.answers.get(token) else {
+            self.misses.increment(1);
+            return None;
+        };
         if Instant::now() < until {
+            self.hits.increment(1);
             Some(answer)
         } else {
+            self.misses.increment(1);
             self.answers.remove(token);
             None
         }

@@ -25,7 +25,10 @@
 //!
 //! A replica that stops is out of rotation at once if it refuses connections or says GOAWAY
 //! (ejection), and within one interval plus one check if it just stops answering. Each
-//! member's place is in `auth_client_endpoint_in_rotation{endpoint}` (1 or 0).
+//! member's place is in `auth_client_endpoint_in_rotation{endpoint}` (1 or 0), and its health
+//! (its last check passed and no call ejected it since) in
+//! `auth_client_endpoint_healthy{endpoint}` (1 or 0): failing open keeps unhealthy members in
+//! rotation.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -458,6 +461,10 @@ impl Balanced {
             );
         }
         self.all_failing = all_failing;
+        for (key, member) in members {
+            metrics::gauge!("auth_client_endpoint_healthy", "endpoint" => key.clone())
+                .set(if member.healthy { 1.0 } else { 0.0 });
+        }
         let wanted = rotation(members.iter().map(|(k, m)| (k.clone(), m.healthy)));
         let gone: Vec<String> = self
             .inserted

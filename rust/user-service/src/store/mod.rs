@@ -83,6 +83,8 @@ pub enum Reservation {
 pub trait UserStore: Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
+    /// The connections of the store's pools now (for `/metrics`; costs no query).
+    fn pools(&self) -> Vec<grimos_common::db::PoolStats>;
     /// The page-token key, created on first use and shared by replicas.
     async fn page_key(&self) -> Result<Vec<u8>>;
     /// Reserves `profile.email` with a pending row leased until `lease_until`.

@@ -19,7 +19,7 @@ use std::future::Future;
 
 use async_trait::async_trait;
 use grimos_common::db::sql::{Columns, Sql};
-use grimos_common::db::{join_roles, split_roles};
+use grimos_common::db::{PoolStats, join_roles, split_roles};
 use rand::RngCore as _;
 use sqlx::Pool;
 
@@ -187,6 +187,15 @@ impl<DB: Backend> UserStore for SqlUserStore<DB> {
     async fn ping(&self) -> Result<()> {
         DB::query(DB::PING).execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn pools(&self) -> Vec<PoolStats> {
+        let mut pools = vec![PoolStats::of("main", &self.pool)];
+        let reads = DB::read_pool(self);
+        if !std::ptr::eq(reads, &self.pool) {
+            pools.push(PoolStats::of("readers", reads));
+        }
+        pools
     }
 
     async fn page_key(&self) -> Result<Vec<u8>> {
