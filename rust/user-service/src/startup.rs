@@ -107,6 +107,30 @@ impl App {
                 "auth_client_validation_cache_lookups_total",
                 "Lookups in the cache of ValidateToken answers, by result (hit, miss)",
             ),
+            (
+                "auth_client_verification_keys",
+                "Verification keys fetched from auth-service for local verification",
+            ),
+            (
+                "auth_client_key_fetches_total",
+                "GetVerificationKeys calls, by outcome (ok, error)",
+            ),
+            (
+                "auth_client_local_fallbacks_total",
+                "Requests sent to ValidateToken because local verification could not vouch for its state",
+            ),
+            (
+                "auth_client_revocation_stream_connected",
+                "1 while the WatchRevocations stream is in sync, else 0",
+            ),
+            (
+                "auth_client_revocation_stream_lag_seconds",
+                "Seconds since the WatchRevocations stream's last message",
+            ),
+            (
+                "auth_client_revocations_applied_total",
+                "Revocations applied from the WatchRevocations stream",
+            ),
         ]);
         let tls = server_tls(&config.tls)?;
         let store: Arc<dyn UserStore> =

@@ -293,7 +293,11 @@ async fn pools_caches_and_database_are_measured(app: &TestApp, pools: &[&str]) {
 
 #[tokio::test]
 async fn pools_caches_and_database_are_measured_on_sqlite() {
-    let app = spawn_in(TestData::on(Backend::Sqlite), |_| {}).await;
+    // The validation cache is on the ValidateToken path: local verification off.
+    let app = spawn_in(TestData::on(Backend::Sqlite), |c| {
+        c.auth_local_verification = false;
+    })
+    .await;
     pools_caches_and_database_are_measured(&app, &["main"]).await;
 }
 
@@ -304,6 +308,7 @@ async fn pools_caches_and_database_are_measured_on_postgres() {
     let app = spawn_app_with(move |c| {
         c.user_database_url = url.clone();
         c.auth.database_url = url;
+        c.auth_local_verification = false;
     })
     .await;
     pools_caches_and_database_are_measured(&app, &["main", "readers"]).await;
