@@ -35,6 +35,9 @@ TARGET_IDLE_RSS_MIB = 20.0
 TARGET_LOAD_RSS_MIB = 64.0
 TARGET_READY_MS = 500.0
 TARGET_SCALING = 0.10
+TARGET_LOCAL_CURRENT_USER_RATIO = 0.55
+TARGET_LOCAL_ME_RATIO = 0.45
+TARGET_REVOCATION_P99_MS = 100.0
 
 # The two services, in the order they start (auth-service first: user-service calls it).
 SERVICES = ("auth-service", "user-service")

@@ -13,6 +13,9 @@ from .common import (
     LOGIN_USERS,
     SERVICES,
     TARGET_CURRENT_USER_RATIO,
+    TARGET_LOCAL_CURRENT_USER_RATIO,
+    TARGET_LOCAL_ME_RATIO,
+    TARGET_REVOCATION_P99_MS,
     TARGET_HALF_PEAK_P99_MS,
     TARGET_IDLE_RSS_MIB,
     TARGET_LOAD_RSS_MIB,
@@ -124,19 +127,38 @@ def build_report(bench: Bench, phases: dict[str, Any]) -> tuple[str, list[Target
         ], ([*compare_row(name, warn, info), fmt(per_req, 1)]
             for name, (warn, info, per_req) in logs.items()))
 
+    local = phases.get("local_check")
+    if local:
+        lines += section(
+            "Local verification without the validation cache (AUTH_VALIDATION_CACHE_TTL=0s)",
+            ["Both services restarted with the validation cache off; user-service verifies every "
+             "token itself (AUTH_LOCAL_VERIFICATION=true, the default) and asks auth-service "
+             "nothing."],
+            ["workload", "req/s (defaults)", "ratio to floor", "req/s local, no cache",
+             "ratio to floor", "p99 ms", "CPU s/1k (auth / user)"],
+            restart_rows(local))
+
+    revocation = phases.get("revocation")
+    if revocation:
+        lines += section(
+            "Revocation latency: from the revocation returning to the first refused request",
+            ["Each sample a fresh session: revoked once (through user-service's logout, or at "
+             "auth-service directly, which user-service learns from its WatchRevocations "
+             "stream, as any other replica does), then GET /v1/users/me in a loop until 401."],
+            ["path", "samples", "p50 ms", "p99 ms", "max ms"],
+            ([name, str(int(v["samples"])), fmt(v["p50_ms"]), fmt(v["p99_ms"]), fmt(v["max_ms"])]
+             for name, v in revocation.items()))
+
     cache = phases.get("cache_check")
     if cache:
         lines += section(
-            "user-service's validation cache: on (AUTH_VALIDATION_CACHE_TTL=1s, the default) vs off",
-            ["Both services restarted with AUTH_VALIDATION_CACHE_TTL=0s, so every request makes "
+            "A ValidateToken round trip per request: local verification and the cache off",
+            ["Both services restarted with AUTH_VALIDATION_CACHE_TTL=0s and "
+             "AUTH_LOCAL_VERIFICATION=false, so every request makes "
              "the ValidateToken round trip to auth-service."],
             ["workload", "req/s cached", "ratio to floor", "req/s uncached", "ratio to floor",
              "p99 ms uncached", "CPU s/1k uncached (auth / user)"],
-            ([name, fmt(cached.req_s, 0), f"{cached.req_s / floor.req_s:.2f}",
-              fmt(uncached.req_s, 0), f"{uncached.req_s / floor.req_s:.2f}",
-              fmt(uncached.p99_ms), f"{fmt(uncached.cpu_per_1k.get('auth-service'), 3)} / "
-              f"{fmt(uncached.cpu_per_1k.get('user-service'), 3)}"]
-             for name, (cached, uncached, floor) in cache.items()))
+            restart_rows(cache))
 
     perf = phases.get("perf")
     if perf:
@@ -191,6 +213,16 @@ def list_row(size: str, pos: str, r: Result, start: Result) -> list[str]:
             fmt(cpu, 3), f"{(cpu / base - 1) if cpu and base else 0:+.1%}"]
 
 
+def restart_rows(checked: dict[str, Any]) -> list[list[str]]:
+    """The rows of a restart comparison: each read with the defaults and after the restart,
+    both as ratios to the floor, with the restarted run's p99 and CPU."""
+    return [[name, fmt(before.req_s, 0), f"{before.req_s / floor.req_s:.2f}",
+             fmt(after.req_s, 0), f"{after.req_s / floor.req_s:.2f}", fmt(after.p99_ms),
+             f"{fmt(after.cpu_per_1k.get('auth-service'), 3)} / "
+             f"{fmt(after.cpu_per_1k.get('user-service'), 3)}"]
+            for name, (before, after, floor) in checked.items()]
+
+
 def targets(bench: Bench, phases: dict[str, Any], results: dict[str, Result]) -> list[Target]:
     """Every performance target this run can judge, in the report's order."""
     out: list[Target] = []
@@ -208,6 +240,17 @@ def targets(bench: Bench, phases: dict[str, Any], results: dict[str, Result]) ->
         ratio = ratio_of(r.name) if r else None
         if ratio is not None:
             out.append((f"{key} ≥ {target}× its floor", ratio >= target, f"{ratio:.2f}×"))
+    for key, target in (("GetCurrentUser", TARGET_LOCAL_CURRENT_USER_RATIO),
+                        ("GET /v1/users/me", TARGET_LOCAL_ME_RATIO)):
+        checked = phases.get("local_check", {}).get(key)
+        if checked:
+            _, local_r, floor = checked
+            ratio = local_r.req_s / floor.req_s
+            out.append((f"{key} with local verification, no cache ≥ {target}× its floor",
+                        ratio >= target, f"{ratio:.2f}×"))
+    for path, v in phases.get("revocation", {}).items():
+        out.append((f"revocation refused ({path}) p99 ≤ {TARGET_REVOCATION_P99_MS:g} ms",
+                    v["p99_ms"] <= TARGET_REVOCATION_P99_MS, f"{v['p99_ms']:.2f} ms"))
     errors = sum(r.errors for r in bench.loads.results)
     out.append(("zero errors", errors == 0, f"{errors} errors"))
     half = phases.get("half_peak")

@@ -15,6 +15,7 @@ from grimos.user.v1 import user_pb2
 
 from .common import CURRENT_USER_PATH, SERVICES, VALIDATE_PATH, BenchError, log
 from .processes import run_tool
+from .revocation import revocation_latency
 from .workloads import BOTH, Bench
 
 
@@ -64,6 +65,7 @@ def run_bench(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     for name in SERVICES:
         snapshots["after_reads"][name] = system.procs[name].status().get("VmHWM", 0)
 
+    phases["revocation"] = revocation_latency(bench, 20 if s.quick else REVOCATION_SAMPLES)
     phases["argon2"] = bench.argon2_rate()
     bench.login_load()
     bench.signup_load()
@@ -85,7 +87,8 @@ def run_bench(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     if not s.quick and not args.no_log_check:
         phases["log_check"] = log_check(bench, phases)
     if not s.quick:
-        phases["cache_check"] = cache_check(bench, phases)
+        phases["local_check"] = cache_check(bench, phases, LOCAL_NO_CACHE, "local-no-cache")
+        phases["cache_check"] = cache_check(bench, phases, ROUND_TRIP, "no-cache")
     return phases
 
 
@@ -135,20 +138,28 @@ def log_check(bench: Bench, phases: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def cache_check(bench: Bench, phases: dict[str, Any]) -> dict[str, Any]:
-    """Restarts both services with user-service's validation cache off
-    (AUTH_VALIDATION_CACHE_TTL=0s: a ValidateToken round trip on every request) and repeats
-    the two reads that validate a token, to show what the cache saves."""
+# Revocations timed per path in a full run (a quick run times 20).
+REVOCATION_SAMPLES = 200
+# user-service verifying tokens itself, without the validation cache.
+LOCAL_NO_CACHE = {"AUTH_VALIDATION_CACHE_TTL": "0s"}
+# A ValidateToken round trip on every request.
+ROUND_TRIP = {"AUTH_VALIDATION_CACHE_TTL": "0s", "AUTH_LOCAL_VERIFICATION": "false"}
+
+
+def cache_check(bench: Bench, phases: dict[str, Any], env: dict[str, str],
+                label: str) -> dict[str, Any]:
+    """Restarts both services with `env` (the validation cache off, and local verification on
+    or off) and repeats the two reads that validate a token."""
     system, loads, token = bench.system, bench.loads, bench.users.user_token
-    system.restart_services("warn", {"AUTH_VALIDATION_CACHE_TTL": "0s"})
+    system.restart_services("warn", env)
     current_msg = user_pb2.GetCurrentUserRequest().SerializeToString()
     reads = phases["reads_1k"]
     out: dict[str, Any] = {}
-    r = loads.grpc_load("GetCurrentUser gRPC (no validation cache)", "no-cache",
+    r = loads.grpc_load(f"GetCurrentUser gRPC ({label})", label,
                         system.user_addr, CURRENT_USER_PATH, current_msg, BOTH,
                         token=token, metrics=True)
     out["GetCurrentUser"] = (reads["GetCurrentUser"], r, reads["floor GetCurrentUser"])
-    r = loads.wrk_load("GET /v1/users/me (no validation cache)", "no-cache",
+    r = loads.wrk_load(f"GET /v1/users/me ({label})", label,
                        f"{system.user_base}/v1/users/me", BOTH, token=token,
                        route="/v1/users/me")
     out["GET /v1/users/me"] = (reads["GET /v1/users/me"], r, reads["floor GET /v1/users/me"])
