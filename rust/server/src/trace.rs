@@ -10,58 +10,56 @@
 //! matched route, names an HTTP span for it ([`record_route`]). Nothing here reads a body
 //! or records a header other than the request id.
 
-use grimos_common::telemetry;
+use grimos_common::telemetry::{self, UNTRACED_TARGET};
 use http::{HeaderMap, Request, Response};
 use tracing::Span;
 use tracing::field::Empty;
 
 use crate::{MAX_REQUEST_ID_BYTES, REQUEST_ID_HEADER};
 
+/// A server span of `target`, named `name`, with the request's fields; `$($fields)*` are the
+/// first ones (user-service's port logs the method too).
+macro_rules! server_span {
+    ($target:expr, $name:literal, $request:ident, $($fields:tt)*) => {
+        tracing::info_span!(
+            target: $target,
+            $name,
+            $($fields)*
+            path = %$request.uri().path(),
+            request_id = request_id($request),
+            otel.kind = Empty,
+            trace_id = Empty,
+        )
+    };
+}
+
 /// The span of a request on user-service's port (HTTP/JSON, gRPC, gRPC-Web).
 pub fn http_span<B>(request: &Request<B>) -> Span {
-    let span = tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        request_id = request_id(request),
-        otel.name = Empty,
-        otel.kind = Empty,
-        otel.status_code = Empty,
-        http.request.method = Empty,
-        url.path = Empty,
-        http.route = Empty,
-        http.response.status_code = Empty,
-        rpc.system = Empty,
-        rpc.service = Empty,
-        rpc.method = Empty,
-        rpc.grpc.status_code = Empty,
-        trace_id = Empty,
-    );
+    let span = if traced(request.uri().path()) {
+        server_span!(module_path!(), "request", request, method = %request.method(),)
+    } else {
+        server_span!(UNTRACED_TARGET, "request", request, method = %request.method(),)
+    };
     start(&span, request);
     span
 }
 
 /// The span of a call on auth-service's port (gRPC).
 pub fn grpc_span<B>(request: &Request<B>) -> Span {
-    let span = tracing::info_span!(
-        "grpc",
-        path = %request.uri().path(),
-        request_id = request_id(request),
-        otel.name = Empty,
-        otel.kind = Empty,
-        otel.status_code = Empty,
-        http.request.method = Empty,
-        url.path = Empty,
-        http.route = Empty,
-        http.response.status_code = Empty,
-        rpc.system = Empty,
-        rpc.service = Empty,
-        rpc.method = Empty,
-        rpc.grpc.status_code = Empty,
-        trace_id = Empty,
-    );
+    let span = if traced(request.uri().path()) {
+        server_span!(module_path!(), "grpc", request,)
+    } else {
+        server_span!(UNTRACED_TARGET, "grpc", request,)
+    };
     start(&span, request);
     span
+}
+
+/// Whether requests to `path` are traced: not the probes' and scrapers' (health, readiness,
+/// metrics), which would bury the requests' traces under one every few seconds.
+fn traced(path: &str) -> bool {
+    !(path.starts_with("/grpc.health.v1.Health/")
+        || matches!(path, "/healthz" | "/readyz" | "/metrics"))
 }
 
 /// The request id the request carries (the `RequestIdLayer` in front has made it sane on
@@ -84,34 +82,33 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// The OpenTelemetry side of a new server span, before it is first entered (which starts
-/// it): its kind, name and request attributes, then the caller's trace.
+/// it): its kind (the one thing that cannot change later), the caller's trace, its name and
+/// request attributes.
 fn start<B>(span: &Span, request: &Request<B>) {
-    if !telemetry::exporting() {
+    if !telemetry::exporting() || !traced(request.uri().path()) {
         return;
     }
     let path = request.uri().path();
     span.record("otel.kind", "server");
-    span.record("url.path", path);
-    span.record("http.request.method", request.method().as_str());
+    telemetry::continue_trace(span, request.headers());
+    telemetry::attribute(span, "url.path", path);
+    telemetry::attribute(span, "http.request.method", request.method().as_str());
     match grpc_method(path).filter(|_| is_grpc(request.headers())) {
         Some((service, method)) => {
-            span.record("otel.name", &path[1..]);
-            span.record("rpc.system", "grpc");
-            span.record("rpc.service", service);
-            span.record("rpc.method", method);
+            telemetry::rename(span, path[1..].to_owned());
+            telemetry::attribute(span, "rpc.system", "grpc");
+            telemetry::attribute(span, "rpc.service", service);
+            telemetry::attribute(span, "rpc.method", method);
         }
         // Named for its route once routing has found it (`record_route`).
-        None => {
-            span.record("otel.name", request.method().as_str());
-        }
+        None => telemetry::rename(span, request.method().as_str().to_owned()),
     }
-    telemetry::continue_trace(span, request.headers());
 }
 
 /// `/package.Service/Method` as (`package.Service`, `Method`).
 fn grpc_method(path: &str) -> Option<(&str, &str)> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
+    (!service.is_empty() && service.contains('.') && !method.is_empty() && !method.contains('/'))
         .then_some((service, method))
 }
 
@@ -121,7 +118,7 @@ pub fn record_route(method: &str, route: &str) {
         return;
     }
     let span = Span::current();
-    span.record("http.route", route);
+    telemetry::attribute(&span, "http.route", route);
     telemetry::rename(&span, format!("{method} {route}"));
 }
 
@@ -132,11 +129,11 @@ pub fn on_response<B>(response: &Response<B>, span: &Span) {
         return;
     }
     let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
+    telemetry::int_attribute(span, "http.response.status_code", i64::from(status));
     if let Some(code) = grpc_status(response.headers()) {
         telemetry::record_grpc_code(span, code, true);
     } else if status >= 500 {
-        span.record("otel.status_code", "ERROR");
+        telemetry::failed(span);
     }
 }
 

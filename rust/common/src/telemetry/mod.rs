@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -29,7 +29,11 @@ mod propagation;
 mod spans;
 
 pub use propagation::{TRACEPARENT_HEADER, continue_trace, inject, record_trace_id};
-pub use spans::{client_span, db_span, record_grpc_code, rename};
+pub use spans::{attribute, client_span, db_span, failed, int_attribute, record_grpc_code, rename};
+
+/// The `tracing` target of spans that are never exported (a probe's request), whatever
+/// their level.
+pub const UNTRACED_TARGET: &str = "grimos::untraced";
 
 /// Whether spans are exported (set once by [`init`]).
 static EXPORTING: AtomicBool = AtomicBool::new(false);
@@ -108,8 +112,12 @@ pub fn init(service: &'static str) -> anyhow::Result<Telemetry> {
             .with_threads(false)
             .with_target(false)
             // Our spans are at info; the libraries' debug and trace spans (h2, hyper) are not
-            // worth exporting whatever RUST_LOG says.
-            .with_filter(LevelFilter::INFO)
+            // worth exporting whatever RUST_LOG says, nor the probes' requests.
+            .with_filter(
+                Targets::new()
+                    .with_default(LevelFilter::INFO)
+                    .with_target(UNTRACED_TARGET, LevelFilter::OFF),
+            )
     });
     let initialized = tracing_subscriber::registry()
         .with(log_layer(format))

@@ -1,13 +1,17 @@
-//! The spans both services make besides their server spans, named and attributed as
-//! OpenTelemetry's semantic conventions say: a gRPC client call ([`client_span`]) and a
-//! database statement ([`db_span`]). Each is `Span::none()` unless spans are exported
-//! ([`super::exporting`]) and a request's span is current, so logs do not change and nothing
-//! is paid for them otherwise.
+//! The OpenTelemetry side of the services' spans, named and attributed as OpenTelemetry's
+//! semantic conventions say: a gRPC client call ([`client_span`]), a database statement
+//! ([`db_span`]), and the attributes, names and status of server spans ([`attribute`],
+//! [`rename`], [`record_grpc_code`]). Attributes go to the OpenTelemetry span only, not into
+//! the `tracing` fields that log lines print. Everything here does nothing unless spans are
+//! exported ([`super::exporting`]), and the two span makers return `Span::none()` unless a
+//! request's span is current, so logs do not change and nothing is paid for them otherwise.
 //!
 //! A database span carries the statement's text (with its `$1` placeholders), never the
 //! values bound to it.
 
+use opentelemetry::trace::{Status, TraceContextExt as _};
 use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Whether a span made now would be part of a request's trace: spans are exported, and a
 /// span is current. Background work (the reconciler, revocation sync, health checks) runs
@@ -22,41 +26,66 @@ pub fn client_span(service: &'static str, method: &'static str) -> Span {
     if !within_a_request() {
         return Span::none();
     }
-    tracing::info_span!(
-        "grpc_call",
-        otel.name = format_args!("{service}/{method}"),
-        otel.kind = "client",
-        otel.status_code = tracing::field::Empty,
-        rpc.system = "grpc",
-        rpc.service = service,
-        rpc.method = method,
-        rpc.grpc.status_code = tracing::field::Empty,
-    )
+    let span = tracing::info_span!("grpc_call", rpc.method = method, otel.kind = "client");
+    span.set_attribute("rpc.system", "grpc");
+    span.set_attribute("rpc.service", service);
+    rename(&span, format!("{service}/{method}"));
+    span
 }
 
-/// Renames the OpenTelemetry span of `span`, which may have started already (a server
-/// span is named for its route once routing has found it); `otel.name` is read only before
-/// the span starts.
-pub fn rename(span: &Span, name: String) {
-    if !super::exporting() {
-        return;
+/// The span of one statement `sql` on the database `system` (`sqlite`, `postgresql`):
+/// named for its operation (`SELECT`, `INSERT`, ...), kind client.
+pub fn db_span(system: &'static str, sql: &str) -> Span {
+    if !within_a_request() {
+        return Span::none();
     }
-    use opentelemetry::trace::TraceContextExt as _;
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    span.context().span().update_name(name);
+    let operation = operation(sql);
+    let span = tracing::info_span!("db", db.operation.name = operation, otel.kind = "client");
+    span.set_attribute("db.system.name", system);
+    span.set_attribute("db.query.text", sql.to_owned());
+    rename(&span, operation.to_owned());
+    span
 }
 
-/// Records the gRPC status `code` of the call or request of `span` (which declares
-/// `rpc.grpc.status_code` and `otel.status_code`), and marks it failed as the semantic
-/// conventions say: a client call for any code but OK, a server for the codes that are the
-/// server's fault (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE,
-/// DATA_LOSS), not the caller's.
+/// Sets the attribute `key` of the OpenTelemetry span of `span` to `value`.
+pub fn attribute(span: &Span, key: &'static str, value: &str) {
+    if super::exporting() {
+        span.set_attribute(key, value.to_owned());
+    }
+}
+
+/// Sets the integer attribute `key` of the OpenTelemetry span of `span` to `value`.
+pub fn int_attribute(span: &Span, key: &'static str, value: i64) {
+    if super::exporting() {
+        span.set_attribute(key, value);
+    }
+}
+
+/// Names the OpenTelemetry span of `span` `name`, even once it has started (a server span
+/// is named for its route once routing has found it).
+pub fn rename(span: &Span, name: String) {
+    if super::exporting() {
+        span.context().span().update_name(name);
+    }
+}
+
+/// Marks the OpenTelemetry span of `span` failed.
+pub fn failed(span: &Span) {
+    if super::exporting() {
+        span.set_status(Status::error(""));
+    }
+}
+
+/// Records the gRPC status `code` of the call or request of `span` as
+/// `rpc.grpc.status_code`, and marks it failed as the semantic conventions say: a client
+/// call for any code but OK, a server for the codes that are the server's fault (UNKNOWN,
+/// DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS), not the caller's.
 pub fn record_grpc_code(span: &Span, code: tonic::Code, server: bool) {
     if !super::exporting() {
         return;
     }
-    span.record("rpc.grpc.status_code", code as i32);
-    let failed = if server {
+    span.set_attribute("rpc.grpc.status_code", code as i64);
+    let fault = if server {
         matches!(
             code,
             tonic::Code::Unknown
@@ -69,26 +98,9 @@ pub fn record_grpc_code(span: &Span, code: tonic::Code, server: bool) {
     } else {
         code != tonic::Code::Ok
     };
-    if failed {
-        span.record("otel.status_code", "ERROR");
+    if fault {
+        failed(span);
     }
-}
-
-/// The span of one statement `sql` on the database `system` (`sqlite`, `postgresql`):
-/// named for its operation (`SELECT`, `INSERT`, ...), kind client.
-pub fn db_span(system: &'static str, sql: &str) -> Span {
-    if !within_a_request() {
-        return Span::none();
-    }
-    let operation = operation(sql);
-    tracing::info_span!(
-        "db",
-        otel.name = operation,
-        otel.kind = "client",
-        db.system.name = system,
-        db.operation.name = operation,
-        db.query.text = sql,
-    )
 }
 
 /// The statement's first keyword, upper-cased: its operation (`WITH` for a common table

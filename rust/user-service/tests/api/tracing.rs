@@ -357,6 +357,11 @@ fn check_both_requests(
         );
     }
     assert_no_secrets(spans, &requests.secrets);
+    // Health checks (user-service's of auth-service, every second) are not traced.
+    assert!(
+        spans.iter().all(|s| !s.span.name.contains("Health")),
+        "a health check was traced"
+    );
     // The request's log lines carry its trace id.
     assert!(
         user_log
