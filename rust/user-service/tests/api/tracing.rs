@@ -16,12 +16,18 @@ use grimos_test_support::otlp::{Received, Receiver, SpanKind};
 use grimos_test_support::process::{self, Log, jwt_signature, stop_with};
 use serde_json::{Value, json};
 
+use grimos_proto::user::v1 as pb;
+use grimos_proto::user::v1::user_service_client::UserServiceClient;
+
 use crate::helpers::PASSWORD;
 
 const EMAIL: &str = "trace-ada@example.com";
 /// The trace id of the caller of `GET /v1/users/me`, and its span id.
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+/// The same for the gRPC caller of `GetCurrentUser`.
+const GRPC_CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+const GRPC_CALLER_SPAN: &str = "b7ad6b7169203331";
 /// How long spans may take to arrive after the services stopped (they are flushed then).
 const ARRIVAL: Duration = Duration::from_secs(10);
 
@@ -102,6 +108,19 @@ async fn requests(base: &str) -> Requests {
         .await
         .unwrap();
     assert_eq!(me.status(), 200);
+
+    let channel = tonic::transport::Endpoint::from_shared(base.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = UserServiceClient::new(channel);
+    let mut request = grimos_test_support::grpc::bearer(pb::GetCurrentUserRequest {}, access);
+    let metadata = request.metadata_mut();
+    metadata.insert("x-request-id", "trace-grpc".parse().unwrap());
+    let traceparent = format!("00-{GRPC_CALLER_TRACE}-{GRPC_CALLER_SPAN}-01");
+    metadata.insert("traceparent", traceparent.parse().unwrap());
+    grpc.get_current_user(request).await.unwrap();
     Requests {
         secrets: vec![
             PASSWORD.to_owned(),
@@ -347,6 +366,21 @@ fn check_both_requests(
         s.span.name == "GetCurrentUser"
     });
     assert_eq!(rpc.parent_span_id(), me_http.span_id());
+    // Over gRPC, the server span is the rpc's, in its caller's trace.
+    let grpc = one(&all, "gRPC server span", |s| {
+        s.attribute("request_id").as_deref() == Some("trace-grpc")
+            && s.kind() == SpanKind::Server
+            && s.attribute("rpc.service").as_deref() == Some("grimos.user.v1.UserService")
+    });
+    assert_eq!(grpc.span.name, "grimos.user.v1.UserService/GetCurrentUser");
+    assert_eq!(grpc.trace_id(), GRPC_CALLER_TRACE);
+    assert_eq!(grpc.parent_span_id(), GRPC_CALLER_SPAN);
+    assert_eq!(grpc.attribute("rpc.system").as_deref(), Some("grpc"));
+    assert_eq!(
+        grpc.attribute("rpc.method").as_deref(),
+        Some("GetCurrentUser")
+    );
+    assert_eq!(grpc.attribute("rpc.grpc.status_code").as_deref(), Some("0"));
     // Every resource names its service and carries OTEL_RESOURCE_ATTRIBUTES.
     for span in spans {
         assert!(
@@ -456,5 +490,36 @@ async fn one_request_is_one_trace_across_the_two_processes() {
         &data,
         &requests,
         &lines(&log),
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_exported_when_the_sampler_samples_nothing() {
+    let receiver = Receiver::start().await;
+    let data = TestData::new();
+    let mut env = otel_env(&receiver);
+    env.push(("OTEL_TRACES_SAMPLER", "traceidratio".to_owned()));
+    env.push(("OTEL_TRACES_SAMPLER_ARG", "0".to_owned()));
+    env.push(("USER_LISTEN_ADDR", "127.0.0.1:0".to_owned()));
+    env.push(("AUTH_LISTEN_ADDR", "127.0.0.1:0".to_owned()));
+    env.push(("USER_DATABASE_URL", data.database_url("user.db").await));
+    env.push(("AUTH_DATABASE_URL", data.database_url("auth.db").await));
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_user-service"));
+    let (child, addr, log, _) =
+        process::start_logging(command(binary, &data, &env), "user-service listening");
+    requests(&format!("http://{addr}")).await;
+    let exit = stop_with(child, "-TERM").await;
+    assert!(exit.success(), "{exit:?}");
+    // The stop waited for the export to be answered: what was sampled has arrived.
+    assert_eq!(
+        receiver.count(),
+        0,
+        "the ratio sampler at 0 samples nothing"
+    );
+    let log = lines(&log);
+    assert!(log.contains("trace-me"), "the requests were logged: {log}");
+    assert!(
+        !log.contains("trace_id="),
+        "no trace id for an unsampled trace: {log}"
     );
 }
