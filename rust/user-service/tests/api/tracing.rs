@@ -523,3 +523,55 @@ async fn nothing_is_exported_when_the_sampler_samples_nothing() {
         "no trace id for an unsampled trace: {log}"
     );
 }
+
+#[tokio::test]
+async fn logs_are_json_lines_with_log_format_json_and_a_bad_format_fails_the_start() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+
+    let data = TestData::new();
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_user-service"));
+    let env = [
+        ("USER_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        ("AUTH_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        ("USER_DATABASE_URL", data.database_url("user.db").await),
+        ("AUTH_DATABASE_URL", data.database_url("auth.db").await),
+        ("GRIMOS_LOG_FORMAT", "json".to_owned()),
+    ];
+    let mut child = command(binary.clone(), &data, &env)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = loop {
+        let line = lines.next().expect("the binary logs its start").unwrap();
+        let line: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if line["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("user-service listening"))
+        {
+            break line;
+        }
+    };
+    assert_eq!(listening["level"], "INFO");
+    assert!(
+        listening["fields"]["addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert!(listening["timestamp"].is_string());
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let mut env = env.to_vec();
+    env.push(("GRIMOS_LOG_FORMAT", "xml".to_owned()));
+    let failed = command(binary, &data, &env).output().unwrap();
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("GRIMOS_LOG_FORMAT must be text or json"),
+        "{stderr}"
+    );
+}
