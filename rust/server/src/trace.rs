@@ -82,15 +82,17 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// The OpenTelemetry side of a new server span, before it is first entered (which starts
-/// it): its kind (the one thing that cannot change later), the caller's trace, its name and
-/// request attributes.
+/// it): its kind (the one thing that cannot change later), the caller's trace, and, when the
+/// trace is sampled, its name and request attributes.
 fn start<B>(span: &Span, request: &Request<B>) {
     if !telemetry::exporting() || !traced(request.uri().path()) {
         return;
     }
     let path = request.uri().path();
     span.record("otel.kind", "server");
-    telemetry::continue_trace(span, request.headers());
+    if !telemetry::continue_trace(span, request.headers()) {
+        return;
+    }
     telemetry::attribute(span, "url.path", path);
     telemetry::attribute(span, "http.request.method", request.method().as_str());
     match grpc_method(path).filter(|_| is_grpc(request.headers())) {
@@ -118,6 +120,9 @@ pub fn record_route(method: &str, route: &str) {
         return;
     }
     let span = Span::current();
+    if !telemetry::sampled(&span) {
+        return;
+    }
     telemetry::attribute(&span, "http.route", route);
     telemetry::rename(&span, format!("{method} {route}"));
 }
@@ -125,7 +130,7 @@ pub fn record_route(method: &str, route: &str) {
 /// Records a response's status: the HTTP status, and the gRPC code when the response carries
 /// it in its headers (an error, answered trailers-only); a 5xx is a failed span.
 pub fn on_response<B>(response: &Response<B>, span: &Span) {
-    if !telemetry::exporting() {
+    if !telemetry::sampled(span) {
         return;
     }
     let status = response.status().as_u16();
@@ -140,7 +145,7 @@ pub fn on_response<B>(response: &Response<B>, span: &Span) {
 /// Records the gRPC code a response's trailers carry (a gRPC answer that was not an error
 /// sent trailers-only).
 pub fn on_eos(trailers: Option<&HeaderMap>, span: &Span) {
-    if !telemetry::exporting() {
+    if trailers.is_none() || !telemetry::sampled(span) {
         return;
     }
     if let Some(code) = trailers.and_then(grpc_status) {

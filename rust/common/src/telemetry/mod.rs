@@ -29,7 +29,9 @@ mod propagation;
 mod spans;
 
 pub use propagation::{TRACEPARENT_HEADER, continue_trace, inject, record_trace_id};
-pub use spans::{attribute, client_span, db_span, failed, int_attribute, record_grpc_code, rename};
+pub use spans::{
+    attribute, client_span, db_span, failed, int_attribute, record_grpc_code, rename, sampled,
+};
 
 /// The `tracing` target of spans that are never exported (a probe's request), whatever
 /// their level.
@@ -111,6 +113,11 @@ pub fn init(service: &'static str) -> anyhow::Result<Telemetry> {
             .with_location(false)
             .with_threads(false)
             .with_target(false)
+            // What a request costs: no busy/idle timings, and no OpenTelemetry context made
+            // current on every enter (spans take their parent from the `tracing` span tree,
+            // and calls read the context from their span).
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
             // Our spans are at info; the libraries' debug and trace spans (h2, hyper) are not
             // worth exporting whatever RUST_LOG says, nor the probes' requests.
             .with_filter(

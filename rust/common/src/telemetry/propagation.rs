@@ -19,29 +19,31 @@ pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// Makes `span` (a request's server span, not yet entered) a child of the trace context
 /// the caller sent in `headers`, if any, and records its trace id as the span's `trace_id`
 /// field when it is sampled, so that every log line of the request carries it. The span
-/// must declare `trace_id` (as `tracing::field::Empty`).
-pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
+/// must declare `trace_id` (as `tracing::field::Empty`). Whether the span is sampled.
+pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) -> bool {
     if !super::exporting() {
-        return;
+        return false;
     }
     let parent = TraceContextPropagator::new().extract(&Headers(headers));
     // Fails only when the span is disabled or has no OpenTelemetry data: then there is no
     // trace to continue.
     let _ = span.set_parent(parent);
-    record_trace_id(span);
+    record_trace_id(span)
 }
 
 /// Records the trace id of `span` (its own trace, or the one it continues) as its
-/// `trace_id` field, when the span is sampled.
-pub fn record_trace_id(span: &tracing::Span) {
+/// `trace_id` field, when the span is sampled; whether it is.
+pub fn record_trace_id(span: &tracing::Span) -> bool {
     if !super::exporting() {
-        return;
+        return false;
     }
     let context = span.context();
     let span_context = context.span().span_context().clone();
-    if span_context.is_sampled() {
+    let sampled = span_context.is_sampled();
+    if sampled {
         span.record("trace_id", tracing::field::display(span_context.trace_id()));
     }
+    sampled
 }
 
 /// Writes the trace context of the current span (a client call's span) into `metadata`,

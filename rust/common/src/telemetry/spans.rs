@@ -13,11 +13,18 @@ use opentelemetry::trace::{Status, TraceContextExt as _};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-/// Whether a span made now would be part of a request's trace: spans are exported, and a
-/// span is current. Background work (the reconciler, revocation sync, health checks) runs
-/// in none, and a trace per statement of it would only bury the requests' traces.
+/// Whether a span made now would be part of a sampled request's trace: spans are exported,
+/// and the current span is sampled. Background work (the reconciler, revocation sync, health
+/// checks) runs in no span, and a trace per statement of it would only bury the requests'
+/// traces; the child spans of a trace that is not sampled would be dropped anyway.
 fn within_a_request() -> bool {
-    super::exporting() && !Span::current().is_none()
+    sampled(&Span::current())
+}
+
+/// Whether `span` is part of a sampled trace (and spans are exported): the attributes and
+/// child spans of a request are worth making only then.
+pub fn sampled(span: &Span) -> bool {
+    super::exporting() && span.context().span().span_context().is_sampled()
 }
 
 /// The span of one call to the gRPC method `service/method` (`grimos.auth.v1.AuthService`,
