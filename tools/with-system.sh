@@ -3,6 +3,8 @@
 # processes, a new data folder, free loopback ports), then stop it. The command sees:
 #   USER_SERVICE_URL  http://127.0.0.1:<port>  user-service: HTTP/JSON, gRPC, gRPC-Web
 #   AUTH_SERVICE_URL  http://127.0.0.1:<port>  auth-service: gRPC
+#   GRIMOS_SERVICE_TOKEN                       the service credential both services share
+#                                              (for the service-only rpcs of auth-service)
 #   WEB_ORIGIN        http://127.0.0.1:<port>  an origin user-service allows by CORS (for a page)
 #   WEB_LISTEN_FD     3                        a socket listening on WEB_ORIGIN's port, to serve
 #                                              the page on (nothing else can take the port)
@@ -90,6 +92,9 @@ PY
 ) || { cat "$log" >&2; exit 1; }
 read -r auth_addr user_addr <<<"$addresses"
 export USER_SERVICE_URL=$scheme://$user_addr AUTH_SERVICE_URL=$scheme://$auth_addr
+# tools/dev.sh made one in the data folder unless it was given one.
+GRIMOS_SERVICE_TOKEN=${GRIMOS_SERVICE_TOKEN:-$(cat "$data/service-token")}
+export GRIMOS_SERVICE_TOKEN
 
 set +e
 "$@"

@@ -5,7 +5,9 @@ tools/with-system.sh). The operations come from the served /openapi.json and the
 the generated package's descriptors, so a new rpc is tested here without an edit: each
 operation, called without credentials and with an empty request, must reach its rpc over
 both encodings (no 404, 405 or 501, no UNIMPLEMENTED) and fail the same way, with the
-contract's HTTP status for the gRPC code and the JSON error body.
+contract's HTTP status for the gRPC code and the JSON error body. The service-only rpcs
+(no HTTP route, not at user-service's edge) are called on auth-service (AUTH_SERVICE_URL)
+with the service credential (GRIMOS_SERVICE_TOKEN).
 """
 
 import json
@@ -194,3 +196,50 @@ def test_a_user_changes_their_password_over_grpc_and_over_http() -> None:
         "/v1/auth/password", {"currentPassword": "not it at all", "newPassword": first}, body["accessToken"]
     )
     assert status == 401 and body["code"] == 16, body
+
+
+def service_only_rpcs() -> set[str]:
+    """The AuthService rpcs with no HTTP route: the ones only services call."""
+    with urllib.request.urlopen(f"{base_url()}/openapi.json", timeout=TIMEOUT_SECONDS) as r:
+        document = json.load(r)
+    routed = {
+        operation["operationId"] for item in document["paths"].values() for operation in item.values()
+    }
+    return {name for name in rpcs() if name.startswith("AuthService_") and name not in routed}
+
+
+def test_services_get_the_verification_keys_and_the_revocation_stream_from_auth_service() -> None:
+    from grimos.auth.v1 import auth_pb2_grpc
+
+    # The new service-only rpcs are here, not in the HTTP document nor at user-service's edge.
+    assert {"AuthService_GetVerificationKeys", "AuthService_WatchRevocations"} <= service_only_rpcs()
+    token = os.environ.get("GRIMOS_SERVICE_TOKEN")
+    assert token, "GRIMOS_SERVICE_TOKEN is unset: run under tools/with-system.sh (just test-clients)"
+    credential = (("authorization", f"Bearer {token}"),)
+    auth_url = os.environ.get("AUTH_SERVICE_URL", "")
+    assert auth_url, "AUTH_SERVICE_URL is unset: run under tools/with-system.sh (just test-clients)"
+    with grpc.insecure_channel(auth_url.split("://", 1)[1]) as channel:
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+        keys = auth.GetVerificationKeys(
+            auth_pb2.GetVerificationKeysRequest(), metadata=credential, timeout=TIMEOUT_SECONDS
+        )
+        assert keys.issuer and keys.audience and keys.leeway.seconds == 5
+        assert keys.keys and all(
+            (k.kty, k.crv, k.alg, k.use) == ("OKP", "Ed25519", "EdDSA", "sig") and k.kid and k.x
+            for k in keys.keys
+        )
+        assert "users.read.self" in {p for row in keys.roles if row.role == "user" for p in row.permissions}
+        try:
+            auth.GetVerificationKeys(auth_pb2.GetVerificationKeysRequest(), timeout=TIMEOUT_SECONDS)
+            raise AssertionError("the keys were given without the service credential")
+        except grpc.RpcError as error:
+            assert isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+        stream = auth.WatchRevocations(
+            auth_pb2.WatchRevocationsRequest(), metadata=credential, timeout=TIMEOUT_SECONDS
+        )
+        first = next(stream)
+        assert first.reset and first.cursor and first.heartbeat_interval.ToMilliseconds() > 0
+        heartbeat = next(stream)
+        assert not heartbeat.revocations and heartbeat.cursor == first.cursor
+        stream.cancel()

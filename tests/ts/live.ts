@@ -4,7 +4,8 @@
 // from the package's service descriptors, so a new rpc is tested here without an edit: each
 // operation, called without credentials and with an empty request, must reach its rpc over
 // all three (no 404, 405 or 501, no UNIMPLEMENTED) and fail the same way, with the contract's
-// HTTP status for the gRPC code.
+// HTTP status for the gRPC code. The service-only rpcs without an HTTP route are called on
+// auth-service (AUTH_SERVICE_URL) with the service credential (GRIMOS_SERVICE_TOKEN).
 import assert from "node:assert/strict";
 
 import type { DescMessage, DescMethod } from "@bufbuild/protobuf";
@@ -118,4 +119,41 @@ console.log(`typescript live test: ${checked} passed, 0 failed`);
   });
   await auth.login({ email, password: "second password" });
   console.log("typescript live test: ChangePassword over gRPC-Web and gRPC passed");
+}
+
+// The service-only rpcs a service that verifies tokens itself calls on auth-service, over gRPC
+// with the service credential: the verification keys, and the first messages of the
+// revocation stream (the whole set, then a heartbeat).
+{
+  const authUrl = (process.env.AUTH_SERVICE_URL ?? "").replace(/\/$/, "");
+  const token = process.env.GRIMOS_SERVICE_TOKEN ?? "";
+  assert.ok(authUrl && token, "AUTH_SERVICE_URL or GRIMOS_SERVICE_TOKEN is unset: run under tools/with-system.sh");
+  const routed = new Set(
+    Object.values(document.paths).flatMap((item) => Object.values(item).map((operation) => operation.operationId)),
+  );
+  for (const name of ["GetVerificationKeys", "WatchRevocations"]) {
+    assert.ok(!routed.has(`AuthService_${name}`), `${name} is service-only: no HTTP route`);
+  }
+  const auth = createClient(AuthService, createGrpcTransport({ baseUrl: authUrl }));
+  const credential = { headers: { authorization: `Bearer ${token}` }, timeoutMs: 10_000 };
+  const keys = await auth.getVerificationKeys({}, credential);
+  assert.ok(keys.issuer && keys.audience && keys.leeway?.seconds === 5n);
+  assert.ok(keys.keys.length > 0);
+  for (const key of keys.keys) {
+    assert.deepEqual([key.kty, key.crv, key.alg, key.use], ["OKP", "Ed25519", "EdDSA", "sig"]);
+    assert.ok(key.kid && key.x);
+  }
+  await assert.rejects(auth.getVerificationKeys({}, { timeoutMs: 10_000 }), (error: unknown) => {
+    assert.equal(ConnectError.from(error).code, Code.Unauthenticated);
+    return true;
+  });
+  const cancel = new AbortController();
+  const stream = auth.watchRevocations({}, { ...credential, signal: cancel.signal })[Symbol.asyncIterator]();
+  const first = await stream.next();
+  assert.ok(!first.done && first.value.reset && first.value.cursor && first.value.heartbeatInterval);
+  const heartbeat = await stream.next();
+  assert.ok(!heartbeat.done && heartbeat.value.revocations.length === 0);
+  assert.equal(heartbeat.value.cursor, first.value.cursor);
+  cancel.abort();
+  console.log("typescript live test: GetVerificationKeys and WatchRevocations on auth-service passed");
 }

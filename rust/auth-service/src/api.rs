@@ -8,8 +8,8 @@ use grimos_proto::wkt::Timestamp;
 use secrecy::SecretString;
 use tonic::{Request, Response, Status};
 
-use crate::roles;
 use crate::service::{Auth, IssuedTokens};
+use crate::{roles, tokens};
 
 /// The `grimos.auth.v1.AuthService` implementation.
 #[derive(Clone)]
@@ -183,5 +183,47 @@ impl pb::auth_service_server::AuthService for AuthApi {
             .delete_credential(&request.into_inner().user_id)
             .await?;
         Ok(Response::new(pb::DeleteCredentialResponse {}))
+    }
+
+    type WatchRevocationsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::WatchRevocationsResponse, Status>> + Send>,
+    >;
+
+    #[tracing::instrument(name = "GetVerificationKeys", skip_all)]
+    async fn get_verification_keys(
+        &self,
+        request: Request<pb::GetVerificationKeysRequest>,
+    ) -> Result<Response<pb::GetVerificationKeysResponse>, Status> {
+        self.auth.authorize_service(authorization(&request))?;
+        Ok(Response::new(pb::GetVerificationKeysResponse {
+            keys: self
+                .auth
+                .verification_keys()
+                .jwks()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            issuer: tokens::ISSUER.to_owned(),
+            audience: tokens::AUDIENCE.to_owned(),
+            leeway: Some(tokens::LEEWAY.into()),
+            roles: self.auth.role_table().into(),
+        }))
+    }
+
+    #[tracing::instrument(name = "WatchRevocations", skip_all)]
+    async fn watch_revocations(
+        &self,
+        request: Request<pb::WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        self.auth.authorize_service(authorization(&request))?;
+        let watcher = self
+            .auth
+            .watch_revocations(&request.into_inner().cursor)
+            .await?;
+        let stream = futures_util::stream::unfold(watcher, |mut watcher| async move {
+            let message = watcher.next().await?;
+            Some((Ok(message), watcher))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }

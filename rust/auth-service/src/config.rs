@@ -91,9 +91,26 @@ pub struct Config {
     #[arg(long, env = "AUTH_HASH_CONCURRENCY")]
     pub hash_concurrency: Option<usize>,
 
-    /// How often each replica loads revocations made by the others.
+    /// How often each replica reads the revocations made by the others, whatever else
+    /// happens: on SQLite the only way it learns of them; on PostgreSQL the safety net behind
+    /// the notification each revocation sends as it commits.
     #[arg(long, env = "AUTH_REVOCATION_SYNC_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub revocation_sync_interval: Duration,
+
+    /// How often a WatchRevocations stream with nothing to send sends a heartbeat, so that a
+    /// verifier tells a silent stream from a broken one within a second.
+    #[arg(long, env = "AUTH_REVOCATION_HEARTBEAT", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub revocation_heartbeat: Duration,
+
+    /// How many batches of revocations a WatchRevocations stream may fall behind (its client
+    /// reading too slowly) before it is sent the whole set again.
+    #[arg(long, env = "AUTH_REVOCATION_WATCH_BACKLOG", default_value_t = 1024)]
+    pub revocation_watch_backlog: usize,
+
+    /// WatchRevocations streams served at once (one per verifying service replica and auth
+    /// endpoint); more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "AUTH_MAX_REVOCATION_WATCHERS", default_value_t = 256)]
+    pub max_revocation_watchers: usize,
 
     /// Address of the metrics port: `GET /metrics` (Prometheus text) over plain HTTP/1.1,
     /// apart from the gRPC port (which speaks HTTP/2 only). Unset: no metrics port (embedded
@@ -197,6 +214,9 @@ impl Config {
             login_slowdown: Duration::from_millis(500),
             hash_concurrency: None,
             revocation_sync_interval: Duration::from_secs(2),
+            revocation_heartbeat: Duration::from_millis(250),
+            revocation_watch_backlog: 1024,
+            max_revocation_watchers: 256,
             metrics_listen_addr: None,
             tls: TlsSettings::default(),
             limits: Limits::default(),

@@ -34,6 +34,9 @@ pub enum Error {
         /// How long until the throttling window ends.
         retry_after: Duration,
     },
+    /// Too many WatchRevocations streams open: the client retries later.
+    #[error("too many revocation streams open; try again later")]
+    TooManyWatchers,
     /// Too many password hashes waiting: the server sheds load instead of queueing forever.
     #[error("too many logins in progress; try again shortly")]
     Busy,
@@ -81,7 +84,7 @@ impl From<Error> for Status {
                 error.to_string(),
                 ErrorDetails::with_retry_info(Some(retry_after)),
             ),
-            Error::Busy => Status::resource_exhausted(error.to_string()),
+            Error::Busy | Error::TooManyWatchers => Status::resource_exhausted(error.to_string()),
             Error::Unavailable => Status::unavailable(error.to_string()),
             Error::Internal(source) => {
                 tracing::error!(error = format!("{source:#}"), "internal error");

@@ -7,22 +7,21 @@
 //! form with the public key attached). Both forms are read, so files written by earlier
 //! versions keep working. The first private key signs; every key verifies, which is how keys
 //! rotate: put a new key first and keep the old one below it until the tokens it signed have
-//! expired. Each key is named by its `kid`, a digest of the public key.
+//! expired. Each key is named by its `kid`, a digest of the public key
+//! ([`grimos_token::key_id`]); the verifying keys are a [`KeySet`], what the shared verifier
+//! checks tokens with and what `GetVerificationKeys` publishes.
 //!
 //! When the file does not exist it is created with one fresh key, mode 0600, atomically: two
 //! replicas starting at once end up using the same key. This module never logs key material.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, KeypairBytes};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use jsonwebtoken::{DecodingKey, EncodingKey};
-use sha2::{Digest, Sha256};
+use grimos_token::{KeySet, key_id};
+use jsonwebtoken::EncodingKey;
 
 /// The key that signs new tokens, and every key that verifies them, by `kid`.
 pub struct KeyRing {
@@ -31,7 +30,7 @@ pub struct KeyRing {
     /// The signing key.
     pub signing_key: EncodingKey,
     /// Verification keys by `kid`, the signing key's included.
-    pub verifying: HashMap<String, DecodingKey>,
+    pub verifying: KeySet,
 }
 
 impl KeyRing {
@@ -48,7 +47,7 @@ impl KeyRing {
     /// Parses a key ring from PEM text.
     pub fn from_pem(pem: &str) -> anyhow::Result<Self> {
         let mut signing = None;
-        let mut verifying = HashMap::new();
+        let mut verifying = KeySet::new();
         for (label, block) in pem_blocks(pem) {
             let public = match label.as_str() {
                 "PRIVATE KEY" => {
@@ -64,7 +63,7 @@ impl KeyRing {
                     .map_err(|e| anyhow::anyhow!("not an Ed25519 public key: {e}"))?,
                 other => bail!("unexpected PEM block {other:?}"),
             };
-            verifying.insert(kid(&public), DecodingKey::from_ed_der(public.as_bytes()));
+            verifying.insert(key_id(&public), public);
         }
         let Some(signing) = signing else {
             bail!("no PRIVATE KEY block");
@@ -73,7 +72,7 @@ impl KeyRing {
             .to_pkcs8_der()
             .map_err(|e| anyhow::anyhow!("cannot encode the signing key: {e}"))?;
         Ok(Self {
-            signing_kid: kid(&signing.verifying_key()),
+            signing_kid: key_id(&signing.verifying_key()),
             signing_key: EncodingKey::from_ed_der(der.as_bytes()),
             verifying,
         })
@@ -93,14 +92,6 @@ pub fn generate_pem() -> anyhow::Result<String> {
         .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .map_err(|e| anyhow::anyhow!("cannot encode a new key: {e}"))?;
     Ok(pem.to_string())
-}
-
-/// `kid`: the first 16 base64url characters of the SHA-256 of the raw public key.
-fn kid(key: &VerifyingKey) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    let mut encoded = URL_SAFE_NO_PAD.encode(digest);
-    encoded.truncate(16);
-    encoded
 }
 
 /// Writes a new key to a temporary file beside `path`, then links it into place. The link
@@ -167,7 +158,7 @@ mod tests {
         let first = KeyRing::from_pem(&old).unwrap();
         let rotated = KeyRing::from_pem(&format!("{new}{old}")).unwrap();
         assert_ne!(rotated.signing_kid, first.signing_kid);
-        assert!(rotated.verifying.contains_key(&first.signing_kid));
+        assert!(rotated.verifying.contains(&first.signing_kid));
         assert_eq!(rotated.verifying.len(), 2);
     }
 

@@ -10,9 +10,9 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod feed;
 pub mod keys;
 pub mod passwords;
-pub mod revocation;
 pub mod roles;
 pub mod service;
 pub mod startup;

@@ -1,12 +1,18 @@
-//! Roles and the permissions they grant: the one table `CheckPermission` and
-//! `ValidateToken` answer from. Nothing else in the system decides what a role may do.
+//! Roles and the permissions they grant: the one table `CheckPermission`, `ValidateToken` and
+//! `GetVerificationKeys` answer from. Nothing else in the system decides what a role may do:
+//! user-service evaluates the table auth-service publishes, with the same code
+//! ([`grimos_token::RoleTable`]).
+
+use std::sync::LazyLock;
+
+use grimos_token::RoleTable;
 
 /// Every user holds this role.
 pub const USER: &str = "user";
 /// Accounts whose email is in `GRIMOS_ADMIN_EMAILS` at sign-up also hold this role.
 pub const ADMIN: &str = "admin";
 
-/// Role → permissions. `admin` holds its own and, by [`permissions`], those of `user`.
+/// Role → permissions. `admin` holds those of `user` too.
 const TABLE: &[(&str, &[&str])] = &[
     (
         USER,
@@ -26,24 +32,27 @@ const TABLE: &[(&str, &[&str])] = &[
     ),
 ];
 
+static ROLE_TABLE: LazyLock<RoleTable> = LazyLock::new(|| {
+    RoleTable::new(
+        TABLE
+            .iter()
+            .map(|(role, perms)| (*role, perms.iter().copied())),
+    )
+});
+
+/// The role table.
+pub fn table() -> &'static RoleTable {
+    &ROLE_TABLE
+}
+
 /// Every permission the roles grant, sorted, without duplicates. Unknown roles grant none.
 pub fn permissions<S: AsRef<str>>(roles: &[S]) -> Vec<&'static str> {
-    let mut granted: Vec<&'static str> = TABLE
-        .iter()
-        .filter(|(role, _)| roles.iter().any(|r| r.as_ref() == *role))
-        .flat_map(|(_, perms)| perms.iter().copied())
-        .collect();
-    granted.sort_unstable();
-    granted.dedup();
-    granted
+    table().permissions(roles)
 }
 
 /// Whether the roles grant `permission`.
 pub fn allows<S: AsRef<str>>(roles: &[S], permission: &str) -> bool {
-    TABLE
-        .iter()
-        .filter(|(role, _)| roles.iter().any(|r| r.as_ref() == *role))
-        .any(|(_, perms)| perms.contains(&permission))
+    table().allows(roles, permission)
 }
 
 #[cfg(test)]

@@ -7,14 +7,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use grimos_token::{KeySet, Kind, Revocation, RoleTable};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic_types::FieldViolation;
 
 use crate::error::{Error, Result};
+use crate::feed::{RevocationFeed, Watcher};
 use crate::passwords::Passwords;
-use crate::revocation::{Kind, Revocation, Revocations};
 use crate::roles;
 use crate::store::{Credential, RefreshOutcome, Session, Store};
 use crate::tokens::{self, AccessClaims, LEEWAY_SECS, Tokens};
@@ -52,7 +53,7 @@ pub struct Auth {
     store: Arc<dyn Store>,
     passwords: Passwords,
     tokens: Tokens,
-    revocations: Arc<Revocations>,
+    feed: Arc<RevocationFeed>,
     throttle: Throttle,
     refresh_ttl: Duration,
     admin_emails: HashSet<String>,
@@ -67,8 +68,8 @@ pub struct AuthParts {
     pub passwords: Passwords,
     /// Token signing and verification.
     pub tokens: Tokens,
-    /// The revocation set, shared with the sync task.
-    pub revocations: Arc<Revocations>,
+    /// The revocations, shared with the sync task.
+    pub feed: Arc<RevocationFeed>,
     /// Login throttling.
     pub throttle: Throttle,
     /// Session lifetime.
@@ -98,7 +99,7 @@ impl Auth {
             store: parts.store,
             passwords: parts.passwords,
             tokens: parts.tokens,
-            revocations: parts.revocations,
+            feed: parts.feed,
             throttle: parts.throttle,
             refresh_ttl: parts.refresh_ttl,
             admin_emails: parts
@@ -240,7 +241,7 @@ impl Auth {
             // Deleted while this call checked the password.
             return Err(Error::Unauthenticated);
         };
-        self.revocations.apply(&revocations, None);
+        self.feed.committed(&revocations);
         let issued = self.open_session(credential).await?;
         tracing::info!(user_id = %issued.user_id, sessions_ended = revocations.len(), "password changed");
         Ok(issued)
@@ -277,7 +278,7 @@ impl Auth {
             }
             RefreshOutcome::Ended { revocation, .. } => {
                 tracing::warn!("refresh token reused; session revoked");
-                self.revocations.apply(&[revocation], None);
+                self.feed.committed(&[revocation]);
                 Err(Error::Unauthenticated)
             }
             RefreshOutcome::Invalid => Err(Error::Unauthenticated),
@@ -286,7 +287,8 @@ impl Auth {
 
     /// Revokes a token, access or refresh, and so ends the session it belongs to: every
     /// refresh token and every access token of the session (its `sid`) stop working, here at
-    /// once and on other replicas at their next revocation sync. Returns the session's id.
+    /// once, and on other replicas and the services watching revocations as soon as the feed
+    /// reads it (see `feed.rs`). Returns the session's id.
     ///
     /// One rule for both kinds of token, and for reuse detection: the store marks the session
     /// ended and writes a `session` revocation in one transaction.
@@ -302,8 +304,7 @@ impl Auth {
         };
         match outcome {
             RefreshOutcome::Ended { revocation, reused } => {
-                self.revocations
-                    .apply(std::slice::from_ref(&revocation), None);
+                self.feed.committed(std::slice::from_ref(&revocation));
                 if reused {
                     tracing::warn!("rotated refresh token presented; session revoked");
                     Err(Error::Unauthenticated)
@@ -319,7 +320,7 @@ impl Auth {
     /// The claims of a valid, unrevoked access token. No database read.
     pub fn validate(&self, access_token: &str) -> Result<Arc<AccessClaims>> {
         let claims = self.tokens.verify_access(access_token)?;
-        if self.revocations.is_revoked(&claims) {
+        if self.feed.revocations().is_revoked(&claims) {
             return Err(Error::Unauthenticated);
         }
         Ok(claims)
@@ -349,6 +350,21 @@ impl Auth {
             return Err(Error::PermissionDenied("this call is for services only"));
         }
         Err(Error::Unauthenticated)
+    }
+
+    /// The keys that verify access tokens now, for services that verify them themselves.
+    pub fn verification_keys(&self) -> &KeySet {
+        self.tokens.verification_keys()
+    }
+
+    /// The role table, for services that evaluate permissions themselves.
+    pub fn role_table(&self) -> &'static RoleTable {
+        roles::table()
+    }
+
+    /// A stream of revocations for a client that holds `cursor` (empty: none).
+    pub async fn watch_revocations(&self, cursor: &str) -> Result<Watcher> {
+        self.feed.watch(cursor).await
     }
 
     /// Stores a credential and returns the roles granted.
@@ -408,7 +424,7 @@ impl Auth {
             expire_time: now + self.revocation_ttl(),
         };
         if self.store.delete_credential(user_id, &revocation).await? {
-            self.revocations.apply(&[revocation], None);
+            self.feed.committed(&[revocation]);
             tracing::info!(%user_id, "credential deleted");
         }
         Ok(())

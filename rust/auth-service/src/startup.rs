@@ -17,6 +17,7 @@ use grimos_proto::auth::v1::auth_service_server::AuthServiceServer;
 use grimos_server::health::{self, Draining};
 use grimos_server::tls::ClientCertificates;
 use grimos_server::{DeadlineLayer, Limits};
+use grimos_token::Revocations;
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
 use tonic::server::NamedService;
@@ -26,9 +27,9 @@ use tower_http::trace::{DefaultOnEos, DefaultOnResponse, OnEos as _, OnResponse 
 
 use crate::api::AuthApi;
 use crate::config::Config;
+use crate::feed::{RevocationFeed, WatchSettings};
 use crate::keys::KeyRing;
 use crate::passwords::Passwords;
-use crate::revocation::Revocations;
 use crate::service::{Auth, AuthParts, Throttle};
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
@@ -51,7 +52,11 @@ pub struct App {
     /// The metrics port, when `AUTH_METRICS_LISTEN_ADDR` is set.
     metrics_listener: Option<TcpListener>,
     store: Arc<dyn Store>,
-    revocations: Arc<Revocations>,
+    feed: Arc<RevocationFeed>,
+    /// Listens for other replicas' revocations (PostgreSQL), once it runs.
+    revocation_listener: Option<crate::store::Task>,
+    /// Turned true when the server stops: the metrics port and the revocation streams end.
+    stop: tokio::sync::watch::Sender<bool>,
     sync_interval: Duration,
     login_window: Duration,
     tls: Option<Arc<ServerConfig>>,
@@ -100,6 +105,18 @@ impl App {
                 "auth_verified_token_cache_lookups_total",
                 "Lookups in the cache of verified access tokens, by result (hit, miss)",
             ),
+            (
+                "auth_revocation_watchers",
+                "WatchRevocations streams open on this replica",
+            ),
+            (
+                "auth_revocation_watch_resets_total",
+                "WatchRevocations messages carrying the whole set, by reason (start, behind)",
+            ),
+            (
+                "auth_revocation_listening",
+                "1 while this replica listens for other replicas' revocations (PostgreSQL)",
+            ),
         ]);
         // The counters without labels exist from the start, at zero: a rate over them is then
         // 0 until the first refusal, not a missing series.
@@ -116,8 +133,28 @@ impl App {
             std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
         });
         let passwords = Passwords::new(concurrency).await?;
-        let revocations = Arc::new(Revocations::default());
-        load_revocations(store.as_ref(), &revocations).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let settings = WatchSettings {
+            heartbeat: config.revocation_heartbeat,
+            backlog: config.revocation_watch_backlog,
+            max_watchers: config.max_revocation_watchers,
+        };
+        let feed = RevocationFeed::new(
+            store.clone(),
+            Arc::new(Revocations::default()),
+            settings,
+            stopped,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the database's identity: {e}"))?;
+        feed.sync()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot load revocations: {e}"))?;
+        let revocation_listener = feed
+            .listen()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for revocations: {e}"))?;
+        let feed = Arc::new(feed);
         if config.service_token.is_none() {
             tracing::warn!(
                 "GRIMOS_SERVICE_TOKEN is not set: CreateCredential and DeleteCredential will be refused"
@@ -128,7 +165,7 @@ impl App {
             store: store.clone(),
             passwords,
             tokens: Tokens::new(keys, config.access_token_ttl),
-            revocations: revocations.clone(),
+            feed: feed.clone(),
             throttle: Throttle {
                 max_attempts: config.login_max_attempts,
                 window: config.login_lockout,
@@ -158,7 +195,9 @@ impl App {
             metrics_listener,
             _pool_gauges: grimos_server::metrics::sample_pools("auth", move || pools.pools()),
             store,
-            revocations,
+            feed,
+            revocation_listener,
+            stop,
             sync_interval: config.revocation_sync_interval,
             login_window: config.login_lockout,
             mutual_tls: tls.is_some() && config.tls.ca.is_some(),
@@ -215,10 +254,11 @@ impl App {
         )
         .await;
 
-        let sync = tokio::spawn(sync_revocations(
+        let sync = tokio::spawn(sync_revocations(self.feed.clone(), self.sync_interval));
+        let listener = self.revocation_listener.map(tokio::spawn);
+        let purge = tokio::spawn(purge_expired(
             self.store.clone(),
-            self.revocations.clone(),
-            self.sync_interval,
+            self.feed.clone(),
             self.login_window,
         ));
 
@@ -229,11 +269,13 @@ impl App {
         };
         tracing::info!(addr = %self.local_addr, transport, "auth-service listening (gRPC)");
 
-        let (stopped, on_stop) = tokio::sync::watch::channel(false);
+        let stopped = self.stop;
+        let on_stop = stopped.subscribe();
         let draining = health.until_stopped(shutdown, self.limits.drain_grace);
         let stopping = async move {
             draining.await;
-            // The metrics port stops with the gRPC port (it serves through the drain).
+            // The metrics port stops with the gRPC port (it serves through the drain), and the
+            // revocation streams end, so that the graceful stop does not wait for them.
             let _ = stopped.send(true);
         };
         let metrics = self.metrics_listener.map(|listener| {
@@ -268,6 +310,10 @@ impl App {
             }
         }
         sync.abort();
+        purge.abort();
+        if let Some(listener) = listener {
+            listener.abort();
+        }
         served.context("auth-service server failed")?;
         tracing::info!("auth-service stopped");
         Ok(())
@@ -351,55 +397,34 @@ fn tls_config(config: &Config) -> anyhow::Result<Option<Arc<ServerConfig>>> {
     grimos_server::tls::server_config(&config.tls, ClientCertificates::Required, &[b"h2"])
 }
 
-async fn load_revocations(store: &dyn Store, revocations: &Revocations) -> anyhow::Result<()> {
-    let rows = store
-        .revocations_after(revocations.last_seq())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot load revocations: {e}"))?;
-    if let Some((seq, _)) = rows.last() {
-        let seq = *seq;
-        let list: Vec<_> = rows.into_iter().map(|(_, r)| r).collect();
-        revocations.apply(&list, Some(seq));
-    }
-    Ok(())
+/// Keeps the revocation set and its streams up to date with the table ([`RevocationFeed::run`]).
+async fn sync_revocations(feed: Arc<RevocationFeed>, interval: Duration) {
+    feed.run(interval, |outcome| match outcome {
+        Ok(()) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |since| since.as_secs_f64());
+            metrics::gauge!("auth_revocation_last_sync_timestamp_seconds").set(now);
+            #[allow(clippy::cast_precision_loss)] // a count far below 2^52
+            metrics::gauge!("auth_revocations").set(feed.revocations().len() as f64);
+        }
+        Err(error) => tracing::warn!(%error, "revocation sync failed; retrying"),
+    })
+    .await;
 }
 
-/// Polls for revocations made by other replicas, and purges what has expired.
-async fn sync_revocations(
-    store: Arc<dyn Store>,
-    revocations: Arc<Revocations>,
-    interval: Duration,
-    login_window: Duration,
-) {
-    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
+/// Purges what has expired, from the table and the set, every [`PURGE_EVERY`].
+async fn purge_expired(store: Arc<dyn Store>, feed: Arc<RevocationFeed>, login_window: Duration) {
+    let mut ticker = tokio::time::interval(PURGE_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_purge = tokio::time::Instant::now();
+    ticker.tick().await;
     loop {
         ticker.tick().await;
-        match load_revocations(store.as_ref(), &revocations).await {
-            Ok(()) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0.0, |since| since.as_secs_f64());
-                metrics::gauge!("auth_revocation_last_sync_timestamp_seconds").set(now);
-            }
-            Err(error) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "revocation sync failed; retrying"
-                );
-            }
+        let now = i64::try_from(tokens::unix_now()).unwrap_or(i64::MAX);
+        let window = i64::try_from(login_window.as_secs()).unwrap_or(i64::MAX);
+        if let Err(error) = store.purge(now, window).await {
+            tracing::warn!(%error, "purge failed");
         }
-        #[allow(clippy::cast_precision_loss)] // a count far below 2^52
-        metrics::gauge!("auth_revocations").set(revocations.len() as f64);
-        if last_purge.elapsed() >= PURGE_EVERY {
-            last_purge = tokio::time::Instant::now();
-            let now = i64::try_from(tokens::unix_now()).unwrap_or(i64::MAX);
-            let window = i64::try_from(login_window.as_secs()).unwrap_or(i64::MAX);
-            if let Err(error) = store.purge(now, window).await {
-                tracing::warn!(%error, "purge failed");
-            }
-            revocations.purge(now);
-        }
+        feed.revocations().purge(now);
     }
 }

@@ -116,12 +116,22 @@ fn uuid_like() -> String {
     format!("{nanos:x}_{random}")
 }
 
+/// How long dropping a database may hold up the test's runtime (see [`PgDatabase`]'s `Drop`).
+const DROP_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        // Drop runs inside the test's runtime; do the async work on a thread of its own.
+        // Drop runs inside the test's runtime; do the async work on a thread of its own, and
+        // wait for it a few seconds only. `DROP DATABASE` waits for every backend of the
+        // server to acknowledge it, and a connection an app of this test was still opening
+        // cannot finish its authentication while this runtime is blocked here: its backend
+        // would answer only at `authentication_timeout` (60 s). Past the wait the runtime
+        // goes on, that connection ends with the test's tasks, and the drop, sent already,
+        // completes on the server.
         let server = self.server.clone();
         let name = self.name.clone();
-        let dropped = std::thread::spawn(move || {
+        let (done, dropped) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -134,8 +144,9 @@ impl Drop for PgDatabase {
                     let _ = admin.close().await;
                 }
             });
+            let _ = done.send(());
         });
-        let _ = dropped.join();
+        let _ = dropped.recv_timeout(DROP_WAIT);
     }
 }
 

@@ -3,7 +3,8 @@
 //! forwarding them to auth-service, so a browser (gRPC-Web) or any client that can reach only
 //! user-service can sign in with the generated clients; the `/v1/auth/*` HTTP routes (generated,
 //! `grimos_proto::auth::v1::auth_service_gateway`) call this same implementation. The
-//! service-only rpcs (CreateCredential, DeleteCredential) are not exposed here.
+//! service-only rpcs (CreateCredential, DeleteCredential, GetVerificationKeys,
+//! WatchRevocations) are not exposed here.
 
 use grimos_proto::auth::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -139,5 +140,21 @@ impl pb::auth_service_server::AuthService for AuthEdge {
         _request: Request<pb::DeleteCredentialRequest>,
     ) -> Result<Response<pb::DeleteCredentialResponse>, Status> {
         Err(not_at_the_edge("DeleteCredential"))
+    }
+
+    async fn get_verification_keys(
+        &self,
+        _request: Request<pb::GetVerificationKeysRequest>,
+    ) -> Result<Response<pb::GetVerificationKeysResponse>, Status> {
+        Err(not_at_the_edge("GetVerificationKeys"))
+    }
+
+    type WatchRevocationsStream = tokio_stream::Empty<Result<pb::WatchRevocationsResponse, Status>>;
+
+    async fn watch_revocations(
+        &self,
+        _request: Request<pb::WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        Err(not_at_the_edge("WatchRevocations"))
     }
 }

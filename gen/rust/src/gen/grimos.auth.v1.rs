@@ -177,6 +177,155 @@ pub struct DeleteCredentialRequest {
 /// DeleteCredentialResponse is empty: the credential is gone.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DeleteCredentialResponse {}
+/// GetVerificationKeysRequest asks for the current verification keys and role table.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetVerificationKeysRequest {}
+/// GetVerificationKeysResponse carries everything that access tokens are verified against.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetVerificationKeysResponse {
+    /// The keys that verify access tokens now: the signing key and any key still trusted for
+    /// tokens it signed earlier.
+    #[prost(message, repeated, tag = "1")]
+    pub keys: ::prost::alloc::vec::Vec<VerificationKey>,
+    /// The `iss` every access token carries.
+    #[prost(string, tag = "2")]
+    pub issuer: ::prost::alloc::string::String,
+    /// The `aud` every access token carries.
+    #[prost(string, tag = "3")]
+    pub audience: ::prost::alloc::string::String,
+    /// The clock skew tolerated on a token's `exp` and `nbf`.
+    #[prost(message, optional, tag = "4")]
+    pub leeway: ::core::option::Option<::pbjson_types::Duration>,
+    /// Every role and the permissions it grants. A role not listed grants none.
+    #[prost(message, repeated, tag = "5")]
+    pub roles: ::prost::alloc::vec::Vec<RolePermissions>,
+}
+/// VerificationKey is one public key, with the members of its JSON Web Key (RFC 7517, and
+/// RFC 8037 for Ed25519 keys).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VerificationKey {
+    /// The key id (`kid`), as the header of the tokens it verifies names it.
+    #[prost(string, tag = "1")]
+    pub kid: ::prost::alloc::string::String,
+    /// The key type (`kty`): `OKP`.
+    #[prost(string, tag = "2")]
+    pub kty: ::prost::alloc::string::String,
+    /// The curve (`crv`): `Ed25519`.
+    #[prost(string, tag = "3")]
+    pub crv: ::prost::alloc::string::String,
+    /// The public key (`x`), base64url without padding.
+    #[prost(string, tag = "4")]
+    pub x: ::prost::alloc::string::String,
+    /// The algorithm (`alg`): `EdDSA`.
+    #[prost(string, tag = "5")]
+    pub alg: ::prost::alloc::string::String,
+    /// The key's use (`use`): `sig`.
+    #[prost(string, tag = "6")]
+    pub r#use: ::prost::alloc::string::String,
+}
+/// RolePermissions is one row of the role table.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RolePermissions {
+    /// The role, for example `user`.
+    #[prost(string, tag = "1")]
+    pub role: ::prost::alloc::string::String,
+    /// The permissions the role grants, for example `users.read.self`.
+    #[prost(string, repeated, tag = "2")]
+    pub permissions: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// WatchRevocationsRequest opens a stream of revocations.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchRevocationsRequest {
+    /// The cursor of the last message the client applied, to resume after it; empty for the
+    /// whole current set.
+    #[prost(string, tag = "1")]
+    pub cursor: ::prost::alloc::string::String,
+}
+/// WatchRevocationsResponse is one message of the stream: revocations, or a heartbeat.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct WatchRevocationsResponse {
+    /// The revocations committed since the previous message, in commit order; empty in a
+    /// heartbeat.
+    #[prost(message, repeated, tag = "1")]
+    pub revocations: ::prost::alloc::vec::Vec<Revocation>,
+    /// Resume after this message with this cursor.
+    #[prost(string, tag = "2")]
+    pub cursor: ::prost::alloc::string::String,
+    /// True when `revocations` is the whole current set: the client replaces what it holds
+    /// (the first message of a stream that could not resume from the client's cursor).
+    #[prost(bool, tag = "3")]
+    pub reset: bool,
+    /// How often the server sends a message when there is nothing to send (set on the
+    /// first message of the stream).
+    #[prost(message, optional, tag = "4")]
+    pub heartbeat_interval: ::core::option::Option<::pbjson_types::Duration>,
+}
+/// Revocation is one revoked token, session or user.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Revocation {
+    /// What `subject` names.
+    #[prost(enumeration = "revocation::Kind", tag = "1")]
+    pub kind: i32,
+    /// The `jti`, `sid` or `sub` revoked.
+    #[prost(string, tag = "2")]
+    pub subject: ::prost::alloc::string::String,
+    /// When the revocation was made.
+    #[prost(message, optional, tag = "3")]
+    pub revoke_time: ::core::option::Option<crate::wkt::Timestamp>,
+    /// When no token it matches can be valid any more: the revocation can be forgotten then.
+    #[prost(message, optional, tag = "4")]
+    pub expire_time: ::core::option::Option<crate::wkt::Timestamp>,
+}
+/// Nested message and enum types in `Revocation`.
+pub mod revocation {
+    /// What kind of handle `subject` is.
+    #[derive(
+        Clone,
+        Copy,
+        Debug,
+        PartialEq,
+        Eq,
+        Hash,
+        PartialOrd,
+        Ord,
+        ::prost::Enumeration
+    )]
+    #[repr(i32)]
+    pub enum Kind {
+        /// Never sent.
+        Unspecified = 0,
+        /// One access token, by its `jti`.
+        Token = 1,
+        /// Every token of one session (login), by the access token's `sid`.
+        Session = 2,
+        /// Every token of one user issued at or before `revoke_time`, by the token's `sub`.
+        User = 3,
+    }
+    impl Kind {
+        /// String value of the enum field names used in the ProtoBuf definition.
+        ///
+        /// The values are not transformed in any way and thus are considered stable
+        /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+        pub fn as_str_name(&self) -> &'static str {
+            match self {
+                Self::Unspecified => "KIND_UNSPECIFIED",
+                Self::Token => "KIND_TOKEN",
+                Self::Session => "KIND_SESSION",
+                Self::User => "KIND_USER",
+            }
+        }
+        /// Creates an enum from field names used in the ProtoBuf definition.
+        pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+            match value {
+                "KIND_UNSPECIFIED" => Some(Self::Unspecified),
+                "KIND_TOKEN" => Some(Self::Token),
+                "KIND_SESSION" => Some(Self::Session),
+                "KIND_USER" => Some(Self::User),
+                _ => None,
+            }
+        }
+    }
+}
 /// Generated client implementations.
 pub mod auth_service_client {
     #![allow(
@@ -494,6 +643,73 @@ pub mod auth_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// GetVerificationKeys returns what a service needs to verify access tokens itself: the
+        /// public keys that verify their signatures (as JWK fields, with their key ids), the
+        /// issuer, audience and clock leeway the tokens are checked against, and the role table
+        /// that grants permissions. Services fetch it at start and again when a token names a key
+        /// id they do not know, so a key rotation needs no restart. Only callable with the service
+        /// credential.
+        pub async fn get_verification_keys(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetVerificationKeysRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetVerificationKeysResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/grimos.auth.v1.AuthService/GetVerificationKeys",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("grimos.auth.v1.AuthService", "GetVerificationKeys"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// WatchRevocations streams revocations to a service that verifies tokens itself. The
+        /// first message carries the current set of revocations (`reset` is true), or, when the
+        /// request names a cursor this server can resume from, the revocations committed since
+        /// then (`reset` is false). Then every revocation is sent as soon as it is committed, by
+        /// this replica or by another one sharing its database, and a heartbeat (a message with no
+        /// revocations) is sent every `heartbeat_interval` of the first message, so a silent
+        /// stream is a broken one. Each message carries the cursor to resume from after it. The
+        /// stream has no deadline; it ends when the client cancels it or the server stops. Only
+        /// callable with the service credential.
+        pub async fn watch_revocations(
+            &mut self,
+            request: impl tonic::IntoRequest<super::WatchRevocationsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::WatchRevocationsResponse>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/grimos.auth.v1.AuthService/WatchRevocations",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("grimos.auth.v1.AuthService", "WatchRevocations"),
+                );
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -586,6 +802,44 @@ pub mod auth_service_server {
             request: tonic::Request<super::DeleteCredentialRequest>,
         ) -> std::result::Result<
             tonic::Response<super::DeleteCredentialResponse>,
+            tonic::Status,
+        >;
+        /// GetVerificationKeys returns what a service needs to verify access tokens itself: the
+        /// public keys that verify their signatures (as JWK fields, with their key ids), the
+        /// issuer, audience and clock leeway the tokens are checked against, and the role table
+        /// that grants permissions. Services fetch it at start and again when a token names a key
+        /// id they do not know, so a key rotation needs no restart. Only callable with the service
+        /// credential.
+        async fn get_verification_keys(
+            &self,
+            request: tonic::Request<super::GetVerificationKeysRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetVerificationKeysResponse>,
+            tonic::Status,
+        >;
+        /// Server streaming response type for the WatchRevocations method.
+        type WatchRevocationsStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<
+                    super::WatchRevocationsResponse,
+                    tonic::Status,
+                >,
+            >
+            + std::marker::Send
+            + 'static;
+        /// WatchRevocations streams revocations to a service that verifies tokens itself. The
+        /// first message carries the current set of revocations (`reset` is true), or, when the
+        /// request names a cursor this server can resume from, the revocations committed since
+        /// then (`reset` is false). Then every revocation is sent as soon as it is committed, by
+        /// this replica or by another one sharing its database, and a heartbeat (a message with no
+        /// revocations) is sent every `heartbeat_interval` of the first message, so a silent
+        /// stream is a broken one. Each message carries the cursor to resume from after it. The
+        /// stream has no deadline; it ends when the client cancels it or the server stops. Only
+        /// callable with the service credential.
+        async fn watch_revocations(
+            &self,
+            request: tonic::Request<super::WatchRevocationsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::WatchRevocationsStream>,
             tonic::Status,
         >;
     }
@@ -1024,6 +1278,99 @@ pub mod auth_service_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/grimos.auth.v1.AuthService/GetVerificationKeys" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetVerificationKeysSvc<T: AuthService>(pub Arc<T>);
+                    impl<
+                        T: AuthService,
+                    > tonic::server::UnaryService<super::GetVerificationKeysRequest>
+                    for GetVerificationKeysSvc<T> {
+                        type Response = super::GetVerificationKeysResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetVerificationKeysRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AuthService>::get_verification_keys(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetVerificationKeysSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/grimos.auth.v1.AuthService/WatchRevocations" => {
+                    #[allow(non_camel_case_types)]
+                    struct WatchRevocationsSvc<T: AuthService>(pub Arc<T>);
+                    impl<
+                        T: AuthService,
+                    > tonic::server::ServerStreamingService<
+                        super::WatchRevocationsRequest,
+                    > for WatchRevocationsSvc<T> {
+                        type Response = super::WatchRevocationsResponse;
+                        type ResponseStream = T::WatchRevocationsStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::WatchRevocationsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AuthService>::watch_revocations(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WatchRevocationsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

@@ -852,6 +852,236 @@ impl<'de> serde::Deserialize<'de> for DeleteCredentialResponse {
         deserializer.deserialize_struct("grimos.auth.v1.DeleteCredentialResponse", FIELDS, GeneratedVisitor)
     }
 }
+impl serde::Serialize for GetVerificationKeysRequest {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let len = 0;
+        let struct_ser = serializer.serialize_struct("grimos.auth.v1.GetVerificationKeysRequest", len)?;
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for GetVerificationKeysRequest {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                            Err(serde::de::Error::unknown_field(value, FIELDS))
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = GetVerificationKeysRequest;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct grimos.auth.v1.GetVerificationKeysRequest")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<GetVerificationKeysRequest, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                while map_.next_key::<GeneratedField>()?.is_some() {
+                    let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(GetVerificationKeysRequest {
+                })
+            }
+        }
+        deserializer.deserialize_struct("grimos.auth.v1.GetVerificationKeysRequest", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for GetVerificationKeysResponse {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.keys.is_empty() {
+            len += 1;
+        }
+        if !self.issuer.is_empty() {
+            len += 1;
+        }
+        if !self.audience.is_empty() {
+            len += 1;
+        }
+        if self.leeway.is_some() {
+            len += 1;
+        }
+        if !self.roles.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("grimos.auth.v1.GetVerificationKeysResponse", len)?;
+        if !self.keys.is_empty() {
+            struct_ser.serialize_field("keys", &self.keys)?;
+        }
+        if !self.issuer.is_empty() {
+            struct_ser.serialize_field("issuer", &self.issuer)?;
+        }
+        if !self.audience.is_empty() {
+            struct_ser.serialize_field("audience", &self.audience)?;
+        }
+        if let Some(v) = self.leeway.as_ref() {
+            struct_ser.serialize_field("leeway", v)?;
+        }
+        if !self.roles.is_empty() {
+            struct_ser.serialize_field("roles", &self.roles)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for GetVerificationKeysResponse {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "keys",
+            "issuer",
+            "audience",
+            "leeway",
+            "roles",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Keys,
+            Issuer,
+            Audience,
+            Leeway,
+            Roles,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "keys" => Ok(GeneratedField::Keys),
+                            "issuer" => Ok(GeneratedField::Issuer),
+                            "audience" => Ok(GeneratedField::Audience),
+                            "leeway" => Ok(GeneratedField::Leeway),
+                            "roles" => Ok(GeneratedField::Roles),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = GetVerificationKeysResponse;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct grimos.auth.v1.GetVerificationKeysResponse")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<GetVerificationKeysResponse, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut keys__ = None;
+                let mut issuer__ = None;
+                let mut audience__ = None;
+                let mut leeway__ = None;
+                let mut roles__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Keys => {
+                            if keys__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("keys"));
+                            }
+                            keys__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Issuer => {
+                            if issuer__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("issuer"));
+                            }
+                            issuer__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Audience => {
+                            if audience__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("audience"));
+                            }
+                            audience__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Leeway => {
+                            if leeway__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("leeway"));
+                            }
+                            leeway__ = map_.next_value()?;
+                        }
+                        GeneratedField::Roles => {
+                            if roles__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("roles"));
+                            }
+                            roles__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(GetVerificationKeysResponse {
+                    keys: keys__.unwrap_or_default(),
+                    issuer: issuer__.unwrap_or_default(),
+                    audience: audience__.unwrap_or_default(),
+                    leeway: leeway__,
+                    roles: roles__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("grimos.auth.v1.GetVerificationKeysResponse", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for LoginRequest {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -1397,6 +1627,229 @@ impl<'de> serde::Deserialize<'de> for RefreshTokenResponse {
         deserializer.deserialize_struct("grimos.auth.v1.RefreshTokenResponse", FIELDS, GeneratedVisitor)
     }
 }
+impl serde::Serialize for Revocation {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.kind != 0 {
+            len += 1;
+        }
+        if !self.subject.is_empty() {
+            len += 1;
+        }
+        if self.revoke_time.is_some() {
+            len += 1;
+        }
+        if self.expire_time.is_some() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("grimos.auth.v1.Revocation", len)?;
+        if self.kind != 0 {
+            let v = revocation::Kind::try_from(self.kind)
+                .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", self.kind)))?;
+            struct_ser.serialize_field("kind", &v)?;
+        }
+        if !self.subject.is_empty() {
+            struct_ser.serialize_field("subject", &self.subject)?;
+        }
+        if let Some(v) = self.revoke_time.as_ref() {
+            struct_ser.serialize_field("revokeTime", v)?;
+        }
+        if let Some(v) = self.expire_time.as_ref() {
+            struct_ser.serialize_field("expireTime", v)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for Revocation {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "kind",
+            "subject",
+            "revoke_time",
+            "revokeTime",
+            "expire_time",
+            "expireTime",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Kind,
+            Subject,
+            RevokeTime,
+            ExpireTime,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "kind" => Ok(GeneratedField::Kind),
+                            "subject" => Ok(GeneratedField::Subject),
+                            "revokeTime" | "revoke_time" => Ok(GeneratedField::RevokeTime),
+                            "expireTime" | "expire_time" => Ok(GeneratedField::ExpireTime),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = Revocation;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct grimos.auth.v1.Revocation")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<Revocation, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut kind__ = None;
+                let mut subject__ = None;
+                let mut revoke_time__ = None;
+                let mut expire_time__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Kind => {
+                            if kind__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("kind"));
+                            }
+                            kind__ = Some(map_.next_value::<revocation::Kind>()? as i32);
+                        }
+                        GeneratedField::Subject => {
+                            if subject__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("subject"));
+                            }
+                            subject__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::RevokeTime => {
+                            if revoke_time__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("revokeTime"));
+                            }
+                            revoke_time__ = map_.next_value()?;
+                        }
+                        GeneratedField::ExpireTime => {
+                            if expire_time__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("expireTime"));
+                            }
+                            expire_time__ = map_.next_value()?;
+                        }
+                    }
+                }
+                Ok(Revocation {
+                    kind: kind__.unwrap_or_default(),
+                    subject: subject__.unwrap_or_default(),
+                    revoke_time: revoke_time__,
+                    expire_time: expire_time__,
+                })
+            }
+        }
+        deserializer.deserialize_struct("grimos.auth.v1.Revocation", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for revocation::Kind {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        let variant = match self {
+            Self::Unspecified => "KIND_UNSPECIFIED",
+            Self::Token => "KIND_TOKEN",
+            Self::Session => "KIND_SESSION",
+            Self::User => "KIND_USER",
+        };
+        serializer.serialize_str(variant)
+    }
+}
+impl<'de> serde::Deserialize<'de> for revocation::Kind {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "KIND_UNSPECIFIED",
+            "KIND_TOKEN",
+            "KIND_SESSION",
+            "KIND_USER",
+        ];
+
+        struct GeneratedVisitor;
+
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
+            type Value = revocation::Kind;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(formatter, "expected one of: {:?}", &FIELDS)
+            }
+
+            fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| {
+                        serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self)
+                    })
+            }
+
+            fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| {
+                        serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self)
+                    })
+            }
+
+            fn visit_str<E>(self, value: &str) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                match value {
+                    "KIND_UNSPECIFIED" => Ok(revocation::Kind::Unspecified),
+                    "KIND_TOKEN" => Ok(revocation::Kind::Token),
+                    "KIND_SESSION" => Ok(revocation::Kind::Session),
+                    "KIND_USER" => Ok(revocation::Kind::User),
+                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                }
+            }
+        }
+        deserializer.deserialize_any(GeneratedVisitor)
+    }
+}
 impl serde::Serialize for RevokeTokenRequest {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -1578,6 +2031,114 @@ impl<'de> serde::Deserialize<'de> for RevokeTokenResponse {
             }
         }
         deserializer.deserialize_struct("grimos.auth.v1.RevokeTokenResponse", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for RolePermissions {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.role.is_empty() {
+            len += 1;
+        }
+        if !self.permissions.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("grimos.auth.v1.RolePermissions", len)?;
+        if !self.role.is_empty() {
+            struct_ser.serialize_field("role", &self.role)?;
+        }
+        if !self.permissions.is_empty() {
+            struct_ser.serialize_field("permissions", &self.permissions)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for RolePermissions {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "role",
+            "permissions",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Role,
+            Permissions,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "role" => Ok(GeneratedField::Role),
+                            "permissions" => Ok(GeneratedField::Permissions),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = RolePermissions;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct grimos.auth.v1.RolePermissions")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<RolePermissions, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut role__ = None;
+                let mut permissions__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Role => {
+                            if role__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("role"));
+                            }
+                            role__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Permissions => {
+                            if permissions__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("permissions"));
+                            }
+                            permissions__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(RolePermissions {
+                    role: role__.unwrap_or_default(),
+                    permissions: permissions__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("grimos.auth.v1.RolePermissions", FIELDS, GeneratedVisitor)
     }
 }
 impl serde::Serialize for ValidateTokenRequest {
@@ -1832,5 +2393,415 @@ impl<'de> serde::Deserialize<'de> for ValidateTokenResponse {
             }
         }
         deserializer.deserialize_struct("grimos.auth.v1.ValidateTokenResponse", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for VerificationKey {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.kid.is_empty() {
+            len += 1;
+        }
+        if !self.kty.is_empty() {
+            len += 1;
+        }
+        if !self.crv.is_empty() {
+            len += 1;
+        }
+        if !self.x.is_empty() {
+            len += 1;
+        }
+        if !self.alg.is_empty() {
+            len += 1;
+        }
+        if !self.r#use.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("grimos.auth.v1.VerificationKey", len)?;
+        if !self.kid.is_empty() {
+            struct_ser.serialize_field("kid", &self.kid)?;
+        }
+        if !self.kty.is_empty() {
+            struct_ser.serialize_field("kty", &self.kty)?;
+        }
+        if !self.crv.is_empty() {
+            struct_ser.serialize_field("crv", &self.crv)?;
+        }
+        if !self.x.is_empty() {
+            struct_ser.serialize_field("x", &self.x)?;
+        }
+        if !self.alg.is_empty() {
+            struct_ser.serialize_field("alg", &self.alg)?;
+        }
+        if !self.r#use.is_empty() {
+            struct_ser.serialize_field("use", &self.r#use)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for VerificationKey {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "kid",
+            "kty",
+            "crv",
+            "x",
+            "alg",
+            "use",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Kid,
+            Kty,
+            Crv,
+            X,
+            Alg,
+            Use,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "kid" => Ok(GeneratedField::Kid),
+                            "kty" => Ok(GeneratedField::Kty),
+                            "crv" => Ok(GeneratedField::Crv),
+                            "x" => Ok(GeneratedField::X),
+                            "alg" => Ok(GeneratedField::Alg),
+                            "use" => Ok(GeneratedField::Use),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = VerificationKey;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct grimos.auth.v1.VerificationKey")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<VerificationKey, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut kid__ = None;
+                let mut kty__ = None;
+                let mut crv__ = None;
+                let mut x__ = None;
+                let mut alg__ = None;
+                let mut r#use__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Kid => {
+                            if kid__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("kid"));
+                            }
+                            kid__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Kty => {
+                            if kty__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("kty"));
+                            }
+                            kty__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Crv => {
+                            if crv__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("crv"));
+                            }
+                            crv__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::X => {
+                            if x__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("x"));
+                            }
+                            x__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Alg => {
+                            if alg__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("alg"));
+                            }
+                            alg__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Use => {
+                            if r#use__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("use"));
+                            }
+                            r#use__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(VerificationKey {
+                    kid: kid__.unwrap_or_default(),
+                    kty: kty__.unwrap_or_default(),
+                    crv: crv__.unwrap_or_default(),
+                    x: x__.unwrap_or_default(),
+                    alg: alg__.unwrap_or_default(),
+                    r#use: r#use__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("grimos.auth.v1.VerificationKey", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for WatchRevocationsRequest {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.cursor.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("grimos.auth.v1.WatchRevocationsRequest", len)?;
+        if !self.cursor.is_empty() {
+            struct_ser.serialize_field("cursor", &self.cursor)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for WatchRevocationsRequest {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "cursor",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Cursor,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "cursor" => Ok(GeneratedField::Cursor),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = WatchRevocationsRequest;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct grimos.auth.v1.WatchRevocationsRequest")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<WatchRevocationsRequest, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut cursor__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Cursor => {
+                            if cursor__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("cursor"));
+                            }
+                            cursor__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(WatchRevocationsRequest {
+                    cursor: cursor__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("grimos.auth.v1.WatchRevocationsRequest", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for WatchRevocationsResponse {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.revocations.is_empty() {
+            len += 1;
+        }
+        if !self.cursor.is_empty() {
+            len += 1;
+        }
+        if self.reset {
+            len += 1;
+        }
+        if self.heartbeat_interval.is_some() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("grimos.auth.v1.WatchRevocationsResponse", len)?;
+        if !self.revocations.is_empty() {
+            struct_ser.serialize_field("revocations", &self.revocations)?;
+        }
+        if !self.cursor.is_empty() {
+            struct_ser.serialize_field("cursor", &self.cursor)?;
+        }
+        if self.reset {
+            struct_ser.serialize_field("reset", &self.reset)?;
+        }
+        if let Some(v) = self.heartbeat_interval.as_ref() {
+            struct_ser.serialize_field("heartbeatInterval", v)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for WatchRevocationsResponse {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "revocations",
+            "cursor",
+            "reset",
+            "heartbeat_interval",
+            "heartbeatInterval",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Revocations,
+            Cursor,
+            Reset,
+            HeartbeatInterval,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "revocations" => Ok(GeneratedField::Revocations),
+                            "cursor" => Ok(GeneratedField::Cursor),
+                            "reset" => Ok(GeneratedField::Reset),
+                            "heartbeatInterval" | "heartbeat_interval" => Ok(GeneratedField::HeartbeatInterval),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = WatchRevocationsResponse;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct grimos.auth.v1.WatchRevocationsResponse")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<WatchRevocationsResponse, V::Error>
+                where
+                    V: serde::de::MapAccess<'de>,
+            {
+                let mut revocations__ = None;
+                let mut cursor__ = None;
+                let mut reset__ = None;
+                let mut heartbeat_interval__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Revocations => {
+                            if revocations__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("revocations"));
+                            }
+                            revocations__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Cursor => {
+                            if cursor__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("cursor"));
+                            }
+                            cursor__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Reset => {
+                            if reset__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("reset"));
+                            }
+                            reset__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::HeartbeatInterval => {
+                            if heartbeat_interval__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("heartbeatInterval"));
+                            }
+                            heartbeat_interval__ = map_.next_value()?;
+                        }
+                    }
+                }
+                Ok(WatchRevocationsResponse {
+                    revocations: revocations__.unwrap_or_default(),
+                    cursor: cursor__.unwrap_or_default(),
+                    reset: reset__.unwrap_or_default(),
+                    heartbeat_interval: heartbeat_interval__,
+                })
+            }
+        }
+        deserializer.deserialize_struct("grimos.auth.v1.WatchRevocationsResponse", FIELDS, GeneratedVisitor)
     }
 }

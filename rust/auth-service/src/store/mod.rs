@@ -7,14 +7,22 @@
 //! throttling, revocation) take their locks up front (SQLite: the write lock; PostgreSQL: row
 //! and advisory locks) so concurrent requests and replicas serialize instead of racing.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use grimos_token::Revocation;
+use tokio::sync::Notify;
 
 use crate::error::Result;
-use crate::revocation::Revocation;
 
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+
+/// A task that runs until it is dropped.
+pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A stored credential.
 #[derive(Debug, Clone)]
@@ -149,8 +157,19 @@ pub trait Store: Send + Sync + 'static {
     /// Records a revocation.
     async fn insert_revocation(&self, revocation: &Revocation) -> Result<()>;
 
-    /// Revocations stored after row `seq`, with their row numbers, oldest first.
+    /// Revocations stored after row `seq`, with their row numbers, oldest first. Rows become
+    /// visible in `seq` order: once row `n` is read, no row below `n` appears later.
     async fn revocations_after(&self, seq: i64) -> Result<Vec<(i64, Revocation)>>;
+
+    /// A random id of this database, made when its tables were: the same for every replica
+    /// that shares it, different for any other.
+    async fn database_id(&self) -> Result<String>;
+
+    /// Starts listening for revocation commits, and returns the task that goes on listening:
+    /// it wakes `on_commit` as soon as a revocation is committed by any replica (and whenever
+    /// one may have been missed, such as after a lost connection), for as long as it runs.
+    /// `None` where the database cannot tell (SQLite: replicas poll).
+    async fn follow_revocations(&self, on_commit: Arc<Notify>) -> Result<Option<Task>>;
 
     /// Deletes what can no longer matter: expired revocations, sessions and old login
     /// attempt windows.
@@ -169,7 +188,7 @@ pub(super) mod tests {
     use super::sql::{Backend, SqlStore};
     use super::*;
     use crate::error::Error;
-    use crate::revocation::Kind;
+    use grimos_token::Kind;
 
     /// A store, and what must live as long as it (its folder or database).
     pub(super) struct Fixture<DB: Backend> {
@@ -206,6 +225,7 @@ pub(super) mod tests {
         a_session_ends_by_id_once_even_when_it_is_gone,
         parallel_login_attempts_are_each_counted,
         purge_deletes_only_what_has_expired,
+        the_database_id_is_one_per_database,
     );
 
     pub(super) fn credential(user_id: &str, email: &str) -> Credential {
@@ -519,5 +539,14 @@ pub(super) mod tests {
             texts(store, "SELECT email FROM login_attempts").await,
             ["new@example.com"]
         );
+    }
+
+    async fn the_database_id_is_one_per_database<DB: Backend>(fixture: Fixture<DB>) {
+        let store = &fixture.store;
+        let id = store.database_id().await.unwrap();
+        assert_eq!(id.len(), 32, "{id}");
+        assert_eq!(store.database_id().await.unwrap(), id);
+        let other = sqlite_store().await;
+        assert_ne!(other.store.database_id().await.unwrap(), id);
     }
 }

@@ -13,12 +13,18 @@
 //! - revocations are inserted under a transaction-scoped advisory lock, so their `seq`
 //!   values become visible in order and a replica polling "after seq N" never skips a row
 //!   committed late with a smaller `seq`;
-//! - a credential deletion racing a login is settled by the foreign key, as in SQLite.
+//! - a credential deletion racing a login is settled by the foreign key, as in SQLite;
+//! - a revocation's insert also `NOTIFY`s, in its transaction, so that every replica
+//!   `LISTEN`ing (one connection each, apart from the pool) reads it as soon as it commits.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{PgConnection, Postgres};
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{PgConnection, Pool, Postgres};
+use tokio::sync::Notify;
 
+use super::Task;
 use super::sql::{Backend, SqlStore};
 
 /// The embedded migrations of `migrations-postgres/`.
@@ -35,6 +41,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Advisory lock key held, to the end of its transaction, by every insert into
 /// `revocations` ("grimosrv").
 const REVOCATIONS_LOCK: i64 = 0x6772_696d_6f73_7276;
+/// How long the listener waits before connecting again after a failed attempt, at first;
+/// doubled on each failure up to [`LISTEN_RETRY_MAX`].
+const LISTEN_RETRY: Duration = Duration::from_millis(100);
+/// The longest wait between attempts to listen again.
+const LISTEN_RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// Advisory lock key a purge holds, so replicas never purge at once ("grimospg").
 const PURGE_LOCK: i64 = 0x6772_696d_6f73_7067;
 
@@ -79,12 +91,68 @@ impl Backend for Postgres {
         Ok(())
     }
 
+    async fn announce(tx: &mut PgConnection, channel: &'static str) -> sqlx::Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(channel)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    /// `LISTEN`s on a connection of its own (a pool of one with the store's settings, so the
+    /// store's pool keeps all its connections), made before this returns: the task then
+    /// wakes `on_announcement` for each notification, and after its connection was lost and
+    /// made again, since notifications sent meanwhile are gone.
+    async fn follow(
+        pool: &Pool<Self>,
+        channel: &'static str,
+        on_announcement: Arc<Notify>,
+    ) -> sqlx::Result<Option<Task>> {
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(pool.connect_options().as_ref().clone())
+            .await?;
+        let mut listener = PgListener::connect_with(&own).await?;
+        listener.listen(channel).await?;
+        metrics::gauge!("auth_revocation_listening").set(1.0);
+        let task: Task = Box::pin(keep_listening(listener, on_announcement));
+        Ok(Some(task))
+    }
+
     /// One replica purges at a time ([`PURGE_LOCK`]); the others skip this round.
     async fn claim_purge(tx: &mut PgConnection) -> sqlx::Result<bool> {
         sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(PURGE_LOCK)
             .fetch_one(tx)
             .await
+    }
+}
+
+/// Wakes `on_announcement` for each notification `listener` receives, and each time it has
+/// made its lost connection again; after a failed attempt it waits, longer each time up to
+/// [`LISTEN_RETRY_MAX`], and tries again.
+async fn keep_listening(mut listener: PgListener, on_announcement: Arc<Notify>) {
+    let mut retry = LISTEN_RETRY;
+    loop {
+        match listener.try_recv().await {
+            Ok(notification) => {
+                if notification.is_none() {
+                    // The connection was lost and is made again (listening again): what was
+                    // announced in between is read now.
+                    tracing::info!("listening for revocations again");
+                }
+                metrics::gauge!("auth_revocation_listening").set(1.0);
+                retry = LISTEN_RETRY;
+                on_announcement.notify_one();
+            }
+            Err(error) => {
+                metrics::gauge!("auth_revocation_listening").set(0.0);
+                tracing::warn!(%error, ?retry, "cannot listen for revocations; retrying");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(LISTEN_RETRY_MAX);
+            }
+        }
     }
 }
 

@@ -7,15 +7,21 @@
 //! Every statement here is the same text on both backends (`$1`, `$2`, ... parameters).
 
 use std::future::Future;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use grimos_common::db::sql::{Columns, Sql};
 use grimos_common::db::{PoolStats, join_roles, split_roles};
+use grimos_token::{Kind, Revocation};
 use sqlx::Pool;
+use tokio::sync::Notify;
 
-use super::{Credential, RefreshOutcome, Session, Store};
+use super::{Credential, RefreshOutcome, Session, Store, Task};
 use crate::error::{Error, Result};
-use crate::revocation::{Kind, Revocation};
+
+/// The channel a revocation's commit is announced on, for the replicas that follow them
+/// ([`Store::follow_revocations`]).
+pub const REVOCATIONS_CHANNEL: &str = "grimos_auth_revocations";
 
 /// What a backend adds to [`Sql`] for auth-service's store.
 pub trait Backend: Sql {
@@ -34,6 +40,24 @@ pub trait Backend: Sql {
     /// late with a smaller `seq`). SQLite's writers already commit one at a time.
     fn lock_revocations(tx: &mut Self::Connection)
     -> impl Future<Output = sqlx::Result<()>> + Send;
+
+    /// Announces on `channel`, in transaction `tx`, that it commits a revocation: the
+    /// announcement reaches [`Backend::follow`]'s task of every replica when (and only if) `tx`
+    /// commits. SQLite has no one to tell: replicas poll.
+    fn announce(
+        tx: &mut Self::Connection,
+        channel: &'static str,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+
+    /// Starts listening on `channel` and returns the task that goes on: it wakes
+    /// `on_announcement` for each announcement, and whenever announcements may have been
+    /// missed (after a lost connection, which it makes again by itself). `None`: the backend
+    /// has no announcements.
+    fn follow(
+        pool: &Pool<Self>,
+        channel: &'static str,
+        on_announcement: Arc<Notify>,
+    ) -> impl Future<Output = sqlx::Result<Option<Task>>> + Send;
 
     /// Whether this transaction should purge: false when another replica is purging, so that
     /// replicas do not purge at once.
@@ -62,12 +86,13 @@ struct FoundToken {
 }
 
 impl<DB: Backend> SqlStore<DB> {
-    /// Inserts a revocation inside transaction `tx`.
+    /// Inserts a revocation inside transaction `tx`, and announces it to the replicas
+    /// following revocations, for when `tx` commits.
     pub(super) async fn insert_revocation_in(
         tx: &mut DB::Connection,
         revocation: &Revocation,
     ) -> Result<()> {
-        DB::lock_revocations(tx).await?;
+        DB::lock_revocations(&mut *tx).await?;
         DB::query(
             "INSERT INTO revocations (kind, subject, revoke_time, expire_time) VALUES ($1, $2, $3, $4)",
         )
@@ -75,8 +100,9 @@ impl<DB: Backend> SqlStore<DB> {
         .bind(revocation.subject.as_str())
         .bind(revocation.revoke_time)
         .bind(revocation.expire_time)
-        .execute(tx)
+        .execute(&mut *tx)
         .await?;
+        DB::announce(tx, REVOCATIONS_CHANNEL).await?;
         Ok(())
     }
 
@@ -478,6 +504,17 @@ impl<DB: Backend> Store for SqlStore<DB> {
             ));
         }
         Ok(revocations)
+    }
+
+    async fn database_id(&self) -> Result<String> {
+        let row = DB::query("SELECT id FROM database_identity")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.column(0)?)
+    }
+
+    async fn follow_revocations(&self, on_commit: Arc<Notify>) -> Result<Option<Task>> {
+        Ok(DB::follow(&self.pool, REVOCATIONS_CHANNEL, on_commit).await?)
     }
 
     async fn purge(&self, now: i64, login_window_secs: i64) -> Result<()> {

@@ -2,7 +2,12 @@
 //! binary. Every write transaction takes the database's one write lock up front
 //! (`BEGIN IMMEDIATE`), which serializes writers: this backend needs no lock of its own.
 
-use sqlx::Sqlite;
+use std::sync::Arc;
+
+use sqlx::{Pool, Sqlite};
+use tokio::sync::Notify;
+
+use super::Task;
 
 use super::sql::{Backend, SqlStore};
 
@@ -29,6 +34,14 @@ impl Backend for Sqlite {
 
     async fn lock_revocations(_: &mut Self::Connection) -> sqlx::Result<()> {
         Ok(())
+    }
+
+    async fn announce(_: &mut Self::Connection, _: &'static str) -> sqlx::Result<()> {
+        Ok(())
+    }
+
+    async fn follow(_: &Pool<Self>, _: &'static str, _: Arc<Notify>) -> sqlx::Result<Option<Task>> {
+        Ok(None)
     }
 
     async fn claim_purge(_: &mut Self::Connection) -> sqlx::Result<bool> {

@@ -19,3 +19,4 @@ mod sessions;
 mod throttling;
 mod tls;
 mod tokens;
+mod watch;

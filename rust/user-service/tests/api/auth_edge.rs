@@ -114,6 +114,14 @@ async fn service_only_rpcs_are_not_exposed() {
         })
         .await;
     expect_code(delete, Code::Unimplemented);
+    let keys = edge
+        .get_verification_keys(auth_pb::GetVerificationKeysRequest {})
+        .await;
+    expect_code(keys, Code::Unimplemented);
+    let watch = edge
+        .watch_revocations(auth_pb::WatchRevocationsRequest::default())
+        .await;
+    expect_code(watch, Code::Unimplemented);
     assert!(!app.can_log_in("sneaky@example.com").await);
 }
 

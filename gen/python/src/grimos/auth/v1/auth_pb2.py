@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grimos/auth/v1/auth.proto\x12\x0egrimos.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\x0cLoginRequest\x12\x1a\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x05\x65mail\x12 \n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x08password\"\x9a\x02\n\rLoginResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12#\n\rrefresh_token\x18\x02 \x01(\tR\x0crefreshToken\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12;\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12U\n\x19refresh_token_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x16refreshTokenExpireTime\x12\x14\n\x05roles\x18\x06 \x03(\tR\x05roles\"@\n\x13RefreshTokenRequest\x12)\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0crefreshToken\"\x8b\x02\n\x14RefreshTokenResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12#\n\rrefresh_token\x18\x02 \x01(\tR\x0crefreshToken\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12U\n\x19refresh_token_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x16refreshTokenExpireTime\x12\x17\n\x07user_id\x18\x05 \x01(\tR\x06userId\"*\n\x12RevokeTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\"4\n\x13RevokeTokenResponse\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\"q\n\x15\x43hangePasswordRequest\x12/\n\x10\x63urrent_password\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0f\x63urrentPassword\x12\'\n\x0cnew_password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x0bnewPassword\"\x8d\x02\n\x16\x43hangePasswordResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12#\n\rrefresh_token\x18\x02 \x01(\tR\x0crefreshToken\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12;\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12U\n\x19refresh_token_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x16refreshTokenExpireTime\"?\n\x14ValidateTokenRequest\x12\'\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0b\x61\x63\x63\x65ssToken\"\xc4\x01\n\x15ValidateTokenResponse\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x14\n\x05roles\x18\x02 \x03(\tR\x05roles\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions\x12\x1d\n\nsession_id\x18\x05 \x01(\tR\tsessionId\"g\n\x16\x43heckPermissionRequest\x12\'\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0b\x61\x63\x63\x65ssToken\x12$\n\npermission\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\npermission\"3\n\x17\x43heckPermissionResponse\x12\x18\n\x07\x61llowed\x18\x01 \x01(\x08R\x07\x61llowed\"v\n\x17\x43reateCredentialRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\x12\x1a\n\x05\x65mail\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x05\x65mail\x12 \n\x08password\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02R\x08password\"0\n\x18\x43reateCredentialResponse\x12\x14\n\x05roles\x18\x01 \x03(\tR\x05roles\"8\n\x17\x44\x65leteCredentialRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\"\x1a\n\x18\x44\x65leteCredentialResponse2\xe9\x06\n\x0b\x41uthService\x12_\n\x05Login\x12\x1c.grimos.auth.v1.LoginRequest\x1a\x1d.grimos.auth.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12v\n\x0cRefreshToken\x12#.grimos.auth.v1.RefreshTokenRequest\x1a$.grimos.auth.v1.RefreshTokenResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12r\n\x0bRevokeToken\x12\".grimos.auth.v1.RevokeTokenRequest\x1a#.grimos.auth.v1.RevokeTokenResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/logout:\x01*\x12}\n\x0e\x43hangePassword\x12%.grimos.auth.v1.ChangePasswordRequest\x1a&.grimos.auth.v1.ChangePasswordResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/password:\x01*\x12\\\n\rValidateToken\x12$.grimos.auth.v1.ValidateTokenRequest\x1a%.grimos.auth.v1.ValidateTokenResponse\x12\x62\n\x0f\x43heckPermission\x12&.grimos.auth.v1.CheckPermissionRequest\x1a\'.grimos.auth.v1.CheckPermissionResponse\x12\x65\n\x10\x43reateCredential\x12\'.grimos.auth.v1.CreateCredentialRequest\x1a(.grimos.auth.v1.CreateCredentialResponse\x12\x65\n\x10\x44\x65leteCredential\x12\'.grimos.auth.v1.DeleteCredentialRequest\x1a(.grimos.auth.v1.DeleteCredentialResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grimos/auth/v1/auth.proto\x12\x0egrimos.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\x0cLoginRequest\x12\x1a\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x05\x65mail\x12 \n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x08password\"\x9a\x02\n\rLoginResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12#\n\rrefresh_token\x18\x02 \x01(\tR\x0crefreshToken\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12;\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12U\n\x19refresh_token_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x16refreshTokenExpireTime\x12\x14\n\x05roles\x18\x06 \x03(\tR\x05roles\"@\n\x13RefreshTokenRequest\x12)\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0crefreshToken\"\x8b\x02\n\x14RefreshTokenResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12#\n\rrefresh_token\x18\x02 \x01(\tR\x0crefreshToken\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12U\n\x19refresh_token_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x16refreshTokenExpireTime\x12\x17\n\x07user_id\x18\x05 \x01(\tR\x06userId\"*\n\x12RevokeTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\"4\n\x13RevokeTokenResponse\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\"q\n\x15\x43hangePasswordRequest\x12/\n\x10\x63urrent_password\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0f\x63urrentPassword\x12\'\n\x0cnew_password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x0bnewPassword\"\x8d\x02\n\x16\x43hangePasswordResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12#\n\rrefresh_token\x18\x02 \x01(\tR\x0crefreshToken\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12;\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12U\n\x19refresh_token_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x16refreshTokenExpireTime\"?\n\x14ValidateTokenRequest\x12\'\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0b\x61\x63\x63\x65ssToken\"\xc4\x01\n\x15ValidateTokenResponse\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x14\n\x05roles\x18\x02 \x03(\tR\x05roles\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions\x12\x1d\n\nsession_id\x18\x05 \x01(\tR\tsessionId\"g\n\x16\x43heckPermissionRequest\x12\'\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x0b\x61\x63\x63\x65ssToken\x12$\n\npermission\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\npermission\"3\n\x17\x43heckPermissionResponse\x12\x18\n\x07\x61llowed\x18\x01 \x01(\x08R\x07\x61llowed\"v\n\x17\x43reateCredentialRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\x12\x1a\n\x05\x65mail\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x05\x65mail\x12 \n\x08password\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02R\x08password\"0\n\x18\x43reateCredentialResponse\x12\x14\n\x05roles\x18\x01 \x03(\tR\x05roles\"8\n\x17\x44\x65leteCredentialRequest\x12\x1d\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06userId\"\x1a\n\x18\x44\x65leteCredentialResponse\"\x1c\n\x1aGetVerificationKeysRequest\"\xf0\x01\n\x1bGetVerificationKeysResponse\x12\x33\n\x04keys\x18\x01 \x03(\x0b\x32\x1f.grimos.auth.v1.VerificationKeyR\x04keys\x12\x16\n\x06issuer\x18\x02 \x01(\tR\x06issuer\x12\x1a\n\x08\x61udience\x18\x03 \x01(\tR\x08\x61udience\x12\x31\n\x06leeway\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x06leeway\x12\x35\n\x05roles\x18\x05 \x03(\x0b\x32\x1f.grimos.auth.v1.RolePermissionsR\x05roles\"y\n\x0fVerificationKey\x12\x10\n\x03kid\x18\x01 \x01(\tR\x03kid\x12\x10\n\x03kty\x18\x02 \x01(\tR\x03kty\x12\x10\n\x03\x63rv\x18\x03 \x01(\tR\x03\x63rv\x12\x0c\n\x01x\x18\x04 \x01(\tR\x01x\x12\x10\n\x03\x61lg\x18\x05 \x01(\tR\x03\x61lg\x12\x10\n\x03use\x18\x06 \x01(\tR\x03use\"G\n\x0fRolePermissions\x12\x12\n\x04role\x18\x01 \x01(\tR\x04role\x12 \n\x0bpermissions\x18\x02 \x03(\tR\x0bpermissions\"1\n\x17WatchRevocationsRequest\x12\x16\n\x06\x63ursor\x18\x01 \x01(\tR\x06\x63ursor\"\xd0\x01\n\x18WatchRevocationsResponse\x12<\n\x0brevocations\x18\x01 \x03(\x0b\x32\x1a.grimos.auth.v1.RevocationR\x0brevocations\x12\x16\n\x06\x63ursor\x18\x02 \x01(\tR\x06\x63ursor\x12\x14\n\x05reset\x18\x03 \x01(\x08R\x05reset\x12H\n\x12heartbeat_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x11heartbeatInterval\"\xa4\x02\n\nRevocation\x12\x33\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.grimos.auth.v1.Revocation.KindR\x04kind\x12\x18\n\x07subject\x18\x02 \x01(\tR\x07subject\x12;\n\x0brevoke_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nrevokeTime\x12;\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\"M\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nKIND_TOKEN\x10\x01\x12\x10\n\x0cKIND_SESSION\x10\x02\x12\r\n\tKIND_USER\x10\x03\x32\xc2\x08\n\x0b\x41uthService\x12_\n\x05Login\x12\x1c.grimos.auth.v1.LoginRequest\x1a\x1d.grimos.auth.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12v\n\x0cRefreshToken\x12#.grimos.auth.v1.RefreshTokenRequest\x1a$.grimos.auth.v1.RefreshTokenResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12r\n\x0bRevokeToken\x12\".grimos.auth.v1.RevokeTokenRequest\x1a#.grimos.auth.v1.RevokeTokenResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth/logout:\x01*\x12}\n\x0e\x43hangePassword\x12%.grimos.auth.v1.ChangePasswordRequest\x1a&.grimos.auth.v1.ChangePasswordResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/password:\x01*\x12\\\n\rValidateToken\x12$.grimos.auth.v1.ValidateTokenRequest\x1a%.grimos.auth.v1.ValidateTokenResponse\x12\x62\n\x0f\x43heckPermission\x12&.grimos.auth.v1.CheckPermissionRequest\x1a\'.grimos.auth.v1.CheckPermissionResponse\x12\x65\n\x10\x43reateCredential\x12\'.grimos.auth.v1.CreateCredentialRequest\x1a(.grimos.auth.v1.CreateCredentialResponse\x12\x65\n\x10\x44\x65leteCredential\x12\'.grimos.auth.v1.DeleteCredentialRequest\x1a(.grimos.auth.v1.DeleteCredentialResponse\x12n\n\x13GetVerificationKeys\x12*.grimos.auth.v1.GetVerificationKeysRequest\x1a+.grimos.auth.v1.GetVerificationKeysResponse\x12g\n\x10WatchRevocations\x12\'.grimos.auth.v1.WatchRevocationsRequest\x1a(.grimos.auth.v1.WatchRevocationsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -66,38 +67,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHSERVICE'].methods_by_name['RevokeToken']._serialized_options = b'\202\323\344\223\002\024\"\017/v1/auth/logout:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['ChangePassword']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['ChangePassword']._serialized_options = b'\202\323\344\223\002\026\"\021/v1/auth/password:\001*'
-  _globals['_LOGINREQUEST']._serialized_start=141
-  _globals['_LOGINREQUEST']._serialized_end=217
-  _globals['_LOGINRESPONSE']._serialized_start=220
-  _globals['_LOGINRESPONSE']._serialized_end=502
-  _globals['_REFRESHTOKENREQUEST']._serialized_start=504
-  _globals['_REFRESHTOKENREQUEST']._serialized_end=568
-  _globals['_REFRESHTOKENRESPONSE']._serialized_start=571
-  _globals['_REFRESHTOKENRESPONSE']._serialized_end=838
-  _globals['_REVOKETOKENREQUEST']._serialized_start=840
-  _globals['_REVOKETOKENREQUEST']._serialized_end=882
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=884
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=936
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=938
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=1051
-  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=1054
-  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=1323
-  _globals['_VALIDATETOKENREQUEST']._serialized_start=1325
-  _globals['_VALIDATETOKENREQUEST']._serialized_end=1388
-  _globals['_VALIDATETOKENRESPONSE']._serialized_start=1391
-  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1587
-  _globals['_CHECKPERMISSIONREQUEST']._serialized_start=1589
-  _globals['_CHECKPERMISSIONREQUEST']._serialized_end=1692
-  _globals['_CHECKPERMISSIONRESPONSE']._serialized_start=1694
-  _globals['_CHECKPERMISSIONRESPONSE']._serialized_end=1745
-  _globals['_CREATECREDENTIALREQUEST']._serialized_start=1747
-  _globals['_CREATECREDENTIALREQUEST']._serialized_end=1865
-  _globals['_CREATECREDENTIALRESPONSE']._serialized_start=1867
-  _globals['_CREATECREDENTIALRESPONSE']._serialized_end=1915
-  _globals['_DELETECREDENTIALREQUEST']._serialized_start=1917
-  _globals['_DELETECREDENTIALREQUEST']._serialized_end=1973
-  _globals['_DELETECREDENTIALRESPONSE']._serialized_start=1975
-  _globals['_DELETECREDENTIALRESPONSE']._serialized_end=2001
-  _globals['_AUTHSERVICE']._serialized_start=2004
-  _globals['_AUTHSERVICE']._serialized_end=2877
+  _globals['_LOGINREQUEST']._serialized_start=173
+  _globals['_LOGINREQUEST']._serialized_end=249
+  _globals['_LOGINRESPONSE']._serialized_start=252
+  _globals['_LOGINRESPONSE']._serialized_end=534
+  _globals['_REFRESHTOKENREQUEST']._serialized_start=536
+  _globals['_REFRESHTOKENREQUEST']._serialized_end=600
+  _globals['_REFRESHTOKENRESPONSE']._serialized_start=603
+  _globals['_REFRESHTOKENRESPONSE']._serialized_end=870
+  _globals['_REVOKETOKENREQUEST']._serialized_start=872
+  _globals['_REVOKETOKENREQUEST']._serialized_end=914
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=916
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=968
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=970
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=1083
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=1086
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=1355
+  _globals['_VALIDATETOKENREQUEST']._serialized_start=1357
+  _globals['_VALIDATETOKENREQUEST']._serialized_end=1420
+  _globals['_VALIDATETOKENRESPONSE']._serialized_start=1423
+  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1619
+  _globals['_CHECKPERMISSIONREQUEST']._serialized_start=1621
+  _globals['_CHECKPERMISSIONREQUEST']._serialized_end=1724
+  _globals['_CHECKPERMISSIONRESPONSE']._serialized_start=1726
+  _globals['_CHECKPERMISSIONRESPONSE']._serialized_end=1777
+  _globals['_CREATECREDENTIALREQUEST']._serialized_start=1779
+  _globals['_CREATECREDENTIALREQUEST']._serialized_end=1897
+  _globals['_CREATECREDENTIALRESPONSE']._serialized_start=1899
+  _globals['_CREATECREDENTIALRESPONSE']._serialized_end=1947
+  _globals['_DELETECREDENTIALREQUEST']._serialized_start=1949
+  _globals['_DELETECREDENTIALREQUEST']._serialized_end=2005
+  _globals['_DELETECREDENTIALRESPONSE']._serialized_start=2007
+  _globals['_DELETECREDENTIALRESPONSE']._serialized_end=2033
+  _globals['_GETVERIFICATIONKEYSREQUEST']._serialized_start=2035
+  _globals['_GETVERIFICATIONKEYSREQUEST']._serialized_end=2063
+  _globals['_GETVERIFICATIONKEYSRESPONSE']._serialized_start=2066
+  _globals['_GETVERIFICATIONKEYSRESPONSE']._serialized_end=2306
+  _globals['_VERIFICATIONKEY']._serialized_start=2308
+  _globals['_VERIFICATIONKEY']._serialized_end=2429
+  _globals['_ROLEPERMISSIONS']._serialized_start=2431
+  _globals['_ROLEPERMISSIONS']._serialized_end=2502
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_start=2504
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_end=2553
+  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_start=2556
+  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_end=2764
+  _globals['_REVOCATION']._serialized_start=2767
+  _globals['_REVOCATION']._serialized_end=3059
+  _globals['_REVOCATION_KIND']._serialized_start=2982
+  _globals['_REVOCATION_KIND']._serialized_end=3059
+  _globals['_AUTHSERVICE']._serialized_start=3062
+  _globals['_AUTHSERVICE']._serialized_end=4152
 # @@protoc_insertion_point(module_scope)

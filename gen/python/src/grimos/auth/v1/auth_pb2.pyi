@@ -5,9 +5,11 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -483,3 +485,271 @@ class DeleteCredentialResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteCredentialResponse: _TypeAlias = DeleteCredentialResponse  # noqa: Y015
+
+@_typing.final
+class GetVerificationKeysRequest(_message.Message):
+    """GetVerificationKeysRequest asks for the current verification keys and role table."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVerificationKeysRequest: _TypeAlias = GetVerificationKeysRequest  # noqa: Y015
+
+@_typing.final
+class GetVerificationKeysResponse(_message.Message):
+    """GetVerificationKeysResponse carries everything that access tokens are verified against."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    AUDIENCE_FIELD_NUMBER: _builtins.int
+    LEEWAY_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    issuer: _builtins.str
+    """The `iss` every access token carries."""
+    audience: _builtins.str
+    """The `aud` every access token carries."""
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___VerificationKey]:
+        """The keys that verify access tokens now: the signing key and any key still trusted for
+        tokens it signed earlier.
+        """
+
+    @_builtins.property
+    def leeway(self) -> _duration_pb2.Duration:
+        """The clock skew tolerated on a token's `exp` and `nbf`."""
+
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedCompositeFieldContainer[Global___RolePermissions]:
+        """Every role and the permissions it grants. A role not listed grants none."""
+
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___VerificationKey] | None = ...,
+        issuer: _builtins.str = ...,
+        audience: _builtins.str = ...,
+        leeway: _duration_pb2.Duration | None = ...,
+        roles: _abc.Iterable[Global___RolePermissions] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["leeway", b"leeway"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "issuer", b"issuer", "keys", b"keys", "leeway", b"leeway", "roles", b"roles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVerificationKeysResponse: _TypeAlias = GetVerificationKeysResponse  # noqa: Y015
+
+@_typing.final
+class VerificationKey(_message.Message):
+    """VerificationKey is one public key, with the members of its JSON Web Key (RFC 7517, and
+    RFC 8037 for Ed25519 keys).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KID_FIELD_NUMBER: _builtins.int
+    KTY_FIELD_NUMBER: _builtins.int
+    CRV_FIELD_NUMBER: _builtins.int
+    X_FIELD_NUMBER: _builtins.int
+    ALG_FIELD_NUMBER: _builtins.int
+    USE_FIELD_NUMBER: _builtins.int
+    kid: _builtins.str
+    """The key id (`kid`), as the header of the tokens it verifies names it."""
+    kty: _builtins.str
+    """The key type (`kty`): `OKP`."""
+    crv: _builtins.str
+    """The curve (`crv`): `Ed25519`."""
+    x: _builtins.str
+    """The public key (`x`), base64url without padding."""
+    alg: _builtins.str
+    """The algorithm (`alg`): `EdDSA`."""
+    use: _builtins.str
+    """The key's use (`use`): `sig`."""
+    def __init__(
+        self,
+        *,
+        kid: _builtins.str = ...,
+        kty: _builtins.str = ...,
+        crv: _builtins.str = ...,
+        x: _builtins.str = ...,
+        alg: _builtins.str = ...,
+        use: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alg", b"alg", "crv", b"crv", "kid", b"kid", "kty", b"kty", "use", b"use", "x", b"x"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerificationKey: _TypeAlias = VerificationKey  # noqa: Y015
+
+@_typing.final
+class RolePermissions(_message.Message):
+    """RolePermissions is one row of the role table."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    PERMISSIONS_FIELD_NUMBER: _builtins.int
+    role: _builtins.str
+    """The role, for example `user`."""
+    @_builtins.property
+    def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The permissions the role grants, for example `users.read.self`."""
+
+    def __init__(
+        self,
+        *,
+        role: _builtins.str = ...,
+        permissions: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["permissions", b"permissions", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RolePermissions: _TypeAlias = RolePermissions  # noqa: Y015
+
+@_typing.final
+class WatchRevocationsRequest(_message.Message):
+    """WatchRevocationsRequest opens a stream of revocations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """The cursor of the last message the client applied, to resume after it; empty for the
+    whole current set.
+    """
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchRevocationsRequest: _TypeAlias = WatchRevocationsRequest  # noqa: Y015
+
+@_typing.final
+class WatchRevocationsResponse(_message.Message):
+    """WatchRevocationsResponse is one message of the stream: revocations, or a heartbeat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVOCATIONS_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    RESET_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """Resume after this message with this cursor."""
+    reset: _builtins.bool
+    """True when `revocations` is the whole current set: the client replaces what it holds
+    (the first message of a stream that could not resume from the client's cursor).
+    """
+    @_builtins.property
+    def revocations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Revocation]:
+        """The revocations committed since the previous message, in commit order; empty in a
+        heartbeat.
+        """
+
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """How often the server sends a message when there is nothing to send (set on the
+        first message of the stream).
+        """
+
+    def __init__(
+        self,
+        *,
+        revocations: _abc.Iterable[Global___Revocation] | None = ...,
+        cursor: _builtins.str = ...,
+        reset: _builtins.bool = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "heartbeat_interval", b"heartbeat_interval", "reset", b"reset", "revocations", b"revocations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchRevocationsResponse: _TypeAlias = WatchRevocationsResponse  # noqa: Y015
+
+@_typing.final
+class Revocation(_message.Message):
+    """Revocation is one revoked token, session or user."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Revocation._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: Revocation._Kind.ValueType  # 0
+        """Never sent."""
+        KIND_TOKEN: Revocation._Kind.ValueType  # 1
+        """One access token, by its `jti`."""
+        KIND_SESSION: Revocation._Kind.ValueType  # 2
+        """Every token of one session (login), by the access token's `sid`."""
+        KIND_USER: Revocation._Kind.ValueType  # 3
+        """Every token of one user issued at or before `revoke_time`, by the token's `sub`."""
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
+        """What kind of handle `subject` is."""
+
+    KIND_UNSPECIFIED: Revocation.Kind.ValueType  # 0
+    """Never sent."""
+    KIND_TOKEN: Revocation.Kind.ValueType  # 1
+    """One access token, by its `jti`."""
+    KIND_SESSION: Revocation.Kind.ValueType  # 2
+    """Every token of one session (login), by the access token's `sid`."""
+    KIND_USER: Revocation.Kind.ValueType  # 3
+    """Every token of one user issued at or before `revoke_time`, by the token's `sub`."""
+
+    KIND_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    REVOKE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    kind: Global___Revocation.Kind.ValueType
+    """What `subject` names."""
+    subject: _builtins.str
+    """The `jti`, `sid` or `sub` revoked."""
+    @_builtins.property
+    def revoke_time(self) -> _timestamp_pb2.Timestamp:
+        """When the revocation was made."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When no token it matches can be valid any more: the revocation can be forgotten then."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___Revocation.Kind.ValueType = ...,
+        subject: _builtins.str = ...,
+        revoke_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "revoke_time", b"revoke_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "kind", b"kind", "revoke_time", b"revoke_time", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Revocation: _TypeAlias = Revocation  # noqa: Y015

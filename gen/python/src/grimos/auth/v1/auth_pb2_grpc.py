@@ -79,6 +79,16 @@ class AuthServiceStub:
                 request_serializer=grimos_dot_auth_dot_v1_dot_auth__pb2.DeleteCredentialRequest.SerializeToString,
                 response_deserializer=grimos_dot_auth_dot_v1_dot_auth__pb2.DeleteCredentialResponse.FromString,
                 _registered_method=True)
+        self.GetVerificationKeys = channel.unary_unary(
+                '/grimos.auth.v1.AuthService/GetVerificationKeys',
+                request_serializer=grimos_dot_auth_dot_v1_dot_auth__pb2.GetVerificationKeysRequest.SerializeToString,
+                response_deserializer=grimos_dot_auth_dot_v1_dot_auth__pb2.GetVerificationKeysResponse.FromString,
+                _registered_method=True)
+        self.WatchRevocations = channel.unary_stream(
+                '/grimos.auth.v1.AuthService/WatchRevocations',
+                request_serializer=grimos_dot_auth_dot_v1_dot_auth__pb2.WatchRevocationsRequest.SerializeToString,
+                response_deserializer=grimos_dot_auth_dot_v1_dot_auth__pb2.WatchRevocationsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -163,6 +173,33 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetVerificationKeys(self, request, context):
+        """GetVerificationKeys returns what a service needs to verify access tokens itself: the
+        public keys that verify their signatures (as JWK fields, with their key ids), the
+        issuer, audience and clock leeway the tokens are checked against, and the role table
+        that grants permissions. Services fetch it at start and again when a token names a key
+        id they do not know, so a key rotation needs no restart. Only callable with the service
+        credential.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRevocations(self, request, context):
+        """WatchRevocations streams revocations to a service that verifies tokens itself. The
+        first message carries the current set of revocations (`reset` is true), or, when the
+        request names a cursor this server can resume from, the revocations committed since
+        then (`reset` is false). Then every revocation is sent as soon as it is committed, by
+        this replica or by another one sharing its database, and a heartbeat (a message with no
+        revocations) is sent every `heartbeat_interval` of the first message, so a silent
+        stream is a broken one. Each message carries the cursor to resume from after it. The
+        stream has no deadline; it ends when the client cancels it or the server stops. Only
+        callable with the service credential.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +242,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.DeleteCredential,
                     request_deserializer=grimos_dot_auth_dot_v1_dot_auth__pb2.DeleteCredentialRequest.FromString,
                     response_serializer=grimos_dot_auth_dot_v1_dot_auth__pb2.DeleteCredentialResponse.SerializeToString,
+            ),
+            'GetVerificationKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVerificationKeys,
+                    request_deserializer=grimos_dot_auth_dot_v1_dot_auth__pb2.GetVerificationKeysRequest.FromString,
+                    response_serializer=grimos_dot_auth_dot_v1_dot_auth__pb2.GetVerificationKeysResponse.SerializeToString,
+            ),
+            'WatchRevocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevocations,
+                    request_deserializer=grimos_dot_auth_dot_v1_dot_auth__pb2.WatchRevocationsRequest.FromString,
+                    response_serializer=grimos_dot_auth_dot_v1_dot_auth__pb2.WatchRevocationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -428,6 +475,60 @@ class AuthService:
             '/grimos.auth.v1.AuthService/DeleteCredential',
             grimos_dot_auth_dot_v1_dot_auth__pb2.DeleteCredentialRequest.SerializeToString,
             grimos_dot_auth_dot_v1_dot_auth__pb2.DeleteCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVerificationKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grimos.auth.v1.AuthService/GetVerificationKeys',
+            grimos_dot_auth_dot_v1_dot_auth__pb2.GetVerificationKeysRequest.SerializeToString,
+            grimos_dot_auth_dot_v1_dot_auth__pb2.GetVerificationKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/grimos.auth.v1.AuthService/WatchRevocations',
+            grimos_dot_auth_dot_v1_dot_auth__pb2.WatchRevocationsRequest.SerializeToString,
+            grimos_dot_auth_dot_v1_dot_auth__pb2.WatchRevocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

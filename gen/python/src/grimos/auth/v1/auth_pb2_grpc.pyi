@@ -79,6 +79,25 @@ class AuthServiceStub:
     """DeleteCredential removes a user's credential and revokes every token the user holds.
     Only callable with the service credential.
     """
+    GetVerificationKeys: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetVerificationKeysRequest, _auth_pb2.GetVerificationKeysResponse]
+    """GetVerificationKeys returns what a service needs to verify access tokens itself: the
+    public keys that verify their signatures (as JWK fields, with their key ids), the
+    issuer, audience and clock leeway the tokens are checked against, and the role table
+    that grants permissions. Services fetch it at start and again when a token names a key
+    id they do not know, so a key rotation needs no restart. Only callable with the service
+    credential.
+    """
+    WatchRevocations: _grpc.UnaryStreamMultiCallable[_auth_pb2.WatchRevocationsRequest, _auth_pb2.WatchRevocationsResponse]
+    """WatchRevocations streams revocations to a service that verifies tokens itself. The
+    first message carries the current set of revocations (`reset` is true), or, when the
+    request names a cursor this server can resume from, the revocations committed since
+    then (`reset` is false). Then every revocation is sent as soon as it is committed, by
+    this replica or by another one sharing its database, and a heartbeat (a message with no
+    revocations) is sent every `heartbeat_interval` of the first message, so a silent
+    stream is a broken one. Each message carries the cursor to resume from after it. The
+    stream has no deadline; it ends when the client cancels it or the server stops. Only
+    callable with the service credential.
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -130,6 +149,25 @@ class AuthServiceAsyncStub(AuthServiceStub):
     DeleteCredential: _aio.UnaryUnaryMultiCallable[_auth_pb2.DeleteCredentialRequest, _auth_pb2.DeleteCredentialResponse]  # type: ignore[assignment]
     """DeleteCredential removes a user's credential and revokes every token the user holds.
     Only callable with the service credential.
+    """
+    GetVerificationKeys: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetVerificationKeysRequest, _auth_pb2.GetVerificationKeysResponse]  # type: ignore[assignment]
+    """GetVerificationKeys returns what a service needs to verify access tokens itself: the
+    public keys that verify their signatures (as JWK fields, with their key ids), the
+    issuer, audience and clock leeway the tokens are checked against, and the role table
+    that grants permissions. Services fetch it at start and again when a token names a key
+    id they do not know, so a key rotation needs no restart. Only callable with the service
+    credential.
+    """
+    WatchRevocations: _aio.UnaryStreamMultiCallable[_auth_pb2.WatchRevocationsRequest, _auth_pb2.WatchRevocationsResponse]  # type: ignore[assignment]
+    """WatchRevocations streams revocations to a service that verifies tokens itself. The
+    first message carries the current set of revocations (`reset` is true), or, when the
+    request names a cursor this server can resume from, the revocations committed since
+    then (`reset` is false). Then every revocation is sent as soon as it is committed, by
+    this replica or by another one sharing its database, and a heartbeat (a message with no
+    revocations) is sent every `heartbeat_interval` of the first message, so a silent
+    stream is a broken one. Each message carries the cursor to resume from after it. The
+    stream has no deadline; it ends when the client cancels it or the server stops. Only
+    callable with the service credential.
     """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -227,6 +265,37 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.DeleteCredentialResponse, _abc.Awaitable[_auth_pb2.DeleteCredentialResponse]]:
         """DeleteCredential removes a user's credential and revokes every token the user holds.
         Only callable with the service credential.
+        """
+
+    @_abc_1.abstractmethod
+    def GetVerificationKeys(
+        self,
+        request: _auth_pb2.GetVerificationKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.GetVerificationKeysResponse, _abc.Awaitable[_auth_pb2.GetVerificationKeysResponse]]:
+        """GetVerificationKeys returns what a service needs to verify access tokens itself: the
+        public keys that verify their signatures (as JWK fields, with their key ids), the
+        issuer, audience and clock leeway the tokens are checked against, and the role table
+        that grants permissions. Services fetch it at start and again when a token names a key
+        id they do not know, so a key rotation needs no restart. Only callable with the service
+        credential.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchRevocations(
+        self,
+        request: _auth_pb2.WatchRevocationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_auth_pb2.WatchRevocationsResponse], _abc.AsyncIterator[_auth_pb2.WatchRevocationsResponse]]:
+        """WatchRevocations streams revocations to a service that verifies tokens itself. The
+        first message carries the current set of revocations (`reset` is true), or, when the
+        request names a cursor this server can resume from, the revocations committed since
+        then (`reset` is false). Then every revocation is sent as soon as it is committed, by
+        this replica or by another one sharing its database, and a heartbeat (a message with no
+        revocations) is sent every `heartbeat_interval` of the first message, so a silent
+        stream is a broken one. Each message carries the cursor to resume from after it. The
+        stream has no deadline; it ends when the client cancels it or the server stops. Only
+        callable with the service credential.
         """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

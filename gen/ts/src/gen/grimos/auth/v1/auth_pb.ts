@@ -2,19 +2,19 @@
 // @generated from file grimos/auth/v1/auth.proto (package grimos.auth.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
 import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file grimos/auth/v1/auth.proto.
  */
 export const file_grimos_auth_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("Chlncmltb3MvYXV0aC92MS9hdXRoLnByb3RvEg5ncmltb3MuYXV0aC52MSI7CgxMb2dpblJlcXVlc3QSEwoFZW1haWwYASABKAlCBOJBAQISFgoIcGFzc3dvcmQYAiABKAlCBOJBAQIizAEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSDwoHdXNlcl9pZBgDIAEoCRIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcm9sZXMYBiADKAkiMgoTUmVmcmVzaFRva2VuUmVxdWVzdBIbCg1yZWZyZXNoX3Rva2VuGAEgASgJQgTiQQECIsQBChRSZWZyZXNoVG9rZW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdXNlcl9pZBgFIAEoCSIjChJSZXZva2VUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkiKQoTUmV2b2tlVG9rZW5SZXNwb25zZRISCgpzZXNzaW9uX2lkGAEgASgJIlMKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIeChBjdXJyZW50X3Bhc3N3b3JkGAEgASgJQgTiQQECEhoKDG5ld19wYXNzd29yZBgCIAEoCUIE4kEBAiLGAQoWQ2hhbmdlUGFzc3dvcmRSZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEi8KC2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI9ChlyZWZyZXNoX3Rva2VuX2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIyChRWYWxpZGF0ZVRva2VuUmVxdWVzdBIaCgxhY2Nlc3NfdG9rZW4YASABKAlCBOJBAQIikQEKFVZhbGlkYXRlVG9rZW5SZXNwb25zZRIPCgd1c2VyX2lkGAEgASgJEg0KBXJvbGVzGAIgAygJEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtwZXJtaXNzaW9ucxgEIAMoCRISCgpzZXNzaW9uX2lkGAUgASgJIk4KFkNoZWNrUGVybWlzc2lvblJlcXVlc3QSGgoMYWNjZXNzX3Rva2VuGAEgASgJQgTiQQECEhgKCnBlcm1pc3Npb24YAiABKAlCBOJBAQIiKgoXQ2hlY2tQZXJtaXNzaW9uUmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCCJdChdDcmVhdGVDcmVkZW50aWFsUmVxdWVzdBIVCgd1c2VyX2lkGAEgASgJQgTiQQECEhMKBWVtYWlsGAIgASgJQgTiQQECEhYKCHBhc3N3b3JkGAMgASgJQgTiQQECIikKGENyZWF0ZUNyZWRlbnRpYWxSZXNwb25zZRINCgVyb2xlcxgBIAMoCSIwChdEZWxldGVDcmVkZW50aWFsUmVxdWVzdBIVCgd1c2VyX2lkGAEgASgJQgTiQQECIhoKGERlbGV0ZUNyZWRlbnRpYWxSZXNwb25zZTLpBgoLQXV0aFNlcnZpY2USXwoFTG9naW4SHC5ncmltb3MuYXV0aC52MS5Mb2dpblJlcXVlc3QaHS5ncmltb3MuYXV0aC52MS5Mb2dpblJlc3BvbnNlIhmC0+STAhM6ASoiDi92MS9hdXRoL2xvZ2luEnYKDFJlZnJlc2hUb2tlbhIjLmdyaW1vcy5hdXRoLnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaJC5ncmltb3MuYXV0aC52MS5SZWZyZXNoVG9rZW5SZXNwb25zZSIbgtPkkwIVOgEqIhAvdjEvYXV0aC9yZWZyZXNoEnIKC1Jldm9rZVRva2VuEiIuZ3JpbW9zLmF1dGgudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GiMuZ3JpbW9zLmF1dGgudjEuUmV2b2tlVG9rZW5SZXNwb25zZSIagtPkkwIUOgEqIg8vdjEvYXV0aC9sb2dvdXQSfQoOQ2hhbmdlUGFzc3dvcmQSJS5ncmltb3MuYXV0aC52MS5DaGFuZ2VQYXNzd29yZFJlcXVlc3QaJi5ncmltb3MuYXV0aC52MS5DaGFuZ2VQYXNzd29yZFJlc3BvbnNlIhyC0+STAhY6ASoiES92MS9hdXRoL3Bhc3N3b3JkElwKDVZhbGlkYXRlVG9rZW4SJC5ncmltb3MuYXV0aC52MS5WYWxpZGF0ZVRva2VuUmVxdWVzdBolLmdyaW1vcy5hdXRoLnYxLlZhbGlkYXRlVG9rZW5SZXNwb25zZRJiCg9DaGVja1Blcm1pc3Npb24SJi5ncmltb3MuYXV0aC52MS5DaGVja1Blcm1pc3Npb25SZXF1ZXN0GicuZ3JpbW9zLmF1dGgudjEuQ2hlY2tQZXJtaXNzaW9uUmVzcG9uc2USZQoQQ3JlYXRlQ3JlZGVudGlhbBInLmdyaW1vcy5hdXRoLnYxLkNyZWF0ZUNyZWRlbnRpYWxSZXF1ZXN0GiguZ3JpbW9zLmF1dGgudjEuQ3JlYXRlQ3JlZGVudGlhbFJlc3BvbnNlEmUKEERlbGV0ZUNyZWRlbnRpYWwSJy5ncmltb3MuYXV0aC52MS5EZWxldGVDcmVkZW50aWFsUmVxdWVzdBooLmdyaW1vcy5hdXRoLnYxLkRlbGV0ZUNyZWRlbnRpYWxSZXNwb25zZWIGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+  fileDesc("Chlncmltb3MvYXV0aC92MS9hdXRoLnByb3RvEg5ncmltb3MuYXV0aC52MSI7CgxMb2dpblJlcXVlc3QSEwoFZW1haWwYASABKAlCBOJBAQISFgoIcGFzc3dvcmQYAiABKAlCBOJBAQIizAEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSDwoHdXNlcl9pZBgDIAEoCRIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcm9sZXMYBiADKAkiMgoTUmVmcmVzaFRva2VuUmVxdWVzdBIbCg1yZWZyZXNoX3Rva2VuGAEgASgJQgTiQQECIsQBChRSZWZyZXNoVG9rZW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdXNlcl9pZBgFIAEoCSIjChJSZXZva2VUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkiKQoTUmV2b2tlVG9rZW5SZXNwb25zZRISCgpzZXNzaW9uX2lkGAEgASgJIlMKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIeChBjdXJyZW50X3Bhc3N3b3JkGAEgASgJQgTiQQECEhoKDG5ld19wYXNzd29yZBgCIAEoCUIE4kEBAiLGAQoWQ2hhbmdlUGFzc3dvcmRSZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEi8KC2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI9ChlyZWZyZXNoX3Rva2VuX2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIyChRWYWxpZGF0ZVRva2VuUmVxdWVzdBIaCgxhY2Nlc3NfdG9rZW4YASABKAlCBOJBAQIikQEKFVZhbGlkYXRlVG9rZW5SZXNwb25zZRIPCgd1c2VyX2lkGAEgASgJEg0KBXJvbGVzGAIgAygJEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtwZXJtaXNzaW9ucxgEIAMoCRISCgpzZXNzaW9uX2lkGAUgASgJIk4KFkNoZWNrUGVybWlzc2lvblJlcXVlc3QSGgoMYWNjZXNzX3Rva2VuGAEgASgJQgTiQQECEhgKCnBlcm1pc3Npb24YAiABKAlCBOJBAQIiKgoXQ2hlY2tQZXJtaXNzaW9uUmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCCJdChdDcmVhdGVDcmVkZW50aWFsUmVxdWVzdBIVCgd1c2VyX2lkGAEgASgJQgTiQQECEhMKBWVtYWlsGAIgASgJQgTiQQECEhYKCHBhc3N3b3JkGAMgASgJQgTiQQECIikKGENyZWF0ZUNyZWRlbnRpYWxSZXNwb25zZRINCgVyb2xlcxgBIAMoCSIwChdEZWxldGVDcmVkZW50aWFsUmVxdWVzdBIVCgd1c2VyX2lkGAEgASgJQgTiQQECIhoKGERlbGV0ZUNyZWRlbnRpYWxSZXNwb25zZSIcChpHZXRWZXJpZmljYXRpb25LZXlzUmVxdWVzdCLJAQobR2V0VmVyaWZpY2F0aW9uS2V5c1Jlc3BvbnNlEi0KBGtleXMYASADKAsyHy5ncmltb3MuYXV0aC52MS5WZXJpZmljYXRpb25LZXkSDgoGaXNzdWVyGAIgASgJEhAKCGF1ZGllbmNlGAMgASgJEikKBmxlZXdheRgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgVyb2xlcxgFIAMoCzIfLmdyaW1vcy5hdXRoLnYxLlJvbGVQZXJtaXNzaW9ucyJdCg9WZXJpZmljYXRpb25LZXkSCwoDa2lkGAEgASgJEgsKA2t0eRgCIAEoCRILCgNjcnYYAyABKAkSCQoBeBgEIAEoCRILCgNhbGcYBSABKAkSCwoDdXNlGAYgASgJIjQKD1JvbGVQZXJtaXNzaW9ucxIMCgRyb2xlGAEgASgJEhMKC3Blcm1pc3Npb25zGAIgAygJIikKF1dhdGNoUmV2b2NhdGlvbnNSZXF1ZXN0Eg4KBmN1cnNvchgBIAEoCSKhAQoYV2F0Y2hSZXZvY2F0aW9uc1Jlc3BvbnNlEi8KC3Jldm9jYXRpb25zGAEgAygLMhouZ3JpbW9zLmF1dGgudjEuUmV2b2NhdGlvbhIOCgZjdXJzb3IYAiABKAkSDQoFcmVzZXQYAyABKAgSNQoSaGVhcnRiZWF0X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIv0BCgpSZXZvY2F0aW9uEi0KBGtpbmQYASABKA4yHy5ncmltb3MuYXV0aC52MS5SZXZvY2F0aW9uLktpbmQSDwoHc3ViamVjdBgCIAEoCRIvCgtyZXZva2VfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk0KBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEg4KCktJTkRfVE9LRU4QARIQCgxLSU5EX1NFU1NJT04QAhINCglLSU5EX1VTRVIQAzLCCAoLQXV0aFNlcnZpY2USXwoFTG9naW4SHC5ncmltb3MuYXV0aC52MS5Mb2dpblJlcXVlc3QaHS5ncmltb3MuYXV0aC52MS5Mb2dpblJlc3BvbnNlIhmC0+STAhM6ASoiDi92MS9hdXRoL2xvZ2luEnYKDFJlZnJlc2hUb2tlbhIjLmdyaW1vcy5hdXRoLnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaJC5ncmltb3MuYXV0aC52MS5SZWZyZXNoVG9rZW5SZXNwb25zZSIbgtPkkwIVOgEqIhAvdjEvYXV0aC9yZWZyZXNoEnIKC1Jldm9rZVRva2VuEiIuZ3JpbW9zLmF1dGgudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GiMuZ3JpbW9zLmF1dGgudjEuUmV2b2tlVG9rZW5SZXNwb25zZSIagtPkkwIUOgEqIg8vdjEvYXV0aC9sb2dvdXQSfQoOQ2hhbmdlUGFzc3dvcmQSJS5ncmltb3MuYXV0aC52MS5DaGFuZ2VQYXNzd29yZFJlcXVlc3QaJi5ncmltb3MuYXV0aC52MS5DaGFuZ2VQYXNzd29yZFJlc3BvbnNlIhyC0+STAhY6ASoiES92MS9hdXRoL3Bhc3N3b3JkElwKDVZhbGlkYXRlVG9rZW4SJC5ncmltb3MuYXV0aC52MS5WYWxpZGF0ZVRva2VuUmVxdWVzdBolLmdyaW1vcy5hdXRoLnYxLlZhbGlkYXRlVG9rZW5SZXNwb25zZRJiCg9DaGVja1Blcm1pc3Npb24SJi5ncmltb3MuYXV0aC52MS5DaGVja1Blcm1pc3Npb25SZXF1ZXN0GicuZ3JpbW9zLmF1dGgudjEuQ2hlY2tQZXJtaXNzaW9uUmVzcG9uc2USZQoQQ3JlYXRlQ3JlZGVudGlhbBInLmdyaW1vcy5hdXRoLnYxLkNyZWF0ZUNyZWRlbnRpYWxSZXF1ZXN0GiguZ3JpbW9zLmF1dGgudjEuQ3JlYXRlQ3JlZGVudGlhbFJlc3BvbnNlEmUKEERlbGV0ZUNyZWRlbnRpYWwSJy5ncmltb3MuYXV0aC52MS5EZWxldGVDcmVkZW50aWFsUmVxdWVzdBooLmdyaW1vcy5hdXRoLnYxLkRlbGV0ZUNyZWRlbnRpYWxSZXNwb25zZRJuChNHZXRWZXJpZmljYXRpb25LZXlzEiouZ3JpbW9zLmF1dGgudjEuR2V0VmVyaWZpY2F0aW9uS2V5c1JlcXVlc3QaKy5ncmltb3MuYXV0aC52MS5HZXRWZXJpZmljYXRpb25LZXlzUmVzcG9uc2USZwoQV2F0Y2hSZXZvY2F0aW9ucxInLmdyaW1vcy5hdXRoLnYxLldhdGNoUmV2b2NhdGlvbnNSZXF1ZXN0GiguZ3JpbW9zLmF1dGgudjEuV2F0Y2hSZXZvY2F0aW9uc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * LoginRequest carries the credentials to check.
@@ -505,6 +505,306 @@ export const DeleteCredentialResponseSchema: GenMessage<DeleteCredentialResponse
   messageDesc(file_grimos_auth_v1_auth, 15);
 
 /**
+ * GetVerificationKeysRequest asks for the current verification keys and role table.
+ *
+ * @generated from message grimos.auth.v1.GetVerificationKeysRequest
+ */
+export type GetVerificationKeysRequest = Message<"grimos.auth.v1.GetVerificationKeysRequest"> & {
+};
+
+/**
+ * Describes the message grimos.auth.v1.GetVerificationKeysRequest.
+ * Use `create(GetVerificationKeysRequestSchema)` to create a new message.
+ */
+export const GetVerificationKeysRequestSchema: GenMessage<GetVerificationKeysRequest> = /*@__PURE__*/
+  messageDesc(file_grimos_auth_v1_auth, 16);
+
+/**
+ * GetVerificationKeysResponse carries everything that access tokens are verified against.
+ *
+ * @generated from message grimos.auth.v1.GetVerificationKeysResponse
+ */
+export type GetVerificationKeysResponse = Message<"grimos.auth.v1.GetVerificationKeysResponse"> & {
+  /**
+   * The keys that verify access tokens now: the signing key and any key still trusted for
+   * tokens it signed earlier.
+   *
+   * @generated from field: repeated grimos.auth.v1.VerificationKey keys = 1;
+   */
+  keys: VerificationKey[];
+
+  /**
+   * The `iss` every access token carries.
+   *
+   * @generated from field: string issuer = 2;
+   */
+  issuer: string;
+
+  /**
+   * The `aud` every access token carries.
+   *
+   * @generated from field: string audience = 3;
+   */
+  audience: string;
+
+  /**
+   * The clock skew tolerated on a token's `exp` and `nbf`.
+   *
+   * @generated from field: google.protobuf.Duration leeway = 4;
+   */
+  leeway?: Duration | undefined;
+
+  /**
+   * Every role and the permissions it grants. A role not listed grants none.
+   *
+   * @generated from field: repeated grimos.auth.v1.RolePermissions roles = 5;
+   */
+  roles: RolePermissions[];
+};
+
+/**
+ * Describes the message grimos.auth.v1.GetVerificationKeysResponse.
+ * Use `create(GetVerificationKeysResponseSchema)` to create a new message.
+ */
+export const GetVerificationKeysResponseSchema: GenMessage<GetVerificationKeysResponse> = /*@__PURE__*/
+  messageDesc(file_grimos_auth_v1_auth, 17);
+
+/**
+ * VerificationKey is one public key, with the members of its JSON Web Key (RFC 7517, and
+ * RFC 8037 for Ed25519 keys).
+ *
+ * @generated from message grimos.auth.v1.VerificationKey
+ */
+export type VerificationKey = Message<"grimos.auth.v1.VerificationKey"> & {
+  /**
+   * The key id (`kid`), as the header of the tokens it verifies names it.
+   *
+   * @generated from field: string kid = 1;
+   */
+  kid: string;
+
+  /**
+   * The key type (`kty`): `OKP`.
+   *
+   * @generated from field: string kty = 2;
+   */
+  kty: string;
+
+  /**
+   * The curve (`crv`): `Ed25519`.
+   *
+   * @generated from field: string crv = 3;
+   */
+  crv: string;
+
+  /**
+   * The public key (`x`), base64url without padding.
+   *
+   * @generated from field: string x = 4;
+   */
+  x: string;
+
+  /**
+   * The algorithm (`alg`): `EdDSA`.
+   *
+   * @generated from field: string alg = 5;
+   */
+  alg: string;
+
+  /**
+   * The key's use (`use`): `sig`.
+   *
+   * @generated from field: string use = 6;
+   */
+  use: string;
+};
+
+/**
+ * Describes the message grimos.auth.v1.VerificationKey.
+ * Use `create(VerificationKeySchema)` to create a new message.
+ */
+export const VerificationKeySchema: GenMessage<VerificationKey> = /*@__PURE__*/
+  messageDesc(file_grimos_auth_v1_auth, 18);
+
+/**
+ * RolePermissions is one row of the role table.
+ *
+ * @generated from message grimos.auth.v1.RolePermissions
+ */
+export type RolePermissions = Message<"grimos.auth.v1.RolePermissions"> & {
+  /**
+   * The role, for example `user`.
+   *
+   * @generated from field: string role = 1;
+   */
+  role: string;
+
+  /**
+   * The permissions the role grants, for example `users.read.self`.
+   *
+   * @generated from field: repeated string permissions = 2;
+   */
+  permissions: string[];
+};
+
+/**
+ * Describes the message grimos.auth.v1.RolePermissions.
+ * Use `create(RolePermissionsSchema)` to create a new message.
+ */
+export const RolePermissionsSchema: GenMessage<RolePermissions> = /*@__PURE__*/
+  messageDesc(file_grimos_auth_v1_auth, 19);
+
+/**
+ * WatchRevocationsRequest opens a stream of revocations.
+ *
+ * @generated from message grimos.auth.v1.WatchRevocationsRequest
+ */
+export type WatchRevocationsRequest = Message<"grimos.auth.v1.WatchRevocationsRequest"> & {
+  /**
+   * The cursor of the last message the client applied, to resume after it; empty for the
+   * whole current set.
+   *
+   * @generated from field: string cursor = 1;
+   */
+  cursor: string;
+};
+
+/**
+ * Describes the message grimos.auth.v1.WatchRevocationsRequest.
+ * Use `create(WatchRevocationsRequestSchema)` to create a new message.
+ */
+export const WatchRevocationsRequestSchema: GenMessage<WatchRevocationsRequest> = /*@__PURE__*/
+  messageDesc(file_grimos_auth_v1_auth, 20);
+
+/**
+ * WatchRevocationsResponse is one message of the stream: revocations, or a heartbeat.
+ *
+ * @generated from message grimos.auth.v1.WatchRevocationsResponse
+ */
+export type WatchRevocationsResponse = Message<"grimos.auth.v1.WatchRevocationsResponse"> & {
+  /**
+   * The revocations committed since the previous message, in commit order; empty in a
+   * heartbeat.
+   *
+   * @generated from field: repeated grimos.auth.v1.Revocation revocations = 1;
+   */
+  revocations: Revocation[];
+
+  /**
+   * Resume after this message with this cursor.
+   *
+   * @generated from field: string cursor = 2;
+   */
+  cursor: string;
+
+  /**
+   * True when `revocations` is the whole current set: the client replaces what it holds
+   * (the first message of a stream that could not resume from the client's cursor).
+   *
+   * @generated from field: bool reset = 3;
+   */
+  reset: boolean;
+
+  /**
+   * How often the server sends a message when there is nothing to send (set on the
+   * first message of the stream).
+   *
+   * @generated from field: google.protobuf.Duration heartbeat_interval = 4;
+   */
+  heartbeatInterval?: Duration | undefined;
+};
+
+/**
+ * Describes the message grimos.auth.v1.WatchRevocationsResponse.
+ * Use `create(WatchRevocationsResponseSchema)` to create a new message.
+ */
+export const WatchRevocationsResponseSchema: GenMessage<WatchRevocationsResponse> = /*@__PURE__*/
+  messageDesc(file_grimos_auth_v1_auth, 21);
+
+/**
+ * Revocation is one revoked token, session or user.
+ *
+ * @generated from message grimos.auth.v1.Revocation
+ */
+export type Revocation = Message<"grimos.auth.v1.Revocation"> & {
+  /**
+   * What `subject` names.
+   *
+   * @generated from field: grimos.auth.v1.Revocation.Kind kind = 1;
+   */
+  kind: Revocation_Kind;
+
+  /**
+   * The `jti`, `sid` or `sub` revoked.
+   *
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+
+  /**
+   * When the revocation was made.
+   *
+   * @generated from field: google.protobuf.Timestamp revoke_time = 3;
+   */
+  revokeTime?: Timestamp | undefined;
+
+  /**
+   * When no token it matches can be valid any more: the revocation can be forgotten then.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 4;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message grimos.auth.v1.Revocation.
+ * Use `create(RevocationSchema)` to create a new message.
+ */
+export const RevocationSchema: GenMessage<Revocation> = /*@__PURE__*/
+  messageDesc(file_grimos_auth_v1_auth, 22);
+
+/**
+ * What kind of handle `subject` is.
+ *
+ * @generated from enum grimos.auth.v1.Revocation.Kind
+ */
+export enum Revocation_Kind {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * One access token, by its `jti`.
+   *
+   * @generated from enum value: KIND_TOKEN = 1;
+   */
+  TOKEN = 1,
+
+  /**
+   * Every token of one session (login), by the access token's `sid`.
+   *
+   * @generated from enum value: KIND_SESSION = 2;
+   */
+  SESSION = 2,
+
+  /**
+   * Every token of one user issued at or before `revoke_time`, by the token's `sub`.
+   *
+   * @generated from enum value: KIND_USER = 3;
+   */
+  USER = 3,
+}
+
+/**
+ * Describes the enum grimos.auth.v1.Revocation.Kind.
+ */
+export const Revocation_KindSchema: GenEnum<Revocation_Kind> = /*@__PURE__*/
+  enumDesc(file_grimos_auth_v1_auth, 22, 0);
+
+/**
  * AuthService owns credentials, roles and tokens.
  *
  * Access tokens are short-lived Ed25519-signed JWTs; refresh tokens are opaque,
@@ -611,6 +911,39 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof DeleteCredentialRequestSchema;
     output: typeof DeleteCredentialResponseSchema;
+  },
+  /**
+   * GetVerificationKeys returns what a service needs to verify access tokens itself: the
+   * public keys that verify their signatures (as JWK fields, with their key ids), the
+   * issuer, audience and clock leeway the tokens are checked against, and the role table
+   * that grants permissions. Services fetch it at start and again when a token names a key
+   * id they do not know, so a key rotation needs no restart. Only callable with the service
+   * credential.
+   *
+   * @generated from rpc grimos.auth.v1.AuthService.GetVerificationKeys
+   */
+  getVerificationKeys: {
+    methodKind: "unary";
+    input: typeof GetVerificationKeysRequestSchema;
+    output: typeof GetVerificationKeysResponseSchema;
+  },
+  /**
+   * WatchRevocations streams revocations to a service that verifies tokens itself. The
+   * first message carries the current set of revocations (`reset` is true), or, when the
+   * request names a cursor this server can resume from, the revocations committed since
+   * then (`reset` is false). Then every revocation is sent as soon as it is committed, by
+   * this replica or by another one sharing its database, and a heartbeat (a message with no
+   * revocations) is sent every `heartbeat_interval` of the first message, so a silent
+   * stream is a broken one. Each message carries the cursor to resume from after it. The
+   * stream has no deadline; it ends when the client cancels it or the server stops. Only
+   * callable with the service credential.
+   *
+   * @generated from rpc grimos.auth.v1.AuthService.WatchRevocations
+   */
+  watchRevocations: {
+    methodKind: "server_streaming";
+    input: typeof WatchRevocationsRequestSchema;
+    output: typeof WatchRevocationsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_grimos_auth_v1_auth, 0);

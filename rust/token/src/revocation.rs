@@ -1,19 +1,18 @@
-//! The in-memory set of revoked access tokens, sessions and users, checked on every
-//! validation without a database read.
+//! The set of revoked access tokens, sessions and users, checked on every validation
+//! without a database read or a network call.
 //!
-//! The database table `revocations` is the source of truth, shared by replicas. Each replica
-//! loads it at start, applies its own revocations at once, and polls for other replicas'
-//! rows every `AUTH_REVOCATION_SYNC_INTERVAL` (2 s by default, well inside the contract's
-//! 5 s). Readers take a lock-free snapshot ([`arc_swap`]); writers copy on write, which suits
-//! a set that is read thousands of times for each change.
+//! auth-service keeps it from its `revocations` table (the source of truth) and publishes its
+//! entries over `WatchRevocations`; user-service keeps it from that stream. Both decide
+//! "revoked" with [`Revocations::is_revoked`]. Readers take a lock-free snapshot
+//! ([`arc_swap`]); writers copy on write, which suits a set that is read thousands of times
+//! for each change.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::tokens::AccessClaims;
+use crate::claims::AccessClaims;
 
 /// What a revocation applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,6 +69,26 @@ struct Snapshot {
 }
 
 impl Snapshot {
+    fn map(&self, kind: Kind) -> &HashMap<String, (i64, i64)> {
+        match kind {
+            Kind::Token => &self.tokens,
+            Kind::Session => &self.sessions,
+            Kind::User => &self.users,
+        }
+    }
+
+    /// Adds `revocations`, keeping per subject the latest revoke and expiry times.
+    fn add(&mut self, revocations: &[Revocation]) {
+        for r in revocations {
+            let entry = self
+                .map_mut(r.kind)
+                .entry(r.subject.clone())
+                .or_insert((r.revoke_time, r.expire_time));
+            entry.0 = entry.0.max(r.revoke_time);
+            entry.1 = entry.1.max(r.expire_time);
+        }
+    }
+
     fn map_mut(&mut self, kind: Kind) -> &mut HashMap<String, (i64, i64)> {
         match kind {
             Kind::Token => &mut self.tokens,
@@ -92,11 +111,10 @@ impl Snapshot {
     }
 }
 
-/// The revocations this replica knows of.
+/// The revocations a verifier knows of.
 #[derive(Default)]
 pub struct Revocations {
     snapshot: ArcSwap<Snapshot>,
-    last_seq: AtomicI64,
 }
 
 impl Revocations {
@@ -113,31 +131,46 @@ impl Revocations {
                 })
     }
 
-    /// Adds revocations (made here or loaded from the table); `seq` is the highest table row
-    /// they include, if they came from the table.
-    pub fn apply(&self, revocations: &[Revocation], seq: Option<i64>) {
-        if !revocations.is_empty() {
-            self.snapshot.rcu(|current| {
-                let mut next = Snapshot::clone(current);
-                for r in revocations {
-                    let entry = next
-                        .map_mut(r.kind)
-                        .entry(r.subject.clone())
-                        .or_insert((r.revoke_time, r.expire_time));
-                    entry.0 = entry.0.max(r.revoke_time);
-                    entry.1 = entry.1.max(r.expire_time);
-                }
-                next
-            });
+    /// Adds revocations; applying one twice changes nothing.
+    pub fn apply(&self, revocations: &[Revocation]) {
+        if revocations.is_empty() {
+            return;
         }
-        if let Some(seq) = seq {
-            self.last_seq.fetch_max(seq, Ordering::AcqRel);
-        }
+        self.snapshot.rcu(|current| {
+            let mut next = Snapshot::clone(current);
+            next.add(revocations);
+            next
+        });
     }
 
-    /// The highest table row loaded so far.
-    pub fn last_seq(&self) -> i64 {
-        self.last_seq.load(Ordering::Acquire)
+    /// Replaces the whole set with `revocations` (a verifier told the current set anew).
+    pub fn reset(&self, revocations: &[Revocation]) {
+        let mut next = Snapshot::default();
+        next.add(revocations);
+        self.snapshot.store(Arc::new(next));
+    }
+
+    /// Every revocation held, one per subject (the latest `revoke_time` and `expire_time`
+    /// applied to it), ordered by kind and subject: the set as it would be told anew.
+    pub fn entries(&self) -> Vec<Revocation> {
+        let snapshot = self.snapshot.load();
+        let mut entries = Vec::with_capacity(snapshot.len());
+        for kind in [Kind::Token, Kind::Session, Kind::User] {
+            let start = entries.len();
+            entries.extend(
+                snapshot
+                    .map(kind)
+                    .iter()
+                    .map(|(subject, (revoke, expire))| Revocation {
+                        kind,
+                        subject: subject.clone(),
+                        revoke_time: *revoke,
+                        expire_time: *expire,
+                    }),
+            );
+            entries[start..].sort_unstable_by(|a, b| a.subject.cmp(&b.subject));
+        }
+        entries
     }
 
     /// Drops entries whose every matching token has expired.
@@ -201,32 +234,54 @@ mod tests {
     fn tokens_sessions_and_users_are_revoked() {
         let set = Revocations::default();
         assert!(!set.is_revoked(&claims("j", "s", "u", 100)));
-        set.apply(&[revocation(Kind::Token, "j", 100)], Some(3));
+        set.apply(&[revocation(Kind::Token, "j", 100)]);
         assert!(set.is_revoked(&claims("j", "s", "u", 100)));
         assert!(!set.is_revoked(&claims("k", "s", "u", 100)));
-        set.apply(&[revocation(Kind::Session, "s", 100)], None);
+        set.apply(&[revocation(Kind::Session, "s", 100)]);
         assert!(set.is_revoked(&claims("k", "s", "u", 100)));
-        set.apply(&[revocation(Kind::User, "v", 100)], Some(2));
+        set.apply(&[revocation(Kind::User, "v", 100)]);
         assert!(set.is_revoked(&claims("k", "t", "v", 100)));
         assert!(
             !set.is_revoked(&claims("k", "t", "v", 101)),
             "issued after the revocation"
         );
-        assert_eq!(set.last_seq(), 3);
     }
 
     #[test]
     fn expired_entries_are_purged() {
         let set = Revocations::default();
-        set.apply(
-            &[
-                revocation(Kind::Token, "old", 0),
-                revocation(Kind::Token, "new", 1000),
-            ],
-            None,
-        );
+        set.apply(&[
+            revocation(Kind::Token, "old", 0),
+            revocation(Kind::Token, "new", 1000),
+        ]);
         set.purge(1000);
         assert_eq!(set.len(), 1);
         assert!(set.is_revoked(&claims("new", "s", "u", 1000)));
+    }
+
+    #[test]
+    fn a_reset_replaces_the_set_and_entries_tell_it_anew() {
+        let set = Revocations::default();
+        set.apply(&[
+            revocation(Kind::Session, "s", 100),
+            revocation(Kind::Session, "s", 90),
+            revocation(Kind::User, "u", 100),
+        ]);
+        set.apply(&[revocation(Kind::Token, "j", 50)]);
+        assert_eq!(
+            set.entries(),
+            [
+                revocation(Kind::Token, "j", 50),
+                revocation(Kind::Session, "s", 100),
+                revocation(Kind::User, "u", 100),
+            ]
+        );
+        let copy = Revocations::default();
+        copy.reset(&set.entries());
+        assert_eq!(copy.entries(), set.entries());
+        copy.reset(&[revocation(Kind::Token, "k", 1)]);
+        assert!(!copy.is_revoked(&claims("j", "s", "u", 10)));
+        assert!(copy.is_revoked(&claims("k", "t", "v", 10)));
+        assert_eq!(copy.len(), 1);
     }
 }
