@@ -371,7 +371,11 @@ fn router(
                         DefaultOnEos::default().on_eos(trailers, stream, span);
                         grimos_server::trace::on_eos(trailers, span);
                     },
-                ),
+                )
+                // A failed call is not logged again here as "response failed" at ERROR: an
+                // UNAUTHENTICATED answer is the service working, and an internal error is
+                // logged once, where its cause is known (`error.rs`).
+                .on_failure(()),
         );
     Ok(router)
 }
