@@ -52,6 +52,15 @@ BIN_NAMES = {
     "floor-grpc": "floor-grpc",
     "floor-http": "floor-http",
     "argon2-rate": "argon2-rate",
+    "otlp-sink": "otlp-sink",
+}
+
+# The tracing workloads' sampling settings, by label: spans off (no endpoint), and exported to
+# the span sink with every trace sampled and with 1 % (OTEL_TRACES_SAMPLER's ratio sampler).
+TRACING = {
+    "off": None,
+    "100 %": "1.0",
+    "1 %": "0.01",
 }
 
 

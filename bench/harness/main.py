@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--argon-conns", type=int, default=4, help="wrk connections for login and sign-up")
     parser.add_argument("--no-build", action="store_true", help="use the existing release binaries")
     parser.add_argument("--no-log-check", action="store_true", help="skip the RUST_LOG=info comparison")
+    parser.add_argument("--no-tracing-check", action="store_true",
+                        help="skip the span export comparison (off, 100 %%, 1 %% sampling)")
     parser.add_argument("--perf", action="store_true",
                         help="perf record both services during GET /v1/users/me (1k) and save the top symbols")
     parser.add_argument("--bad-token", choices=["grpc", "http"],
@@ -85,6 +87,8 @@ def write_reports(
         "processes": phases["procs"],
         "targets": [{"target": t, "pass": ok, "measured": m} for t, ok, m in targets],
         "perf": phases.get("perf"),
+        "tracing": {label: {"workload": r.name, "spans_received": spans}
+                    for label, (r, spans) in (phases.get("tracing_check") or {}).items()},
     }
     for name, text in (phases.get("perf") or {}).items():
         (out_md.parent / f"perf-{name}.txt").write_text(text + "\n")

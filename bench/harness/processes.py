@@ -166,7 +166,8 @@ class System:
             argv,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if name.startswith("floor") else log_file,
+            # The floors and the span sink print their address.
+            stdout=subprocess.PIPE if name.startswith(("floor", "otlp-sink")) else log_file,
             stderr=log_file,
             start_new_session=True,  # Ctrl-C reaches only this script, which stops them
         )
@@ -179,7 +180,7 @@ class System:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("AUTH_", "USER_", "GRIMOS_", "RUST_LOG"))
+            if not k.startswith(("AUTH_", "USER_", "GRIMOS_", "RUST_LOG", "OTEL_"))
         }
         env.update(
             {
@@ -245,8 +246,10 @@ class System:
             self.procs.pop(name)
         self.start_services(rust_log, extra)
 
-    def start_floor(self, name: str) -> str:
-        proc = self.spawn(name, [str(self.bins / BIN_NAMES[name]), "127.0.0.1:0"], dict(os.environ))
+    def start_floor(self, name: str, args: list[str] | None = None) -> str:
+        """A floor server (or the span sink, with its `args`) on a free port: its address."""
+        argv = [str(self.bins / BIN_NAMES[name]), "127.0.0.1:0", *(args or [])]
+        proc = self.spawn(name, argv, dict(os.environ))
         assert proc.popen.stdout is not None
         line = proc.popen.stdout.readline().decode().strip()
         match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
@@ -255,6 +258,11 @@ class System:
             raise BenchError(f"{name} did not print its address (got {line!r})")
         proc.idle_rss_kib = proc.status().get("VmRSS")
         return match.group(1)
+
+    def start_sink(self) -> tuple[str, Path]:
+        """The OTLP span sink: the endpoint to export to, and the file it keeps its count in."""
+        count_file = self.dir / "otlp-spans"
+        return f"http://{self.start_floor('otlp-sink', [str(count_file)])}", count_file
 
     def check_all_alive(self) -> None:
         for proc in self.procs.values():

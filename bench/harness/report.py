@@ -160,6 +160,20 @@ def build_report(bench: Bench, phases: dict[str, Any]) -> tuple[str, list[Target
              "p99 ms uncached", "CPU s/1k uncached (auth / user)"],
             restart_rows(cache))
 
+    tracing = phases.get("tracing_check")
+    if tracing:
+        off = tracing["off"][0]
+        lines += section("Tracing: span export off vs on", [
+            "GET /v1/users/me with both services restarted for each setting: no "
+            "OTEL_EXPORTER_OTLP_ENDPOINT (off), then spans exported over OTLP/gRPC to the span "
+            "sink (`otlp-sink`, the tracing tests' receiver, counting; on the same cores) with "
+            "OTEL_TRACES_SAMPLER=parentbased_traceidratio at 1.0 and 0.01. Spans received include "
+            "the warm-up's."
+        ], [
+            "sampling", "req/s", "vs off", "p99 ms", "CPU s/1k services (auth+user)", "vs off",
+            "CPU s/1k sink", "spans received",
+        ], (tracing_row(label, r, spans, off) for label, (r, spans) in tracing.items()))
+
     perf = phases.get("perf")
     if perf:
         lines += ["## perf: where the services spend CPU under GET /v1/users/me (1k users)", "",
@@ -194,6 +208,18 @@ def throughput_row(r: Result, results: dict[str, Result]) -> list[str]:
         fmt(r.p50_ms), fmt(r.p99_ms), fmt(r.cpu_per_1k.get("auth-service"), 3),
         fmt(r.cpu_per_1k.get("user-service"), 3), fmt(floor_cpu, 3),
         fmt(r.loadgen_cpu_per_1k, 3), switches, rss, str(r.errors),
+    ]
+
+
+def tracing_row(label: str, r: Result, spans: int, off: Result) -> list[str]:
+    """One sampling setting of the tracing workloads, with its ratios to span export off."""
+    def services(x: Result) -> float:
+        return sum(v for k, v in x.cpu_per_1k.items() if k in SERVICES)
+
+    return [
+        label, fmt(r.req_s, 0), f"{r.req_s / off.req_s:.2f}×", fmt(r.p99_ms),
+        fmt(services(r), 3), f"{services(r) / services(off):.2f}×" if services(off) else "-",
+        fmt(r.cpu_per_1k.get("otlp-sink"), 3), f"{spans:,}",
     ]
 
 

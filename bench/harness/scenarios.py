@@ -1,19 +1,21 @@
 """The order of a run: floors and services up, users seeded, the reads at 1k (and, in a full
-run, 100k) users, the fixed-rate latency run, ListUsers pages, the Argon2-bound workloads, and
-in a full run the restarts that compare RUST_LOG=info and the validation cache turned off.
-Returns the phases the report is built from."""
+run, 100k) users, the fixed-rate latency run, ListUsers pages, the Argon2-bound workloads, in
+a full run the restarts that compare RUST_LOG=info and the validation cache turned off, and
+the restarts that compare span export off, at 100 % and at 1 % sampling. Returns the phases
+the report is built from."""
 
 from __future__ import annotations
 
 import argparse
 import re
 import secrets
+import time
 from typing import Any
 
 from grimos.auth.v1 import auth_pb2
 from grimos.user.v1 import user_pb2
 
-from .common import CURRENT_USER_PATH, SERVICES, VALIDATE_PATH, BenchError, log
+from .common import CURRENT_USER_PATH, SERVICES, TRACING, VALIDATE_PATH, BenchError, log
 from .processes import run_tool
 from .revocation import revocation_latency
 from .workloads import BOTH, Bench
@@ -89,6 +91,8 @@ def run_bench(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     if not s.quick:
         phases["local_check"] = cache_check(bench, phases, LOCAL_NO_CACHE, "local-no-cache")
         phases["cache_check"] = cache_check(bench, phases, ROUND_TRIP, "no-cache")
+    if not args.no_tracing_check:
+        phases["tracing_check"] = tracing_check(bench)
     return phases
 
 
@@ -163,6 +167,48 @@ def cache_check(bench: Bench, phases: dict[str, Any], env: dict[str, str],
                        f"{system.user_base}/v1/users/me", BOTH, token=token,
                        route="/v1/users/me")
     out["GET /v1/users/me"] = (reads["GET /v1/users/me"], r, reads["floor GET /v1/users/me"])
+    return out
+
+
+def tracing_check(bench: Bench) -> dict[str, Any]:
+    """GET /v1/users/me with span export off, then on to the OTLP span sink with every trace
+    sampled and with 1 %, both services restarted for each with those settings (a restart
+    flushes the spans of the run before, so the sink's count covers each run whole)."""
+    system, loads, token = bench.system, bench.loads, bench.users.user_token
+    endpoint, count_file = system.start_sink()
+
+    def spans() -> int:
+        time.sleep(0.3)  # the sink rewrites its count every 100 ms
+        deadline = time.monotonic() + 5
+        while not count_file.exists():
+            if time.monotonic() > deadline:
+                raise BenchError("the span sink wrote no count")
+            time.sleep(0.05)
+        return int(count_file.read_text() or "0")
+
+    out: dict[str, Any] = {}
+    pending: tuple[str, Any, int] | None = None
+    for label, ratio in [*TRACING.items(), ("end", None)]:
+        extra = {} if ratio is None else {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": ratio,
+        }
+        # Stopped, the services export what is left of the run before.
+        system.restart_services("warn", extra)
+        if pending:
+            done, r, before = pending
+            out[done] = (r, spans() - before)
+        if label == "end":
+            break
+        before = spans()
+        r = loads.wrk_load(f"GET /v1/users/me (tracing {label})", "tracing",
+                           f"{system.user_base}/v1/users/me", [*SERVICES, "otlp-sink"],
+                           token=token, route="/v1/users/me")
+        pending = (label, r, before)
+    sampled = out["100 %"][1]
+    if out["off"][1] or not sampled:
+        raise BenchError(f"spans received: {out['off'][1]} with export off, {sampled} at 100 %")
     return out
 
 

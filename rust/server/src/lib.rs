@@ -36,6 +36,7 @@ mod overload;
 pub mod probe;
 mod request_id;
 pub mod tls;
+pub mod trace;
 
 pub use body::DeadlineBody;
 pub use deadline::{Deadline, DeadlineLayer, call_deadline, grpc_timeout, with_deadline};

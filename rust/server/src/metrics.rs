@@ -214,6 +214,7 @@ pub async fn track(State(server): State<&'static str>, request: Request, next: N
             .get::<MatchedPath>()
             .map_or("unmatched", MatchedPath::as_str)
             .to_owned();
+        crate::trace::record_route(request.method().as_str(), &route);
         (String::new(), route, request.method().as_str().to_owned())
     };
     let response = next.run(request).await;

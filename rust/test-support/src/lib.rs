@@ -11,6 +11,7 @@
 //! - [`grpc`]: small helpers for calls and their statuses (bearer metadata, expected codes,
 //!   `BadRequest` field violations, a bounded health check);
 //! - [`metrics`]: samples read from Prometheus text;
+//! - [`otlp`]: a real OTLP/gRPC receiver keeping the spans the services export;
 //! - [`ports`]: loopback ports kept between a service's stop and its restart;
 //! - [`postgres`]: a fresh PostgreSQL database per test, when a server is configured;
 //! - [`process`]: a service's real binary started with its log collected, stopped with a signal,
@@ -34,6 +35,7 @@ pub mod backend;
 pub mod clock;
 pub mod grpc;
 pub mod metrics;
+pub mod otlp;
 pub mod pki;
 pub mod ports;
 pub mod postgres;

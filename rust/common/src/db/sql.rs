@@ -17,6 +17,8 @@
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 
+use tracing::Instrument as _;
+
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::{Database, Decode, Encode, Pool, Postgres, Sqlite, Transaction, Type};
@@ -120,6 +122,9 @@ pub trait Sql: Database<Row: Columns> {
     /// (`SELECT 1` touches nothing).
     const PING: &'static str;
 
+    /// The backend's name in OpenTelemetry's `db.system.name`: `sqlite`, `postgresql`.
+    const SYSTEM: &'static str;
+
     /// Starts a transaction for a read followed by writes that must not interleave with
     /// another writer's. SQLite takes the database's write lock at once (`BEGIN IMMEDIATE`),
     /// which is all it has: a deferred transaction that reads first would fail, not wait, when
@@ -131,7 +136,7 @@ pub trait Sql: Database<Row: Columns> {
 
     /// The statement `sql`, to bind and run.
     fn query(sql: &str) -> Statement<'_, Self> {
-        Statement(sqlx::query(sql))
+        Statement(sqlx::query(sql), sql)
     }
 
     /// `query` with `value` bound to its next parameter.
@@ -159,12 +164,18 @@ pub trait Sql: Database<Row: Columns> {
 /// A statement for `DB` ([`Sql::query`]): bind its parameters in order, then run it on a
 /// connection or a pool, like a sqlx query.
 #[must_use = "a statement does nothing until it is run"]
-pub struct Statement<'q, DB: Database>(Built<'q, DB>);
+pub struct Statement<'q, DB: Database>(Built<'q, DB>, &'q str);
 
 impl<'q, DB: Sql> Statement<'q, DB> {
     /// Binds `value` to the next parameter.
     pub fn bind<T: Param<'q>>(self, value: T) -> Self {
-        Self(DB::bind(self.0, value))
+        Self(DB::bind(self.0, value), self.1)
+    }
+
+    /// The span the statement runs in (taking its connection included): its text, never
+    /// its values.
+    fn span(&self) -> tracing::Span {
+        crate::telemetry::db_span(DB::SYSTEM, self.1)
     }
 
     /// Runs the statement; the number of rows it changed.
@@ -172,7 +183,10 @@ impl<'q, DB: Sql> Statement<'q, DB> {
     where
         'q: 'e,
     {
-        DB::execute(self.0, &mut *on.into().connection().await?).await
+        let span = self.span();
+        async move { DB::execute(self.0, &mut *on.into().connection().await?).await }
+            .instrument(span)
+            .await
     }
 
     /// Runs the statement; its first row, if any.
@@ -183,7 +197,10 @@ impl<'q, DB: Sql> Statement<'q, DB> {
     where
         'q: 'e,
     {
-        DB::fetch_optional(self.0, &mut *on.into().connection().await?).await
+        let span = self.span();
+        async move { DB::fetch_optional(self.0, &mut *on.into().connection().await?).await }
+            .instrument(span)
+            .await
     }
 
     /// Runs the statement; its first row, or [`sqlx::Error::RowNotFound`].
@@ -201,7 +218,10 @@ impl<'q, DB: Sql> Statement<'q, DB> {
     where
         'q: 'e,
     {
-        DB::fetch_all(self.0, &mut *on.into().connection().await?).await
+        let span = self.span();
+        async move { DB::fetch_all(self.0, &mut *on.into().connection().await?).await }
+            .instrument(span)
+            .await
     }
 }
 
@@ -209,7 +229,7 @@ impl<'q, DB: Sql> Statement<'q, DB> {
 /// transaction, and the statement methods, whose text is the same for both drivers (the
 /// bounds of each driver's own impls do the work).
 macro_rules! sql_for {
-    ($db:ty, $row:ty, ping: $ping:literal, begin_write($pool:ident) => $begin:expr $(,)?) => {
+    ($db:ty, $row:ty, system: $system:literal, ping: $ping:literal, begin_write($pool:ident) => $begin:expr $(,)?) => {
         impl Columns for $row {
             fn column<'r, T: Column<'r>>(&'r self, index: usize) -> sqlx::Result<T> {
                 sqlx::Row::try_get(self, index)
@@ -218,6 +238,7 @@ macro_rules! sql_for {
 
         impl Sql for $db {
             const PING: &'static str = $ping;
+            const SYSTEM: &'static str = $system;
 
             fn begin_write(
                 $pool: &Pool<Self>,
@@ -256,12 +277,14 @@ macro_rules! sql_for {
 sql_for!(
     Sqlite,
     sqlx::sqlite::SqliteRow,
+    system: "sqlite",
     ping: "SELECT count(*) FROM sqlite_master",
     begin_write(pool) => pool.begin_with("BEGIN IMMEDIATE"),
 );
 sql_for!(
     Postgres,
     sqlx::postgres::PgRow,
+    system: "postgresql",
     ping: "SELECT 1",
     begin_write(pool) => pool.begin(),
 );

@@ -55,6 +55,7 @@ use tonic::transport::ClientTlsConfig;
 use tonic_health::pb::health_client::HealthClient;
 use tower::util::BoxCloneSyncService;
 use tower::util::{MapErr, MapResponse};
+use tracing::Instrument as _;
 
 mod address;
 mod balancer;
@@ -502,9 +503,39 @@ impl AuthClient {
         })
     }
 
-    /// The one call path: runs `call` under the hard bound, retries it as `retry` allows
-    /// within the same deadline, maps its status, records it and logs failures.
+    /// The one call path, in the call's client span (its retries included, whose metadata
+    /// carries that span as the trace parent): see [`AuthClient::attempts`].
     async fn call<R, F, Fut>(
+        &self,
+        rpc: &'static str,
+        idempotency: Idempotency,
+        call: F,
+    ) -> Result<R, Status>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let span = match rpc {
+            // Health checks are the client's own business, not a request's.
+            "HealthCheck" => tracing::Span::none(),
+            rpc => {
+                grimos_common::telemetry::client_span(pb::auth_service_server::SERVICE_NAME, rpc)
+            }
+        };
+        let result = self
+            .attempts(rpc, idempotency, call)
+            .instrument(span.clone())
+            .await;
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        grimos_common::telemetry::record_grpc_code(&span, code, false);
+        result
+    }
+
+    /// Runs `call` under the hard bound, retries it as `retry` allows within the same
+    /// deadline, maps its status, records it and logs failures.
+    async fn attempts<R, F, Fut>(
         &self,
         rpc: &'static str,
         idempotency: Idempotency,

@@ -1,6 +1,7 @@
 //! What every outgoing call carries, added by a tonic interceptor rather than by each call
 //! site: its deadline (`grpc-timeout`), the id of the request being served (from
-//! [`grimos_server::request_id`]), and, on the service client, the service credential.
+//! [`grimos_server::request_id`]), the trace context of the call's span (W3C `traceparent`,
+//! when spans are exported), and, on the service client, the service credential.
 
 use std::time::Duration;
 
@@ -82,6 +83,7 @@ impl Interceptor for Outgoing {
                     .insert(grimos_server::REQUEST_ID_HEADER, value);
             }
         }
+        grimos_common::telemetry::inject(request.metadata_mut());
         match &self.credential {
             Credential::None => {}
             Credential::Service(value) => {

@@ -116,6 +116,7 @@ impl Readers {
 
     /// The profile with `id`, in any state.
     fn get(&self, id: &str) -> Option<Option<Profile>> {
+        let _span = grimos_common::telemetry::db_span("sqlite", GET_BY_ID).entered();
         self.read(|conn| {
             let mut statement = conn.prepare_cached(GET_BY_ID)?;
             let mut rows = statement.query([id])?;
@@ -125,6 +126,12 @@ impl Readers {
 
     /// Active profiles after `after` (create time, id), in that order, at most `limit`.
     fn list(&self, after: Option<(i64, &str)>, limit: i64) -> Option<Vec<Profile>> {
+        let sql = if after.is_some() {
+            LIST_AFTER
+        } else {
+            LIST_FIRST
+        };
+        let _span = grimos_common::telemetry::db_span("sqlite", sql).entered();
         self.read(|conn| match after {
             None => conn
                 .prepare_cached(LIST_FIRST)?

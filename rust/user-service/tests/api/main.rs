@@ -21,5 +21,6 @@ mod postgres;
 mod resilience;
 mod signup;
 mod tls;
+mod tracing;
 mod users;
 mod validation_cache;
