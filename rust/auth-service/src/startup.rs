@@ -23,7 +23,6 @@ use tokio_rustls::rustls::ServerConfig;
 use tonic::server::NamedService;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
-use tower_http::trace::{DefaultOnEos, DefaultOnResponse, OnEos as _, OnResponse as _, TraceLayer};
 
 use crate::api::AuthApi;
 use crate::config::Config;
@@ -355,28 +354,7 @@ fn router(
         // The caller's request id (user-service sends its own) on every log line of the
         // call, so one request can be followed across both services' logs; exported, the
         // server span continues the caller's trace (`grimos_server::trace`).
-        .layer(
-            TraceLayer::new_for_grpc()
-                .make_span_with(|request: &http::Request<_>| {
-                    grimos_server::trace::grpc_span(request)
-                })
-                .on_response(
-                    |response: &http::Response<_>, latency: Duration, span: &tracing::Span| {
-                        DefaultOnResponse::default().on_response(response, latency, span);
-                        grimos_server::trace::on_response(response, span);
-                    },
-                )
-                .on_eos(
-                    |trailers: Option<&http::HeaderMap>, stream: Duration, span: &tracing::Span| {
-                        DefaultOnEos::default().on_eos(trailers, stream, span);
-                        grimos_server::trace::on_eos(trailers, span);
-                    },
-                )
-                // A failed call is not logged again here as "response failed" at ERROR: an
-                // UNAUTHENTICATED answer is the service working, and an internal error is
-                // logged once, where its cause is known (`error.rs`).
-                .on_failure(()),
-        );
+        .layer(grimos_server::trace::grpc_layer());
     Ok(router)
 }
 

@@ -8,10 +8,17 @@
 //!
 //! [`on_response`] and [`on_eos`] record the outcome; `metrics::track`, which knows the
 //! matched route, names an HTTP span for it ([`record_route`]). Nothing here reads a body
-//! or records a header other than the request id.
+//! or records a header other than the request id. [`http_layer`] and [`grpc_layer`] are the
+//! `TraceLayer`s the services put on their routers.
+
+use std::time::Duration;
 
 use grimos_common::telemetry::{self, UNTRACED_TARGET};
 use http::{HeaderMap, Request, Response};
+use tower_http::trace::{
+    DefaultOnBodyChunk, DefaultOnEos, DefaultOnRequest, DefaultOnResponse, GrpcMakeClassifier,
+    HttpMakeClassifier, MakeSpan, OnEos, OnResponse, TraceLayer,
+};
 use tracing::Span;
 use tracing::field::Empty;
 
@@ -53,6 +60,83 @@ pub fn grpc_span<B>(request: &Request<B>) -> Span {
     };
     start(&span, request);
     span
+}
+
+/// The trace layer of user-service's port: [`http_span`], its outcome ([`Outcome`]), and no
+/// "response failed" line: a 5xx is logged once, where its cause is known (the error
+/// mapping, the auth client, the deadline).
+pub fn http_layer() -> TraceLayer<
+    HttpMakeClassifier,
+    HttpSpan,
+    DefaultOnRequest,
+    Outcome,
+    DefaultOnBodyChunk,
+    Outcome,
+    (),
+> {
+    TraceLayer::new_for_http()
+        .make_span_with(HttpSpan)
+        .on_response(Outcome)
+        .on_eos(Outcome)
+        .on_failure(())
+}
+
+/// The trace layer of auth-service's port: [`grpc_span`], its outcome ([`Outcome`]), and no
+/// "response failed" line: an UNAUTHENTICATED answer is the service working, and an
+/// internal error is logged once, where its cause is known.
+pub fn grpc_layer() -> TraceLayer<
+    GrpcMakeClassifier,
+    GrpcSpan,
+    DefaultOnRequest,
+    Outcome,
+    DefaultOnBodyChunk,
+    Outcome,
+    (),
+> {
+    TraceLayer::new_for_grpc()
+        .make_span_with(GrpcSpan)
+        .on_response(Outcome)
+        .on_eos(Outcome)
+        .on_failure(())
+}
+
+/// Makes [`http_span`]s.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSpan;
+
+impl<B> MakeSpan<B> for HttpSpan {
+    fn make_span(&mut self, request: &Request<B>) -> Span {
+        http_span(request)
+    }
+}
+
+/// Makes [`grpc_span`]s.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcSpan;
+
+impl<B> MakeSpan<B> for GrpcSpan {
+    fn make_span(&mut self, request: &Request<B>) -> Span {
+        grpc_span(request)
+    }
+}
+
+/// Logs a response as `tower_http` does and records it on the span ([`on_response`],
+/// [`on_eos`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome;
+
+impl<B> OnResponse<B> for Outcome {
+    fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
+        DefaultOnResponse::default().on_response(response, latency, span);
+        on_response(response, span);
+    }
+}
+
+impl OnEos for Outcome {
+    fn on_eos(self, trailers: Option<&HeaderMap>, stream: Duration, span: &Span) {
+        DefaultOnEos::default().on_eos(trailers, stream, span);
+        on_eos(trailers, span);
+    }
 }
 
 /// Whether requests to `path` are traced: not the probes' and scrapers' (health, readiness,

@@ -18,16 +18,11 @@ async fn main() -> anyhow::Result<ExitCode> {
             grimos_server::probe::health_check("user-service", listen, &cli.config.tls).await,
         );
     }
-    let telemetry = grimos_common::telemetry::init("user-service")?;
-    let served = async {
+    grimos_common::telemetry::run("user-service", async {
         let app = App::build(cli.into_config()).await?;
         app.run_until_stopped(grimos_common::shutdown::shutdown_signal())
             .await
-    }
-    .await;
-    // Either way of stopping (SIGTERM's drain, SIGINT) and a failed start end here: the
-    // spans still buffered are exported before the process exits.
-    telemetry.shutdown().await;
-    served?;
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -36,7 +36,6 @@ use tonic_health::server::HealthReporter;
 use tower::{Layer as _, Service};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::PropagateRequestIdLayer;
-use tower_http::trace::{DefaultOnEos, DefaultOnResponse, OnEos as _, OnResponse as _, TraceLayer};
 
 use crate::api::UserApi;
 use crate::auth_client::{AuthClient, AuthClientConfig, tls};
@@ -393,25 +392,7 @@ async fn router(
         .fallback(fallback)
         .method_not_allowed_fallback(gateway::method_not_allowed)
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request| grimos_server::trace::http_span(request))
-                .on_response(
-                    |response: &Response, latency: Duration, span: &tracing::Span| {
-                        DefaultOnResponse::default().on_response(response, latency, span);
-                        grimos_server::trace::on_response(response, span);
-                    },
-                )
-                .on_eos(
-                    |trailers: Option<&http::HeaderMap>, stream: Duration, span: &tracing::Span| {
-                        DefaultOnEos::default().on_eos(trailers, stream, span);
-                        grimos_server::trace::on_eos(trailers, span);
-                    },
-                )
-                // A 5xx is logged once, where its cause is known (the error mapping, the auth
-                // client, the deadline), not again here as "response failed".
-                .on_failure(()),
-        )
+        .layer(grimos_server::trace::http_layer())
         // A sane request id on every request (the caller's, or a new one), in its header and
         // in scope for the calls it makes to auth-service.
         .layer(grimos_server::RequestIdLayer);

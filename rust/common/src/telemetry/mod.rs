@@ -95,6 +95,20 @@ impl Telemetry {
     }
 }
 
+/// A service binary's life: [`init`] for `service`, then `serve` (build the app and run it
+/// until it stops), then [`Telemetry::shutdown`] however `serve` ended — either way of
+/// stopping (SIGTERM's drain, SIGINT) or a failed start — so the spans still buffered are
+/// exported before the process exits.
+pub async fn run<F>(service: &'static str, serve: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let telemetry = init(service)?;
+    let served = serve.await;
+    telemetry.shutdown().await;
+    served
+}
+
 /// Installs the global subscriber for the service `service` (`auth-service`,
 /// `user-service`: its `service.name` unless the OpenTelemetry settings name another): logs
 /// as [`init_tracing`] writes them, in the `GRIMOS_LOG_FORMAT` format, and spans exported to
