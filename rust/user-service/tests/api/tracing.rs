@@ -33,7 +33,10 @@ const ARRIVAL: Duration = Duration::from_secs(10);
 
 /// The OpenTelemetry settings of both services: the receiver, batches sent only when the
 /// process stops (the test thereby checks the flush at the stop), an extra resource attribute,
-/// and request starts logged (to see the trace id on log lines).
+/// and the shipped log level: the sign-up's `user signed up` line shows the trace id on log
+/// lines. (`tower_http=debug` is left out: with spans exported and PostgreSQL it makes the
+/// info lines vanish, a `tracing-subscriber` per-layer filtering problem noted in
+/// docs/observability.md.)
 fn otel_env(receiver: &Receiver) -> Vec<(&'static str, String)> {
     vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
@@ -42,7 +45,7 @@ fn otel_env(receiver: &Receiver) -> Vec<(&'static str, String)> {
             "OTEL_RESOURCE_ATTRIBUTES",
             "deployment.environment.name=test".to_owned(),
         ),
-        ("RUST_LOG", "info,tower_http=debug".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
         // Every /me asks auth-service.
         ("AUTH_VALIDATION_CACHE_TTL", "0s".to_owned()),
         ("GRIMOS_DRAIN_GRACE", "0s".to_owned()),
@@ -398,14 +401,14 @@ fn check_both_requests(
     );
     // The request's log lines carry its trace id.
     assert!(
-        user_log
-            .lines()
-            .any(|l| l.contains("trace-me") && l.contains(&format!("trace_id={CALLER_TRACE}"))),
-        "no log line of trace-me with its trace id:\n{user_log}"
+        user_log.lines().any(|l| l.contains("trace-signup")
+            && l.contains("user signed up")
+            && l.contains(&format!("trace_id={signup}"))),
+        "no log line of trace-signup with its trace id:\n{user_log}"
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_request_is_one_trace_through_the_embedded_auth_service() {
     let receiver = Receiver::start().await;
     let data = TestData::new();
@@ -447,7 +450,7 @@ async fn one_request_is_one_trace_through_the_embedded_auth_service() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_request_is_one_trace_across_the_two_processes() {
     let receiver = Receiver::start().await;
     let data = TestData::new();
@@ -496,7 +499,7 @@ async fn one_request_is_one_trace_across_the_two_processes() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_exported_when_the_sampler_samples_nothing() {
     let receiver = Receiver::start().await;
     let data = TestData::new();
@@ -520,7 +523,10 @@ async fn nothing_is_exported_when_the_sampler_samples_nothing() {
         "the ratio sampler at 0 samples nothing"
     );
     let log = lines(&log);
-    assert!(log.contains("trace-me"), "the requests were logged: {log}");
+    assert!(
+        log.contains("trace-signup"),
+        "the requests were logged: {log}"
+    );
     assert!(
         !log.contains("trace_id="),
         "no trace id for an unsampled trace: {log}"
