@@ -500,7 +500,7 @@ async fn the_client_recovers_when_auth_comes_up() {
     let addr = port.addr();
     let client = client_with(
         &format!("http://{addr}"),
-        Duration::from_millis(300),
+        Duration::from_secs(2),
         Some(SERVICE_TOKEN),
     );
     let status = client.health_check().await.unwrap_err();
