@@ -305,8 +305,11 @@ class Run:
         row.check(f"ejected within {EJECT_BOUND_S:.0f} s", ejected <= EJECT_BOUND_S)
         row.check("failed requests only among those sent before the ejection (+0.5 s)",
                   last_start <= ejected + 0.5)
-        row.check("each failure within one deadline (+1 s)",
-                  all(r.end - r.start <= DEADLINE_S + 1.0 for r in failed))
+        # A sign-up whose CreateCredential got no answer then undoes it (DeleteCredential)
+        # before answering, so that a retry finds the email free: up to a second deadline.
+        row.check("each failure within one deadline (+1 s; a sign-up's undo, one more)",
+                  all(r.end - r.start <= DEADLINE_S * (2 if r.kind == "sign-up" else 1) + 1.0
+                      for r in failed))
         row.check("none once the held calls ended", last_end <= quiet_from - cut)
         row.check("no failure after the heal", not [r for r in failed if r.start >= healed])
 
