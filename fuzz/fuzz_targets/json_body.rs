@@ -78,7 +78,8 @@ async fn extract<T: DeserializeOwned + Default>(body: &[u8], chunk: usize) -> Op
         .method("POST")
         .uri("/v1/users")
         .header("content-type", "application/json")
-        .body(streamed)
+        // The routes' `body_limit()` layer, as the router applies it.
+        .body(Body::new(http_body_util::Limited::new(streamed, MAX_BODY_BYTES)))
         .expect("a request");
     let over_limit = body.len() > MAX_BODY_BYTES;
     match ProtoJson::<T>::from_request(request, &()).await {
