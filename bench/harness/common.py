@@ -42,6 +42,10 @@ TARGET_REVOCATION_P99_MS = 100.0
 # The two services, in the order they start (auth-service first: user-service calls it).
 SERVICES = ("auth-service", "user-service")
 
+# The replicas the revocation probe adds, in the order they start: a second auth-service on the
+# same database, a second user-service on the first auth-service, and a third on the second.
+REPLICAS = ("auth-service-2", "user-service-2", "user-service-3")
+
 # The release binaries are copied into the run's directory under these names: the whole run
 # (including restarts) uses one consistent build even if target/release is rebuilt meanwhile,
 # and tools that stop other people's "auth-service" or "user-service" processes by name on a

@@ -22,6 +22,7 @@ from typing import Any, Callable
 from .common import (
     ADMIN_EMAIL,
     BIN_NAMES,
+    REPLICAS,
     ROOT,
     SERVICES,
     BenchError,
@@ -145,6 +146,7 @@ class System:
         self.service_token = secrets.token_urlsafe(32)
         self.auth_port = free_port()
         self.user_port = free_port()
+        self.replica_bases: list[str] = []
 
     @property
     def auth_addr(self) -> str:
@@ -232,6 +234,37 @@ class System:
             f"user-service {user.ready_ms:.0f} ms; idle RSS "
             f"{auth.idle_rss_kib} / {user.idle_rss_kib} KiB"
         )
+
+    def start_replicas(self, sync_interval: str | None) -> None:
+        """Two more user-services for the revocation probe: one on the same auth-service, and
+        one on a second auth-service replica (same database and signing key), which learns of
+        the first one's revocations through PostgreSQL NOTIFY or, on SQLite, its poll of the
+        table every `sync_interval` (the default when None). The two user-services' base URLs
+        are `replica_bases`; `stop_replicas` stops all three."""
+        auth_port, second_port, third_port = free_port(), free_port(), free_port()
+        auth_extra = {"AUTH_LISTEN_ADDR": f"127.0.0.1:{auth_port}"}
+        if sync_interval:
+            auth_extra["AUTH_REVOCATION_SYNC_INTERVAL"] = sync_interval
+        auth = self.spawn(REPLICAS[0], [str(self.bins / BIN_NAMES["auth-service"])],
+                          self.service_env("warn", auth_extra))
+        self.wait_ready(auth, lambda: tcp_accepts("127.0.0.1", auth_port)
+                        and grpc_health_ok(f"127.0.0.1:{auth_port}", 2))
+        bases = []
+        for name, port, auth_addr in ((REPLICAS[1], second_port, self.auth_addr),
+                                      (REPLICAS[2], third_port, f"127.0.0.1:{auth_port}")):
+            env = self.service_env("warn", {"USER_LISTEN_ADDR": f"127.0.0.1:{port}",
+                                            "AUTH_SERVICE_ADDRESS": f"http://{auth_addr}"})
+            user = self.spawn(name, [str(self.bins / BIN_NAMES["user-service"])], env)
+            base = f"http://127.0.0.1:{port}"
+            self.wait_ready(user, lambda: http_ok(f"{base}/readyz", 2))
+            bases.append(base)
+        self.replica_bases = bases
+
+    def stop_replicas(self) -> None:
+        for name in reversed(REPLICAS):
+            proc = self.procs.pop(name, None)
+            if proc:
+                proc.stop()
 
     def stop_services(self) -> None:
         for name in reversed(SERVICES):

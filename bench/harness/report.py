@@ -142,11 +142,14 @@ def build_report(bench: Bench, phases: dict[str, Any]) -> tuple[str, list[Target
     if revocation:
         lines += section(
             "Revocation latency: from the revocation returning to the first refused request",
-            ["Each sample a fresh session: revoked once (through user-service's logout, or at "
-             "auth-service directly, which user-service learns from its WatchRevocations "
-             "stream, as any other replica does), then GET /v1/users/me in a loop until 401."],
+            ["Each sample a fresh session, logged out once through the first user-service, "
+             "then GET /v1/users/me in a loop until 401 on the user-service of the path: the "
+             "same one; a second one on the same auth-service (it learns from its "
+             "WatchRevocations stream); a third whose stream comes from a second auth-service "
+             "on the same database (PostgreSQL NOTIFY, or the SQLite poll)."],
             ["path", "samples", "p50 ms", "p99 ms", "max ms"],
-            ([name, str(int(v["samples"])), fmt(v["p50_ms"]), fmt(v["p99_ms"]), fmt(v["max_ms"])]
+            ([name + (f" ({v['note']})" if v.get("note") else ""), str(int(v["samples"])),
+              fmt(v["p50_ms"]), fmt(v["p99_ms"]), fmt(v["max_ms"])]
              for name, v in revocation.items()))
 
     cache = phases.get("cache_check")

@@ -11,6 +11,8 @@ use grimos_common::tls::TlsSettings;
 use grimos_server::Limits;
 use secrecy::SecretString;
 
+use crate::feed::MIN_SYNC_INTERVAL;
+
 /// Everything auth-service can be told.
 #[derive(Debug, Clone, clap::Args)]
 #[group(id = "auth-service-settings")]
@@ -94,7 +96,8 @@ pub struct Config {
     /// How often each replica reads the revocations made by the others, whatever else
     /// happens: on SQLite the only way it learns of them; on PostgreSQL the safety net behind
     /// the notification each revocation sends as it commits.
-    #[arg(long, env = "AUTH_REVOCATION_SYNC_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    /// At least 10 ms.
+    #[arg(long, env = "AUTH_REVOCATION_SYNC_INTERVAL", default_value = "2s", value_parser = parse_sync_interval)]
     pub revocation_sync_interval: Duration,
 
     /// How often a WatchRevocations stream with nothing to send sends a heartbeat, so that a
@@ -224,6 +227,15 @@ impl Config {
     }
 }
 
+/// `AUTH_REVOCATION_SYNC_INTERVAL`: a duration of at least [`MIN_SYNC_INTERVAL`].
+fn parse_sync_interval(value: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if interval < MIN_SYNC_INTERVAL {
+        return Err(format!("must be at least {MIN_SYNC_INTERVAL:?}"));
+    }
+    Ok(interval)
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory as _;
@@ -313,6 +325,20 @@ mod tests {
         assert_eq!(
             both.unwrap_err().kind(),
             clap::error::ErrorKind::ArgumentConflict
+        );
+    }
+
+    #[test]
+    fn the_revocation_sync_interval_has_a_floor() {
+        let config = parse(&["--revocation-sync-interval", "10ms"]).unwrap();
+        assert_eq!(
+            config.revocation_sync_interval,
+            std::time::Duration::from_millis(10)
+        );
+        let error = parse(&["--revocation-sync-interval", "5ms"]).unwrap_err();
+        assert!(
+            error.to_string().contains("must be at least 10ms"),
+            "{error}"
         );
     }
 }

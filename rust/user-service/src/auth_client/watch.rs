@@ -39,6 +39,8 @@ const TICK: Duration = Duration::from_millis(100);
 /// Keeps `local` in sync with auth-service's revocations, for ever (the task is aborted when
 /// the client is dropped). `client` is a clone that does not keep this task alive.
 pub(super) async fn watch(client: AuthClient, local: Arc<Local>) {
+    // Out of sync until the first message: a stream that never opens shows (and alerts) too.
+    metrics::gauge!("auth_client_revocation_stream_connected").set(0.0);
     let mut cursor = String::new();
     let mut backoff = FIRST_BACKOFF;
     loop {
