@@ -41,6 +41,9 @@ const TICK: Duration = Duration::from_millis(100);
 pub(super) async fn watch(client: AuthClient, local: Arc<Local>) {
     // Out of sync until the first message: a stream that never opens shows (and alerts) too.
     metrics::gauge!("auth_client_revocation_stream_connected").set(0.0);
+    // The counters exist from the start, so a rate over them is 0 rather than absent.
+    metrics::counter!("auth_client_local_fallbacks_total").increment(0);
+    metrics::counter!("auth_client_revocations_applied_total").increment(0);
     let mut cursor = String::new();
     let mut backoff = FIRST_BACKOFF;
     loop {
