@@ -114,7 +114,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
             .unwrap_or_default()
             .to_owned();
         let req = request.into_inner();
-        let issued = self
+        let (issued, cursor) = self
             .auth
             .change_password(
                 &bearer,
@@ -122,7 +122,14 @@ impl pb::auth_service_server::AuthService for AuthApi {
                 SecretString::from(req.new_password),
             )
             .await?;
-        Ok(Response::new(issued.into()))
+        let mut response = Response::new(issued.into());
+        // For user-service: its stream has the ended sessions once it reaches this cursor.
+        if let Some(value) = cursor.and_then(|cursor| cursor.parse().ok()) {
+            response
+                .metadata_mut()
+                .insert(grimos_token::CURSOR_HEADER, value);
+        }
+        Ok(response)
     }
 
     #[tracing::instrument(name = "ValidateToken", skip_all)]

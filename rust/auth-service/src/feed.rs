@@ -120,6 +120,22 @@ impl RevocationFeed {
         self.nudge.notify_one();
     }
 
+    /// Revocations this replica has just committed, for a caller that needs every stream of
+    /// this replica to have them before it answers: they count here at once, and a sync reads
+    /// them from the table and publishes them now. The cursor the streams reached with them,
+    /// or `None` when the sync failed (the sync task then publishes them on its next round).
+    pub async fn committed_and_published(&self, revocations: &[Revocation]) -> Option<String> {
+        self.revocations.apply(revocations);
+        match self.sync().await {
+            Ok(()) => Some(self.cursor(self.last_seq())),
+            Err(error) => {
+                tracing::warn!(%error, "revocation sync failed; the sync task retries");
+                self.nudge.notify_one();
+                None
+            }
+        }
+    }
+
     /// The highest table row applied so far.
     pub fn last_seq(&self) -> i64 {
         self.last_seq.load(Ordering::Acquire)
@@ -155,15 +171,14 @@ impl RevocationFeed {
 
     /// The cursor of a message sent after row `seq`.
     fn cursor(&self, seq: i64) -> String {
-        format!("{}.{seq}", self.database_id)
+        grimos_token::cursor(&self.database_id, seq)
     }
 
     /// The row after which a stream with `cursor` can resume, if it can: a cursor of this
     /// database, at most the highest row read (the caller syncs first, so a cursor another
     /// replica gave out is within it).
     fn resumable(&self, cursor: &str) -> Option<i64> {
-        let (id, seq) = cursor.rsplit_once('.')?;
-        let seq: i64 = seq.parse().ok().filter(|seq| *seq >= 0)?;
+        let (id, seq) = grimos_token::parse_cursor(cursor)?;
         (id == self.database_id && seq <= self.last_seq()).then_some(seq)
     }
 

@@ -201,13 +201,15 @@ impl Auth {
     /// Changes the password of the holder of `access_token`: `current` is checked under
     /// login's throttling, `new` under sign-up's rules. Every session of the user ends, the
     /// caller's included (revoking a token ends its session, and the caller's token was
-    /// presented with the old password), and a new session is opened for the caller.
+    /// presented with the old password), and a new session is opened for the caller. With
+    /// the tokens, the cursor this replica's revocation streams reached with the ended
+    /// sessions (`None` if publishing them failed; they are published on the next sync).
     pub async fn change_password(
         &self,
         access_token: &str,
         current: SecretString,
         new: SecretString,
-    ) -> Result<IssuedTokens> {
+    ) -> Result<(IssuedTokens, Option<String>)> {
         let claims = self.validate(access_token)?;
         if let Err(reason) = grimos_common::validate::password(new.expose_secret()) {
             return Err(Error::invalid("new_password", reason));
@@ -241,10 +243,10 @@ impl Auth {
             // Deleted while this call checked the password.
             return Err(Error::Unauthenticated);
         };
-        self.feed.committed(&revocations);
+        let cursor = self.feed.committed_and_published(&revocations).await;
         let issued = self.open_session(credential).await?;
         tracing::info!(user_id = %issued.user_id, sessions_ended = revocations.len(), "password changed");
-        Ok(issued)
+        Ok((issued, cursor))
     }
 
     /// Rotates a refresh token. A token presented after it was rotated ends its session.

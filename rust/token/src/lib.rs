@@ -9,13 +9,15 @@
 //! - [`Verifier`] checks an access token against a [`KeySet`] of Ed25519 public keys by `kid`
 //!   (EdDSA only, issuer, audience, `exp` and `nbf` with [`LEEWAY`], sub-second expiry);
 //! - [`Revocations`] says whether the token behind some [`AccessClaims`] is revoked;
-//! - [`RoleTable`] says what a token's roles grant.
+//! - [`RoleTable`] says what a token's roles grant;
+//! - [`cursor`] and [`reached`]: where a revocation stream is.
 //!
 //! This crate signs nothing, holds no private key, does no I/O and never logs a token.
 //! [`proto`] converts to and from the `grimos.auth.v1` messages that carry these values
 //! between the services.
 
 mod claims;
+mod cursor;
 mod keys;
 pub mod proto;
 mod revocation;
@@ -23,6 +25,7 @@ mod roles;
 mod verify;
 
 pub use claims::AccessClaims;
+pub use cursor::{CURSOR_HEADER, cursor, parse_cursor, reached};
 pub use keys::{Jwk, KeyError, KeySet, key_id};
 pub use revocation::{Kind, Revocation, Revocations};
 pub use roles::RoleTable;

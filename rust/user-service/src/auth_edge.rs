@@ -6,6 +6,8 @@
 //! service-only rpcs (CreateCredential, DeleteCredential, GetVerificationKeys,
 //! WatchRevocations) are not exposed here.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use grimos_proto::auth::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -99,12 +101,28 @@ impl pb::auth_service_server::AuthService for AuthEdge {
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
         let auth = self.api.users().auth();
         let caller = bearer(&request).map(str::to_owned);
+        // Where auth-service's revocation streams were with the ended sessions.
+        let cursor = Arc::new(Mutex::new(None::<String>));
         let response = auth
-            .forward("ChangePassword", request, |mut auth, request| async move {
-                auth.change_password(request).await
+            .forward("ChangePassword", request, |mut auth, request| {
+                let cursor = Arc::clone(&cursor);
+                async move {
+                    let response = auth.change_password(request).await?;
+                    let sent = response.metadata().get(grimos_token::CURSOR_HEADER);
+                    *cursor.lock().unwrap_or_else(PoisonError::into_inner) = sent
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_owned);
+                    Ok(response)
+                }
             })
             .await?;
-        auth.password_changed(&response.user_id, caller.as_deref(), &response.access_token);
+        let cursor = cursor.lock().unwrap_or_else(PoisonError::into_inner).take();
+        auth.password_changed(
+            &response.user_id,
+            caller.as_deref(),
+            &response.access_token,
+            cursor.as_deref(),
+        );
         Ok(Response::new(response))
     }
 

@@ -430,3 +430,58 @@ async fn a_stream_ends_cleanly_when_the_server_stops() {
         .unwrap();
     assert!(stopping.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn a_password_change_answers_the_cursor_at_which_streams_have_the_sessions_it_ended() {
+    let app = spawn_app().await;
+    let caller = app.signed_in("ada@example.com").await;
+    let other = app
+        .login("ada@example.com", grimos_test_support::PASSWORD)
+        .await
+        .unwrap();
+    let mut sessions = Vec::new();
+    for token in [&caller.access_token, &other.access_token] {
+        sessions.push(app.validate(token).await.unwrap().session_id);
+    }
+    let mut stream = watch(&app, "").await;
+    let first = next(&mut stream, SAME_REPLICA).await;
+    assert!(first.reset);
+
+    let request = pb::ChangePasswordRequest {
+        current_password: grimos_test_support::PASSWORD.into(),
+        new_password: "a brand new passphrase".into(),
+    };
+    let response = app
+        .client
+        .clone()
+        .change_password(bearer(request, &caller.access_token))
+        .await
+        .unwrap();
+    let cursor = response
+        .metadata()
+        .get(grimos_token::CURSOR_HEADER)
+        .expect("the cursor header")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!grimos_token::reached(&first.cursor, &cursor), "{cursor}");
+
+    // Every message up to the cursor: the ended sessions are among them.
+    let deadline = Instant::now() + SAME_REPLICA;
+    let mut revoked = Vec::new();
+    loop {
+        let message = next_revocations(&mut stream, deadline).await;
+        revoked.extend(subjects(&message).into_iter().map(str::to_owned));
+        if grimos_token::reached(&message.cursor, &cursor) {
+            break;
+        }
+    }
+    for session in &sessions {
+        assert!(revoked.contains(session), "{session} not in {revoked:?}");
+    }
+    // The new session is not.
+    let fresh = response.into_inner();
+    let fresh_session = app.validate(&fresh.access_token).await.unwrap().session_id;
+    assert!(!revoked.contains(&fresh_session));
+    app.stop().await;
+}

@@ -18,10 +18,14 @@
 //! answers cheaply, not key fetches, and a real new key is never refused.
 //!
 //! Revocations made through this client (`RevokeToken`, `ChangePassword`, `DeleteCredential`)
-//! are applied to the local set at once, before the stream brings them back.
+//! are applied to the local set at once, before the stream brings them back. A password change
+//! ends sessions this client cannot name (the user's other ones), so until the stream reaches
+//! the cursor auth-service answered the change with ([`grimos_token::CURSOR_HEADER`]), that
+//! user's tokens go to `ValidateToken`, which knows ([`Local::settle_after`]).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -41,6 +45,11 @@ const SILENCE_HEARTBEATS: u32 = 4;
 /// How long a revocation made through this client is held before the stream's copy (which
 /// carries the real expiry) takes over: longer than any access token lives in practice.
 const LOCAL_REVOCATION_HOLD: i64 = 24 * 3600;
+/// The longest a user's tokens go to `ValidateToken` after a password change, waiting for the
+/// stream to bring the sessions it ended: the stream does in milliseconds, or is out of sync
+/// (then every token goes there anyway); this only bounds the map when it never does (a cursor
+/// of another database, or none).
+const UNSETTLED_HOLD: Duration = Duration::from_secs(30);
 
 /// The settings of local verification.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +96,13 @@ pub(super) struct Local {
     silence: AtomicU64,
     epoch: Instant,
     fetches: tokio::sync::Mutex<Fetches>,
+    /// The cursor of the stream's last message.
+    position: Mutex<String>,
+    /// Users whose password changed through this client, by the cursor the stream must reach
+    /// before their tokens are checked here again, and since when.
+    unsettled: Mutex<HashMap<String, (String, Instant)>>,
+    /// `unsettled`'s length, read without the lock on every check.
+    unsettled_users: AtomicUsize,
 }
 
 /// What local verification says of a token.
@@ -95,6 +111,9 @@ pub(super) enum Checked {
     Invalid,
     /// The token names a key id the keys of this version do not hold.
     UnknownKey(u64),
+    /// Its user changed password through this client, and the stream has not brought the
+    /// sessions that ended yet: only auth-service can tell.
+    Unsettled,
 }
 
 impl Local {
@@ -109,7 +128,59 @@ impl Local {
             silence: AtomicU64::new(millis(silence)),
             epoch: Instant::now(),
             fetches: tokio::sync::Mutex::new(Fetches { last: None }),
+            position: Mutex::new(String::new()),
+            unsettled: Mutex::new(HashMap::new()),
+            unsettled_users: AtomicUsize::new(0),
         }
+    }
+
+    /// After a password change of `user_id` through this client: their tokens are not checked
+    /// here until the stream reaches `cursor` (auth-service's answer, with the sessions the
+    /// change ended) or, without one, for [`UNSETTLED_HOLD`].
+    pub(super) fn settle_after(&self, user_id: &str, cursor: Option<&str>) {
+        let wanted = cursor.unwrap_or_default();
+        let position = self.position.lock().unwrap_or_else(PoisonError::into_inner);
+        if grimos_token::reached(&position, wanted) {
+            return;
+        }
+        let mut unsettled = self
+            .unsettled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        unsettled.insert(user_id.to_owned(), (wanted.to_owned(), Instant::now()));
+        self.unsettled_users
+            .store(unsettled.len(), Ordering::SeqCst);
+    }
+
+    /// The stream's message at `cursor` was applied: users it settles are checked here again.
+    pub(super) fn reached(&self, cursor: &str) {
+        let mut position = self.position.lock().unwrap_or_else(PoisonError::into_inner);
+        cursor.clone_into(&mut position);
+        if self.unsettled_users.load(Ordering::SeqCst) > 0 {
+            let mut unsettled = self
+                .unsettled
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            unsettled.retain(|_, (wanted, since)| {
+                !grimos_token::reached(cursor, wanted) && since.elapsed() < UNSETTLED_HOLD
+            });
+            self.unsettled_users
+                .store(unsettled.len(), Ordering::SeqCst);
+        }
+    }
+
+    /// Whether `user_id`'s tokens wait for the stream (see [`Local::settle_after`]).
+    fn is_unsettled(&self, user_id: &str) -> bool {
+        if self.unsettled_users.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        let unsettled = self
+            .unsettled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        unsettled
+            .get(user_id)
+            .is_some_and(|(_, since)| since.elapsed() < UNSETTLED_HOLD)
     }
 
     fn now(&self) -> u64 {
@@ -169,6 +240,9 @@ impl Local {
         };
         if self.revocations.is_revoked(&claims) {
             return Checked::Invalid;
+        }
+        if self.is_unsettled(&claims.sub) {
+            return Checked::Unsettled;
         }
         let permissions = published
             .roles
@@ -270,6 +344,10 @@ impl AuthClient {
             Checked::Valid(answer) => return Some(Ok(answer)),
             Checked::Invalid => return Some(Err(Status::unauthenticated("invalid token"))),
             Checked::UnknownKey(seen) => seen,
+            Checked::Unsettled => {
+                metrics::counter!("auth_client_local_fallbacks_total").increment(1);
+                return None;
+            }
         };
         if !self.fetch_keys_for(local, seen).await {
             metrics::counter!("auth_client_local_fallbacks_total").increment(1);
@@ -281,6 +359,10 @@ impl AuthClient {
             // either.
             Checked::Invalid | Checked::UnknownKey(_) => {
                 Some(Err(Status::unauthenticated("invalid token")))
+            }
+            Checked::Unsettled => {
+                metrics::counter!("auth_client_local_fallbacks_total").increment(1);
+                None
             }
         }
     }
@@ -394,5 +476,27 @@ mod tests {
             .unwrap_err();
         assert!(error.to_string().contains("someone-else"));
         assert_eq!(local.version(), 0);
+    }
+
+    #[test]
+    fn a_password_change_holds_the_users_tokens_until_the_stream_reaches_its_cursor() {
+        let local = Local::new(LocalSettings::default());
+        local.reached("db.4");
+        local.settle_after("ada", Some("db.5"));
+        local.settle_after("bob", Some("db.3")); // the stream is past it already
+        assert!(local.is_unsettled("ada"));
+        assert!(!local.is_unsettled("bob"));
+        assert!(!local.is_unsettled("cy"));
+        local.reached("db.4");
+        assert!(local.is_unsettled("ada"));
+        local.reached("other.9"); // another database's cursor settles nothing
+        assert!(local.is_unsettled("ada"));
+        local.reached("db.5");
+        assert!(!local.is_unsettled("ada"));
+        assert_eq!(local.unsettled_users.load(Ordering::SeqCst), 0);
+        // Without a cursor, only the hold ends it.
+        local.settle_after("ada", None);
+        local.reached("db.99");
+        assert!(local.is_unsettled("ada"));
     }
 }

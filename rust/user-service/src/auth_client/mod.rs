@@ -391,11 +391,22 @@ impl AuthClient {
     /// After a password change through this client, which ended every session of `user_id`:
     /// forgets their cached answers and revokes locally the caller's session (`caller`, the
     /// token the change was made with) and every token of theirs issued before `kept`, the
-    /// new session's access token.
-    pub fn password_changed(&self, user_id: &str, caller: Option<&str>, kept: &str) {
+    /// new session's access token. Their other sessions (some may be of the same second) are
+    /// named only by the stream: until it reaches `cursor` (auth-service's answer's
+    /// [`grimos_token::CURSOR_HEADER`]), their tokens are checked by `ValidateToken`.
+    pub fn password_changed(
+        &self,
+        user_id: &str,
+        caller: Option<&str>,
+        kept: &str,
+        cursor: Option<&str>,
+    ) {
         self.forget_user(user_id, Some(kept));
-        if let (Some(local), Some(caller)) = (&self.local, caller) {
-            local.revoke_session_of(caller);
+        if let Some(local) = &self.local {
+            if let Some(caller) = caller {
+                local.revoke_session_of(caller);
+            }
+            local.settle_after(user_id, cursor);
         }
     }
 

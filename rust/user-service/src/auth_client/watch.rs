@@ -180,6 +180,7 @@ fn apply(local: &Local, message: &pb::WatchRevocationsResponse, first: bool) -> 
         local.revocations.apply(&revocations);
     }
     metrics::counter!("auth_client_revocations_applied_total").increment(revocations.len() as u64);
+    local.reached(&message.cursor);
     let heartbeat = if first {
         message.heartbeat_interval.as_ref().and_then(|d| {
             Some(Duration::new(
