@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="self-test: load ValidateToken (grpc) or GET /v1/users/me (http) with "
                         "a garbage token; the run must fail")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    parser.add_argument("--revocation-samples", type=int, default=None,
+                        help="revocations per path of the latency probe (default 200, 20 quick)")
     parser.add_argument("--postgres", metavar="URL",
                         help="run both services on PostgreSQL: a new database on the server of "
                         "this postgres:// URL (its role needs CREATEDB), dropped at the end; "

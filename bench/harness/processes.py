@@ -235,18 +235,14 @@ class System:
             f"{auth.idle_rss_kib} / {user.idle_rss_kib} KiB"
         )
 
-    def start_replicas(self, sync_interval: str | None) -> None:
+    def start_replicas(self) -> None:
         """Two more user-services for the revocation probe: one on the same auth-service, and
         one on a second auth-service replica (same database and signing key), which learns of
-        the first one's revocations through PostgreSQL NOTIFY or, on SQLite, its poll of the
-        table every `sync_interval` (the default when None). The two user-services' base URLs
-        are `replica_bases`; `stop_replicas` stops all three."""
+        the first one's revocations through PostgreSQL NOTIFY or SQLite's `data_version`. The
+        two user-services' base URLs are `replica_bases`; `stop_replicas` stops all three."""
         auth_port, second_port, third_port = free_port(), free_port(), free_port()
-        auth_extra = {"AUTH_LISTEN_ADDR": f"127.0.0.1:{auth_port}"}
-        if sync_interval:
-            auth_extra["AUTH_REVOCATION_SYNC_INTERVAL"] = sync_interval
         auth = self.spawn(REPLICAS[0], [str(self.bins / BIN_NAMES["auth-service"])],
-                          self.service_env("warn", auth_extra))
+                          self.service_env("warn", {"AUTH_LISTEN_ADDR": f"127.0.0.1:{auth_port}"}))
         self.wait_ready(auth, lambda: tcp_accepts("127.0.0.1", auth_port)
                         and grpc_health_ok(f"127.0.0.1:{auth_port}", 2))
         bases = []

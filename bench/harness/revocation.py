@@ -10,11 +10,11 @@ loop, on one of three user-services, until it is 401:
   of it from its `WatchRevocations` stream;
 - "another auth-service replica's subscribers": a user-service whose stream comes from a second
   auth-service on the same database, which learns of the first one's commit through PostgreSQL
-  `LISTEN/NOTIFY` or, on SQLite, its poll of the table (`SQLITE_SYNC_INTERVAL` here).
+  `LISTEN/NOTIFY` or, on SQLite, the database's `data_version` (asked every 25 ms).
 
 The token is accepted by the probed user-service just before it is revoked, so its claims are
 warm there (the worst case), and the logout comes after a random pause, so that the samples
-spread over the poll's interval instead of following its ticks. A token still accepted more than a second after its revocation
+spread over the SQLite check's interval instead of following its ticks. A token still accepted more than a second after its revocation
 ends the run (the contract's bound); any status other than 200 or 401 too."""
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ from .probes import http
 
 # The contract's bound: a revoked token is refused within 1 s.
 REFUSED_WITHIN_S = 1.0
-# On SQLite a second auth-service learns of another process's rows only by polling the table
-# (AUTH_REVOCATION_SYNC_INTERVAL, 2 s by default); the probe sets this and the report says so.
-SQLITE_SYNC_INTERVAL = "50ms"
 # The longest random pause before each logout.
 PAUSE_S = 0.1
 
@@ -77,18 +74,15 @@ def refused_after(me_url: str, token: str, revoked: float) -> float:
 def revocation_latency(bench: Any, samples: int) -> dict[str, dict[str, Any]]:
     """p50/p99/max in milliseconds, over `samples` revocations per path."""
     system = bench.system
-    sqlite = system.database_urls.get("AUTH_DATABASE_URL", "").startswith("sqlite:")
-    sync_interval = SQLITE_SYNC_INTERVAL if sqlite else None
-    system.start_replicas(sync_interval)
+    system.start_replicas()
     try:
-        out: dict[str, dict[str, Any]] = system.guarded(
-            lambda: measure(bench, samples, sync_interval))
+        out: dict[str, dict[str, Any]] = system.guarded(lambda: measure(bench, samples))
         return out
     finally:
         system.stop_replicas()
 
 
-def measure(bench: Any, samples: int, sync_interval: str | None) -> dict[str, dict[str, Any]]:
+def measure(bench: Any, samples: int) -> dict[str, dict[str, Any]]:
     users, system = bench.users, bench.system
     bases = system.replica_bases
     paths = ((SAME, system.user_base), (OTHER_USER, bases[0]), (OTHER_AUTH, bases[1]))
@@ -105,16 +99,14 @@ def measure(bench: Any, samples: int, sync_interval: str | None) -> dict[str, di
         latencies = []
         for token in tokens[i * samples:(i + 1) * samples]:
             http("GET", me_url, token=token)  # accepted before: the worst case is a warm token
-            # Back to back, each logout would follow the previous refusal, so a poll's tick, by
-            # the same time: every sample would wait a whole interval.
+            # Back to back, each logout would follow the previous refusal, so a tick of the
+            # SQLite check, by the same time: every sample would wait a whole interval.
             time.sleep(random.uniform(0, PAUSE_S))
             http("POST", f"{system.user_base}/v1/auth/logout", token=token, expect=(204,))
             latencies.append(refused_after(me_url, token, time.perf_counter()))
         ms = [x * 1000 for x in latencies]
         out[name] = {"samples": len(ms), "p50_ms": percentile(ms, 0.5),
                      "p99_ms": percentile(ms, 0.99), "max_ms": max(ms)}
-        if name == OTHER_AUTH and sync_interval:
-            out[name]["note"] = f"SQLite: poll every {sync_interval}"
         log(f"revocation latency ({name}): p50 {out[name]['p50_ms']:.2f} ms, "
             f"p99 {out[name]['p99_ms']:.2f} ms over {len(ms)}")
     return out

@@ -67,7 +67,8 @@ def run_bench(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     for name in SERVICES:
         snapshots["after_reads"][name] = system.procs[name].status().get("VmHWM", 0)
 
-    phases["revocation"] = revocation_latency(bench, 20 if s.quick else REVOCATION_SAMPLES)
+    samples = args.revocation_samples or (20 if s.quick else REVOCATION_SAMPLES)
+    phases["revocation"] = revocation_latency(bench, samples)
     phases["argon2"] = bench.argon2_rate()
     bench.login_load()
     bench.signup_load()

@@ -5,9 +5,9 @@
 //! The table `revocations` is the source of truth, shared by replicas. Each replica loads it
 //! at start and then reads the rows committed after the highest one it has (`seq`): at once
 //! when one of its own revocations commits (in-process), at once when another replica's
-//! commits (PostgreSQL `NOTIFY`, followed by [`Store::follow_revocations`]), and every
-//! `AUTH_REVOCATION_SYNC_INTERVAL` whatever happens (the safety net, and on SQLite the only
-//! way to learn of other processes' rows). Rows become visible in `seq` order (the store
+//! commits (PostgreSQL `NOTIFY`, or SQLite's `data_version` changing, followed by
+//! [`Store::follow_revocations`]), and every `AUTH_REVOCATION_SYNC_INTERVAL` whatever happens
+//! (the safety net). Rows become visible in `seq` order (the store
 //! serializes their inserts), so "after the highest seen" skips none. One sync runs at a time
 //! and publishes what it read, in `seq` order, to the streams.
 //!

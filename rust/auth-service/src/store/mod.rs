@@ -167,8 +167,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Starts listening for revocation commits, and returns the task that goes on listening:
     /// it wakes `on_commit` as soon as a revocation is committed by any replica (and whenever
-    /// one may have been missed, such as after a lost connection), for as long as it runs.
-    /// `None` where the database cannot tell (SQLite: replicas poll).
+    /// one may have been missed, such as after a lost connection), for as long as it runs;
+    /// on SQLite, within 25 ms of any commit to the database. `None` where the database
+    /// cannot tell.
     async fn follow_revocations(&self, on_commit: Arc<Notify>) -> Result<Option<Task>>;
 
     /// Deletes what can no longer matter: expired revocations, sessions and old login

@@ -43,7 +43,7 @@ pub trait Backend: Sql {
 
     /// Announces on `channel`, in transaction `tx`, that it commits a revocation: the
     /// announcement reaches [`Backend::follow`]'s task of every replica when (and only if) `tx`
-    /// commits. SQLite has no one to tell: replicas poll.
+    /// commits. SQLite has no one to tell: its replicas watch the database's `data_version`.
     fn announce(
         tx: &mut Self::Connection,
         channel: &'static str,
@@ -51,8 +51,8 @@ pub trait Backend: Sql {
 
     /// Starts listening on `channel` and returns the task that goes on: it wakes
     /// `on_announcement` for each announcement, and whenever announcements may have been
-    /// missed (after a lost connection, which it makes again by itself). `None`: the backend
-    /// has no announcements.
+    /// missed (after a lost connection, which it makes again by itself), or, on a backend
+    /// without announcements, whenever the database may hold new ones. `None`: it cannot tell.
     fn follow(
         pool: &Pool<Self>,
         channel: &'static str,
