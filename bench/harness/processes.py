@@ -219,13 +219,23 @@ class System:
             time.sleep(0.002)
         proc.ready_ms = (time.perf_counter() - proc.spawned_at) * 1000
 
+    def start_auth(self, name: str, env: dict[str, str], port: int) -> Proc:
+        """An auth-service on `port`, once it answers gRPC health."""
+        auth = self.spawn(name, [str(self.bins / BIN_NAMES["auth-service"])], env)
+        self.wait_ready(auth, lambda: tcp_accepts("127.0.0.1", port)
+                        and grpc_health_ok(f"127.0.0.1:{port}", 2))
+        return auth
+
+    def start_user(self, name: str, env: dict[str, str], base: str) -> Proc:
+        """A user-service serving `base`, once it is ready."""
+        user = self.spawn(name, [str(self.bins / BIN_NAMES["user-service"])], env)
+        self.wait_ready(user, lambda: http_ok(f"{base}/readyz", 2))
+        return user
+
     def start_services(self, rust_log: str = "warn", extra: dict[str, str] | None = None) -> None:
         env = self.service_env(rust_log, extra)
-        auth = self.spawn("auth-service", [str(self.bins / BIN_NAMES["auth-service"])], env)
-        self.wait_ready(auth, lambda: tcp_accepts("127.0.0.1", self.auth_port)
-                        and grpc_health_ok(self.auth_addr, 2))
-        user = self.spawn("user-service", [str(self.bins / BIN_NAMES["user-service"])], env)
-        self.wait_ready(user, lambda: http_ok(f"{self.user_base}/readyz", 2))
+        auth = self.start_auth("auth-service", env, self.auth_port)
+        user = self.start_user("user-service", env, self.user_base)
         time.sleep(0.5)  # let start-up work settle before reading the idle RSS
         for proc in (auth, user):
             proc.idle_rss_kib = proc.status().get("VmRSS")
@@ -241,18 +251,16 @@ class System:
         the first one's revocations through PostgreSQL NOTIFY or SQLite's `data_version`. The
         two user-services' base URLs are `replica_bases`; `stop_replicas` stops all three."""
         auth_port, second_port, third_port = free_port(), free_port(), free_port()
-        auth = self.spawn(REPLICAS[0], [str(self.bins / BIN_NAMES["auth-service"])],
-                          self.service_env("warn", {"AUTH_LISTEN_ADDR": f"127.0.0.1:{auth_port}"}))
-        self.wait_ready(auth, lambda: tcp_accepts("127.0.0.1", auth_port)
-                        and grpc_health_ok(f"127.0.0.1:{auth_port}", 2))
+        self.start_auth(REPLICAS[0],
+                        self.service_env("warn", {"AUTH_LISTEN_ADDR": f"127.0.0.1:{auth_port}"}),
+                        auth_port)
         bases = []
         for name, port, auth_addr in ((REPLICAS[1], second_port, self.auth_addr),
                                       (REPLICAS[2], third_port, f"127.0.0.1:{auth_port}")):
             env = self.service_env("warn", {"USER_LISTEN_ADDR": f"127.0.0.1:{port}",
                                             "AUTH_SERVICE_ADDRESS": f"http://{auth_addr}"})
-            user = self.spawn(name, [str(self.bins / BIN_NAMES["user-service"])], env)
             base = f"http://127.0.0.1:{port}"
-            self.wait_ready(user, lambda: http_ok(f"{base}/readyz", 2))
+            self.start_user(name, env, base)
             bases.append(base)
         self.replica_bases = bases
 

@@ -146,10 +146,9 @@ def build_report(bench: Bench, phases: dict[str, Any]) -> tuple[str, list[Target
              "then GET /v1/users/me in a loop until 401 on the user-service of the path: the "
              "same one; a second one on the same auth-service (it learns from its "
              "WatchRevocations stream); a third whose stream comes from a second auth-service "
-             "on the same database (PostgreSQL NOTIFY, or the SQLite poll)."],
+             "on the same database (PostgreSQL NOTIFY, or SQLite's data_version)."],
             ["path", "samples", "p50 ms", "p99 ms", "max ms"],
-            ([name + (f" ({v['note']})" if v.get("note") else ""), str(int(v["samples"])),
-              fmt(v["p50_ms"]), fmt(v["p99_ms"]), fmt(v["max_ms"])]
+            ([name, str(int(v["samples"])), fmt(v["p50_ms"]), fmt(v["p99_ms"]), fmt(v["max_ms"])]
              for name, v in revocation.items()))
 
     cache = phases.get("cache_check")

@@ -14,8 +14,9 @@ loop, on one of three user-services, until it is 401:
 
 The token is accepted by the probed user-service just before it is revoked, so its claims are
 warm there (the worst case), and the logout comes after a random pause, so that the samples
-spread over the SQLite check's interval instead of following its ticks. A token still accepted more than a second after its revocation
-ends the run (the contract's bound); any status other than 200 or 401 too."""
+spread over the SQLite check's interval instead of following its ticks. A token still accepted
+more than a second after its revocation ends the run (the contract's bound); any status other
+than 200 or 401 too."""
 
 from __future__ import annotations
 
@@ -71,18 +72,18 @@ def refused_after(me_url: str, token: str, revoked: float) -> float:
                              f"by {me_url}")
 
 
-def revocation_latency(bench: Any, samples: int) -> dict[str, dict[str, Any]]:
+def revocation_latency(bench: Any, samples: int) -> dict[str, dict[str, float]]:
     """p50/p99/max in milliseconds, over `samples` revocations per path."""
     system = bench.system
     system.start_replicas()
     try:
-        out: dict[str, dict[str, Any]] = system.guarded(lambda: measure(bench, samples))
+        out: dict[str, dict[str, float]] = system.guarded(lambda: measure(bench, samples))
         return out
     finally:
         system.stop_replicas()
 
 
-def measure(bench: Any, samples: int) -> dict[str, dict[str, Any]]:
+def measure(bench: Any, samples: int) -> dict[str, dict[str, float]]:
     users, system = bench.users, bench.system
     bases = system.replica_bases
     paths = ((SAME, system.user_base), (OTHER_USER, bases[0]), (OTHER_AUTH, bases[1]))
@@ -93,7 +94,7 @@ def measure(bench: Any, samples: int) -> dict[str, dict[str, Any]]:
                                range(len(paths) * samples)))
     log(f"revocation latency: {len(tokens)} logins in {time.perf_counter() - t0:.1f} s")
 
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, float]] = {}
     for i, (name, base) in enumerate(paths):
         me_url = f"{base}/v1/users/me"
         latencies = []

@@ -34,8 +34,7 @@ use crate::error::{Error, Result};
 use crate::store::{Store, Task};
 
 /// The shortest `AUTH_REVOCATION_SYNC_INTERVAL`: a sync is one indexed read of the rows after
-/// the last one seen, so even this keeps the database's load small, while SQLite replicas
-/// (which learn of each other's revocations only by this poll) can agree within it.
+/// the last one seen, so even this keeps the database's load small.
 pub const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How a stream of revocations behaves: the settings of `WatchRevocations`.

@@ -88,9 +88,8 @@ async fn data_version(connection: &mut SqliteConnection) -> sqlx::Result<i64> {
         .await
 }
 
-/// Wakes `on_change` whenever `data_version` changes, for ever; after an error, it waits
-/// [`DATA_VERSION_RETRY`], makes a new connection and wakes `on_change` (a change may have
-/// been missed).
+/// Wakes `on_change` whenever `data_version` changes, for ever; after an error, a new
+/// connection ([`reconnect`]), and `on_change` woken (a change may have been missed).
 async fn watch_data_version(
     pool: Pool<Sqlite>,
     mut connection: SqliteConnection,
@@ -101,28 +100,29 @@ async fn watch_data_version(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let error = match data_version(&mut connection).await {
+        match data_version(&mut connection).await {
+            Ok(version) if version == seen => {}
             Ok(version) => {
-                if version != seen {
-                    seen = version;
-                    on_change.notify_one();
-                }
-                continue;
+                seen = version;
+                on_change.notify_one();
             }
-            Err(error) => error,
-        };
-        tracing::warn!(%error, "cannot ask SQLite whether revocations changed; retrying");
-        loop {
-            tokio::time::sleep(DATA_VERSION_RETRY).await;
-            match data_version_connection(&pool).await {
-                Ok((fresh, version)) => {
-                    (connection, seen) = (fresh, version);
-                    on_change.notify_one();
-                    break;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot ask SQLite whether revocations changed; retrying")
-                }
+            Err(error) => {
+                tracing::warn!(%error, "cannot ask SQLite whether revocations changed; reconnecting");
+                (connection, seen) = reconnect(&pool).await;
+                on_change.notify_one();
+            }
+        }
+    }
+}
+
+/// A new [`data_version_connection`], tried every [`DATA_VERSION_RETRY`] until one is made.
+async fn reconnect(pool: &Pool<Sqlite>) -> (SqliteConnection, i64) {
+    loop {
+        tokio::time::sleep(DATA_VERSION_RETRY).await;
+        match data_version_connection(pool).await {
+            Ok(made) => return made,
+            Err(error) => {
+                tracing::warn!(%error, "cannot connect to SQLite to watch revocations; retrying")
             }
         }
     }
