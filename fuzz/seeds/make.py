@@ -162,6 +162,11 @@ def access_token() -> None:
     structured("extra-claim", header, {**claims, "admin": True})
     structured("duplicate-iss", header, json.dumps(claims)[:-1].encode() + b',"iss":"evil"}')
     structured("not-json", header, b"\x00\x01")
+    # Extra members the typed decoding skips: the claims are not JSON text all the same.
+    extra = json.dumps(claims, separators=(",", ":"))[:-1].encode()
+    structured("extra-claim-not-utf8", header, extra + b',"x":"\xa6\xa6"}')
+    structured("extra-claim-lone-surrogate", header, extra + b',"x":"\\ud800"}')
+    structured("extra-claim-out-of-range", header, extra + b',"x":1e400}')
 
     head = json.dumps(header, separators=(",", ":")).encode()
     body = json.dumps(claims, separators=(",", ":")).encode()

@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Validation};
 
 use crate::claims::AccessClaims;
@@ -129,6 +131,9 @@ impl Verifier {
         let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
             .map(|data| Arc::new(data.claims))
             .map_err(|_| Rejected::Invalid)?;
+        if !header_and_claims_are_json(token) {
+            return Err(Rejected::Invalid);
+        }
         // jsonwebtoken compares `exp` with the clock in whole seconds, which lets a token live
         // up to a second past its leeway; this is the check that decides.
         if expired(claims.exp, now) {
@@ -137,6 +142,19 @@ impl Verifier {
         self.verified.insert(token.to_owned(), claims.clone());
         Ok(claims)
     }
+}
+
+/// Whether the token's header and claims are both JSON text (RFC 8259). The typed decoding
+/// above skips the members it does not know with a lighter check: a string of bytes that are
+/// not UTF-8, a lone surrogate escape or a number out of range there would pass it, and a
+/// token other JSON parsers refuse must not be accepted here. Only tokens whose signature
+/// verified get this far, once each (then the verified cache answers).
+fn header_and_claims_are_json(token: &str) -> bool {
+    token.split('.').take(2).all(|part| {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .is_ok_and(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).is_ok())
+    })
 }
 
 /// Whether a token whose `exp` is `exp` (Unix seconds) is refused at `now` (since the Unix
@@ -269,6 +287,53 @@ mod tests {
         keys.insert(other.kid.clone(), other.public());
         let rotated = Verifier::new(keys);
         assert!(rotated.verify(&other.sign(&good_claims())).is_ok());
+    }
+
+    /// A token the key signed whose header and claims are exactly `header` and `claims`.
+    fn signed_raw(key: &TestKey, header: &[u8], claims: &[u8]) -> String {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &key.encoding_key(), Algorithm::EdDSA)
+                .unwrap();
+        format!("{message}.{signature}")
+    }
+
+    #[test]
+    fn a_signed_token_whose_header_or_claims_are_not_json_text_is_refused() {
+        // Found by the access_token fuzz target: an extra claim whose string is not UTF-8 was
+        // accepted, though the claims are not JSON. Each case puts the bad member where the
+        // typed decoding skips it (a member it does not know).
+        let (key, verifier, _) = fixture();
+        let header = format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{}"}}"#, key.kid);
+        let claims = serde_json::to_string(&good_claims()).unwrap();
+        let control = signed_raw(&key, header.as_bytes(), claims.as_bytes());
+        assert!(verifier.verify(&control).is_ok());
+        let with_member = |json: &str, member: &[u8]| {
+            let mut bytes = json.as_bytes()[..json.len() - 1].to_vec();
+            bytes.extend_from_slice(b",\"x\":");
+            bytes.extend_from_slice(member);
+            bytes.push(b'}');
+            bytes
+        };
+        for member in [&b"\"\xa6\xa6\""[..], br#""\ud800""#, b"1e400"] {
+            let bad_claims = with_member(&claims, member);
+            let bad_header = with_member(&header, member);
+            for token in [
+                signed_raw(&key, header.as_bytes(), &bad_claims),
+                signed_raw(&key, &bad_header, claims.as_bytes()),
+            ] {
+                assert_eq!(
+                    verifier.verify(&token).unwrap_err(),
+                    Rejected::Invalid,
+                    "{}",
+                    String::from_utf8_lossy(member)
+                );
+            }
+        }
     }
 
     #[test]
