@@ -6,8 +6,6 @@
 //! service-only rpcs (CreateCredential, DeleteCredential, GetVerificationKeys,
 //! WatchRevocations) are not exposed here.
 
-use std::sync::{Arc, Mutex, PoisonError};
-
 use grimos_proto::auth::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -49,14 +47,14 @@ impl pb::auth_service_server::AuthService for AuthEdge {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
-        // Passed on as it came, on the client's one call path.
+        // Passed on as it came, on the client's one call path; the answer's message only.
         let auth = self.api.users().auth();
         let response = auth
             .forward("Login", request, |mut auth, request| async move {
                 auth.login(request).await
             })
             .await?;
-        Ok(Response::new(response))
+        Ok(Response::new(response.into_inner()))
     }
 
     #[tracing::instrument(name = "RefreshToken", skip_all)]
@@ -101,22 +99,19 @@ impl pb::auth_service_server::AuthService for AuthEdge {
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
         let auth = self.api.users().auth();
         let caller = bearer(&request).map(str::to_owned);
-        // Where auth-service's revocation streams were with the ended sessions.
-        let cursor = Arc::new(Mutex::new(None::<String>));
         let response = auth
-            .forward("ChangePassword", request, |mut auth, request| {
-                let cursor = Arc::clone(&cursor);
-                async move {
-                    let response = auth.change_password(request).await?;
-                    let sent = response.metadata().get(grimos_token::CURSOR_HEADER);
-                    *cursor.lock().unwrap_or_else(PoisonError::into_inner) = sent
-                        .and_then(|value| value.to_str().ok())
-                        .map(str::to_owned);
-                    Ok(response)
-                }
+            .forward("ChangePassword", request, |mut auth, request| async move {
+                auth.change_password(request).await
             })
             .await?;
-        let cursor = cursor.lock().unwrap_or_else(PoisonError::into_inner).take();
+        // Where auth-service's revocation streams were with the ended sessions: for this
+        // service only, not passed on to the caller.
+        let cursor = response
+            .metadata()
+            .get(grimos_token::CURSOR_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let response = response.into_inner();
         auth.password_changed(
             &response.user_id,
             caller.as_deref(),

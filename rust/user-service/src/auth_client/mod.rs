@@ -342,20 +342,21 @@ impl AuthClient {
     /// `AuthService` forwards an rpc that needs nothing of user-service.
     ///
     /// It is retried only when it provably was not processed, as any call that may change
-    /// something.
+    /// something. The answer is auth-service's whole response: the caller decides what of its
+    /// metadata it reads and what it passes on (nothing, by default).
     pub(crate) async fn forward<T, R, F>(
         &self,
         rpc: &'static str,
         request: tonic::Request<T>,
         call: impl Fn(AuthServiceClient<Intercepted>, tonic::Request<T>) -> F,
-    ) -> Result<R, Status>
+    ) -> Result<tonic::Response<R>, Status>
     where
         T: Clone,
         F: Future<Output = Result<tonic::Response<R>, Status>>,
     {
         let authorization = request.metadata().get("authorization").cloned();
         let message = request.into_inner();
-        self.call(rpc, Idempotency::Write, || {
+        self.call_for_response(rpc, Idempotency::Write, || {
             let mut outgoing = tonic::Request::new(message.clone());
             if let Some(value) = &authorization {
                 outgoing
@@ -515,13 +516,30 @@ impl AuthClient {
     }
 
     /// The one call path, in the call's client span (its retries included, whose metadata
-    /// carries that span as the trace parent): see [`AuthClient::attempts`].
+    /// carries that span as the trace parent): see [`AuthClient::attempts`]. The answer's
+    /// message; [`AuthClient::call_for_response`] keeps its metadata too.
     async fn call<R, F, Fut>(
         &self,
         rpc: &'static str,
         idempotency: Idempotency,
         call: F,
     ) -> Result<R, Status>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        self.call_for_response(rpc, idempotency, call)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// [`AuthClient::call`], answering with auth-service's whole response.
+    async fn call_for_response<R, F, Fut>(
+        &self,
+        rpc: &'static str,
+        idempotency: Idempotency,
+        call: F,
+    ) -> Result<tonic::Response<R>, Status>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, Status>>,
@@ -551,7 +569,7 @@ impl AuthClient {
         rpc: &'static str,
         idempotency: Idempotency,
         mut call: F,
-    ) -> Result<R, Status>
+    ) -> Result<tonic::Response<R>, Status>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, Status>>,
@@ -586,7 +604,7 @@ impl AuthClient {
             Ok(Err(_)) | Err(_) if callers && start.elapsed() >= budget => Err(
                 Status::deadline_exceeded("the deadline passed while waiting for auth-service"),
             ),
-            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Ok(response)) => Ok(response),
             Ok(Err(status)) => {
                 cause = status::transport_cause(&status);
                 Err(status::map_status(status, self.deadline))

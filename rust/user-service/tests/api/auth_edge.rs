@@ -349,11 +349,18 @@ async fn change_password_over_grpc_at_user_service_and_at_auth_service() {
         edge.change_password(request(PASSWORD, NEW_PASSWORD)).await,
         Code::Unauthenticated,
     );
-    let fresh = edge
+    let answered = edge
         .change_password(bearer(request(PASSWORD, NEW_PASSWORD), &ada.access_token))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
+    // auth-service's stream cursor is for user-service, not passed on to end users.
+    assert!(
+        answered
+            .metadata()
+            .get(grimos_token::CURSOR_HEADER)
+            .is_none()
+    );
+    let fresh = answered.into_inner();
     assert_eq!(fresh.user_id, ada.user_id);
 
     // auth-service itself serves it too, to the holder of an access token.
@@ -366,14 +373,20 @@ async fn change_password_over_grpc_at_user_service_and_at_auth_service() {
         .await,
         Code::Unauthenticated,
     );
-    let again = auth
+    let answered = auth
         .change_password(bearer(
             request(NEW_PASSWORD, "yet another passphrase"),
             &fresh.access_token,
         ))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
+    assert!(
+        answered
+            .metadata()
+            .get(grimos_token::CURSOR_HEADER)
+            .is_some()
+    );
+    let again = answered.into_inner();
     let me = app
         .grpc
         .clone()
