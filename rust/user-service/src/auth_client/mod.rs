@@ -10,6 +10,7 @@
 //! - `tls`: TLS to an external auth-service ([`tls::client_config`]).
 //! - `outgoing`: what every call carries (deadline, request id, service credential), added
 //!   by a tonic interceptor.
+//! - `call`: the one call path (span, deadline, hard bound, retries, status, metrics, logs).
 //! - `status`: the one mapping of failures to what callers see, and the metrics of each call.
 //! - `retry`: which failed calls may be sent again.
 //! - `cache`: recent `ValidateToken` answers.
@@ -43,7 +44,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use grimos_proto::auth::v1 as pb;
@@ -55,11 +56,11 @@ use tonic::transport::ClientTlsConfig;
 use tonic_health::pb::health_client::HealthClient;
 use tower::util::BoxCloneSyncService;
 use tower::util::{MapErr, MapResponse};
-use tracing::Instrument as _;
 
 mod address;
 mod balancer;
 mod cache;
+mod call;
 mod discovery;
 mod endpoints;
 mod health;
@@ -84,9 +85,6 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
 pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(5);
 /// How often the balancer checks each endpoint's health when the configuration does not say.
 pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The hard bound on a call is the deadline plus this: `grpc-timeout` should fire first.
-const HARD_TIMEOUT_MARGIN: Duration = Duration::from_millis(100);
 
 /// What the generated clients send calls through: a channel to a remote auth-service (one
 /// endpoint, or the balancer), or the embedded one's tower service (which cannot fail).
@@ -513,123 +511,6 @@ impl AuthClient {
         health::verdict(&response).map_err(|reason| {
             Status::unavailable(format!("auth-service is not serving ({reason})"))
         })
-    }
-
-    /// The one call path, in the call's client span (its retries included, whose metadata
-    /// carries that span as the trace parent): see [`AuthClient::attempts`]. The answer's
-    /// message; [`AuthClient::call_for_response`] keeps its metadata too.
-    async fn call<R, F, Fut>(
-        &self,
-        rpc: &'static str,
-        idempotency: Idempotency,
-        call: F,
-    ) -> Result<R, Status>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
-    {
-        self.call_for_response(rpc, idempotency, call)
-            .await
-            .map(tonic::Response::into_inner)
-    }
-
-    /// [`AuthClient::call`], answering with auth-service's whole response.
-    async fn call_for_response<R, F, Fut>(
-        &self,
-        rpc: &'static str,
-        idempotency: Idempotency,
-        call: F,
-    ) -> Result<tonic::Response<R>, Status>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
-    {
-        let span = match rpc {
-            // Health checks are the client's own business, not a request's.
-            "HealthCheck" => tracing::Span::none(),
-            rpc => {
-                grimos_common::telemetry::client_span(pb::auth_service_server::SERVICE_NAME, rpc)
-            }
-        };
-        let result = self
-            .attempts(rpc, idempotency, call)
-            .instrument(span.clone())
-            .await;
-        let code = result
-            .as_ref()
-            .map_or_else(Status::code, |_| tonic::Code::Ok);
-        grimos_common::telemetry::record_grpc_code(&span, code, false);
-        result
-    }
-
-    /// Runs `call` under the hard bound, retries it as `retry` allows within the same
-    /// deadline, maps its status, records it and logs failures.
-    async fn attempts<R, F, Fut>(
-        &self,
-        rpc: &'static str,
-        idempotency: Idempotency,
-        mut call: F,
-    ) -> Result<tonic::Response<R>, Status>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
-    {
-        let start = Instant::now();
-        let mut cause = None;
-        let (budget, callers) = outgoing::budget(self.deadline);
-        // Every attempt carries what is left of one deadline (the interceptor reads it).
-        let end = tokio::time::Instant::now() + budget;
-        let mut retries = 0;
-        let outcome = loop {
-            let attempt = grimos_server::with_deadline(end, call());
-            let outcome = tokio::time::timeout_at(end + HARD_TIMEOUT_MARGIN, attempt).await;
-            if let Ok(Err(status)) = &outcome
-                && retries < retry::MAX_RETRIES
-                && let Some(reason) = retry::reason(status, idempotency)
-            {
-                retries += 1;
-                let backoff = retry::backoff(retries);
-                if tokio::time::Instant::now() + backoff < end {
-                    retry::record(rpc, reason);
-                    tracing::debug!(rpc, reason, retries, "retrying an auth-service call");
-                    tokio::time::sleep(backoff).await;
-                    continue;
-                }
-            }
-            break outcome;
-        };
-        let result = match outcome {
-            // The caller's deadline passed first: that is what the caller is told, whatever
-            // the call ended with meanwhile.
-            Ok(Err(_)) | Err(_) if callers && start.elapsed() >= budget => Err(
-                Status::deadline_exceeded("the deadline passed while waiting for auth-service"),
-            ),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(status)) => {
-                cause = status::transport_cause(&status);
-                Err(status::map_status(status, self.deadline))
-            }
-            Err(_) => Err(status::did_not_answer(self.deadline)),
-        };
-        match &result {
-            Ok(_) => status::record(rpc, start, tonic::Code::Ok),
-            Err(status) => {
-                status::record(rpc, start, status.code());
-                if status.code() == tonic::Code::Unavailable {
-                    // The cause (a refused handshake, say) is logged, not sent to callers.
-                    tracing::warn!(
-                        rpc,
-                        error = status.message(),
-                        cause = cause.as_deref().unwrap_or_default(),
-                        retries,
-                        "auth-service call failed"
-                    );
-                } else {
-                    tracing::debug!(rpc, code = ?status.code(), "auth-service refused the call");
-                }
-            }
-        }
-        result
     }
 }
 
