@@ -1,5 +1,7 @@
 //! Keys and tokens for the tests: signing, which this crate otherwise never does.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -45,6 +47,20 @@ impl TestKey {
     /// `claims` signed with this key, as auth-service signs.
     pub fn sign(&self, claims: &Value) -> String {
         self.sign_as(&self.kid, claims)
+    }
+
+    /// A token this key signed whose header and claims are exactly the bytes given, JSON or
+    /// not.
+    pub fn sign_raw(&self, header: &[u8], claims: &[u8]) -> String {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding_key(), Algorithm::EdDSA)
+                .unwrap();
+        format!("{message}.{signature}")
     }
 }
 

@@ -330,27 +330,36 @@ impl Local {
 
 impl AuthClient {
     /// Answers `ValidateToken` for `token` from local state, or `None` when only auth-service
-    /// can (local state not trusted, or a key id that cannot be looked up now).
+    /// can (local state not trusted, or a key id that cannot be looked up now): each `None`
+    /// counted as a fallback.
     pub(super) async fn validate_locally(
         &self,
         local: &Local,
         token: &str,
     ) -> Option<Result<pb::ValidateTokenResponse, Status>> {
-        if !local.trusted() {
+        let answer = self.answer_locally(local, token).await;
+        if answer.is_none() {
             metrics::counter!("auth_client_local_fallbacks_total").increment(1);
+        }
+        answer
+    }
+
+    /// [`AuthClient::validate_locally`], uncounted.
+    async fn answer_locally(
+        &self,
+        local: &Local,
+        token: &str,
+    ) -> Option<Result<pb::ValidateTokenResponse, Status>> {
+        if !local.trusted() {
             return None;
         }
         let seen = match local.check(token) {
             Checked::Valid(answer) => return Some(Ok(answer)),
             Checked::Invalid => return Some(Err(Status::unauthenticated("invalid token"))),
             Checked::UnknownKey(seen) => seen,
-            Checked::Unsettled => {
-                metrics::counter!("auth_client_local_fallbacks_total").increment(1);
-                return None;
-            }
+            Checked::Unsettled => return None,
         };
         if !self.fetch_keys_for(local, seen).await {
-            metrics::counter!("auth_client_local_fallbacks_total").increment(1);
             return None;
         }
         match local.check(token) {
@@ -360,10 +369,7 @@ impl AuthClient {
             Checked::Invalid | Checked::UnknownKey(_) => {
                 Some(Err(Status::unauthenticated("invalid token")))
             }
-            Checked::Unsettled => {
-                metrics::counter!("auth_client_local_fallbacks_total").increment(1);
-                None
-            }
+            Checked::Unsettled => None,
         }
     }
 
